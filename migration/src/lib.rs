@@ -1,0 +1,22 @@
+//! Schema migrations for portcullis, shared by SQLite and PostgreSQL.
+//!
+//! The service applies pending migrations when it starts (`portcullis serve`) and on
+//! `portcullis migrate`; this crate also runs standalone, as SeaORM users expect:
+//! `cargo run -p migration -- up|down|status` (reads `DATABASE_URL`).
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_create_users;
+mod m20261125_000002_create_items;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261125_000001_create_users::Migration),
+            Box::new(m20261125_000002_create_items::Migration),
+        ]
+    }
+}

@@ -1,0 +1,393 @@
+//! The one place where failures become HTTP responses.
+//!
+//! Handlers return [`ApiError`]: client errors carry the contract's JSON body; internal errors
+//! are logged here with their cause chain and leave as an opaque 500 (or 503 when the database
+//! is unreachable). Each operation declares the error responses it can give through
+//! [`ProtectedError`] or [`TokenError`], whose schemas therefore appear in the OpenAPI document.
+//! Errors raised before a handler runs (missing credentials, unparsable bodies and parameters,
+//! unknown routes) are turned into the same shapes by [`map_framework_errors`].
+
+use poem::{Endpoint, IntoResponse, Request, Response, http::StatusCode};
+use poem_openapi::{ApiResponse, Enum, Object, payload::Json};
+
+use crate::{db::StoreError, domain::ScopeSet};
+
+/// Seconds a client should wait before retrying after a 503.
+const RETRY_AFTER_SECONDS: u32 = 1;
+
+/// An error: what went wrong, in words for people.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "Error")]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub detail: String,
+}
+
+/// One problem found in a request.
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
+pub struct ValidationIssue {
+    /// Where: `["body", "<field>"]`, `["path", "<name>"]`, or `["body"]` for the whole body.
+    pub loc: Vec<String>,
+    /// What is wrong.
+    pub msg: String,
+    /// The kind of problem, e.g. `missing`, `string_too_long`, `value_error`.
+    #[oai(rename = "type")]
+    pub kind: String,
+}
+
+impl ValidationIssue {
+    pub fn new(loc: &[&str], msg: impl Into<String>, kind: impl Into<String>) -> Self {
+        Self {
+            loc: loc.iter().map(|part| (*part).to_owned()).collect(),
+            msg: msg.into(),
+            kind: kind.into(),
+        }
+    }
+
+    pub fn missing(loc: &[&str]) -> Self {
+        Self::new(loc, "Field required", "missing")
+    }
+
+    fn summary(issues: &[Self]) -> String {
+        let parts: Vec<String> = issues
+            .iter()
+            .map(|issue| format!("{}: {}", issue.loc.last().map_or("body", String::as_str), issue.msg))
+            .collect();
+        parts.join("; ")
+    }
+}
+
+/// The request could not be understood (FastAPI's validation error shape).
+#[derive(Debug, Clone, Object)]
+pub struct ValidationError {
+    /// Every problem found.
+    pub detail: Vec<ValidationIssue>,
+}
+
+/// OAuth 2.0 error codes (RFC 6749 §5.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum OAuthErrorCode {
+    InvalidRequest,
+    InvalidGrant,
+    InvalidScope,
+    UnsupportedGrantType,
+    ServerError,
+    TemporarilyUnavailable,
+}
+
+/// An error from the token endpoint: `detail` plus RFC 6749 §5.2's `error` and
+/// `error_description`.
+#[derive(Debug, Clone, Object)]
+pub struct TokenErrorBody {
+    /// What went wrong, in words for people (same as `error_description`).
+    pub detail: String,
+    /// The OAuth 2.0 error code.
+    pub error: OAuthErrorCode,
+    /// What went wrong, in words for people.
+    pub error_description: String,
+}
+
+/// A token request that could not be understood: the validation shape plus the OAuth 2.0 error.
+#[derive(Debug, Clone, Object)]
+pub struct TokenValidationError {
+    /// Every problem found.
+    pub detail: Vec<ValidationIssue>,
+    /// Always `invalid_request`.
+    pub error: OAuthErrorCode,
+    /// The problems, in one line.
+    pub error_description: String,
+}
+
+/// Everything that can go wrong while serving a request.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No credentials, or not Bearer ones.
+    #[error("not authenticated")]
+    NotAuthenticated,
+    /// A token that is not valid, or whose user is gone.
+    #[error("could not validate credentials")]
+    InvalidToken,
+    /// A valid token without every scope the operation needs.
+    #[error("not enough permissions")]
+    InsufficientScope { needed: ScopeSet },
+    /// The token's user is disabled.
+    #[error("inactive user")]
+    InactiveUser,
+    /// A failed OAuth 2.0 grant at `/token`.
+    #[error("token request refused: {description}")]
+    Grant {
+        code: OAuthErrorCode,
+        description: String,
+    },
+    #[error("invalid request")]
+    Validation(Vec<ValidationIssue>),
+    #[error("request body too large")]
+    BodyTooLarge,
+    /// Every password-hashing worker is busy and the queue is full.
+    #[error("service busy")]
+    Busy,
+    #[error("the database is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn invalid_credentials() -> Self {
+        Self::Grant {
+            code: OAuthErrorCode::InvalidGrant,
+            description: "Incorrect username or password".into(),
+        }
+    }
+
+    pub fn internal(err: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(err.into())
+    }
+
+    /// Logs what the client will not see.
+    fn log(&self) {
+        match self {
+            Self::Internal(err) => tracing::error!(error = format!("{err:#}"), "internal error"),
+            Self::Unavailable(err) => {
+                tracing::error!(error = format!("{err:#}"), "database unavailable")
+            }
+            Self::Busy => tracing::warn!("password hashing queue full; answered 503"),
+            _ => {}
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(_) => Self::Unavailable(err.into()),
+            StoreError::UsernameTaken | StoreError::Query(_) => Self::Internal(err.into()),
+        }
+    }
+}
+
+impl From<crate::auth::HashError> for ApiError {
+    fn from(err: crate::auth::HashError) -> Self {
+        match err {
+            crate::auth::HashError::Busy => Self::Busy,
+            crate::auth::HashError::Failed(_) => Self::Internal(err.into()),
+        }
+    }
+}
+
+fn body(detail: &str) -> Json<ErrorBody> {
+    Json(ErrorBody {
+        detail: detail.to_owned(),
+    })
+}
+
+/// The errors of an operation that needs a bearer token.
+#[derive(Debug, ApiResponse)]
+pub enum ProtectedError {
+    /// The token's user is disabled: `Inactive user`.
+    #[oai(status = 400)]
+    InactiveUser(Json<ErrorBody>),
+    /// `Not authenticated` (no Bearer credentials), `Could not validate credentials` (a bad,
+    /// expired or foreign token, or a deleted user) or `Not enough permissions` (a missing scope,
+    /// named in the header).
+    #[oai(status = 401)]
+    Unauthorized(
+        Json<ErrorBody>,
+        /// `Bearer`, with `scope="…"` naming the needed scopes when one is missing.
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
+    /// The body is larger than the configured limit.
+    #[oai(status = 413)]
+    BodyTooLarge(Json<ErrorBody>),
+    /// A parameter or the body is malformed.
+    #[oai(status = 422)]
+    Invalid(Json<ValidationError>),
+    /// `Internal server error`.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// `Service unavailable` (database unreachable) or `Service busy, retry later`.
+    #[oai(status = 503)]
+    Unavailable(
+        Json<ErrorBody>,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        u32,
+    ),
+}
+
+impl From<ApiError> for ProtectedError {
+    fn from(err: ApiError) -> Self {
+        err.log();
+        match err {
+            ApiError::NotAuthenticated => {
+                Self::Unauthorized(body("Not authenticated"), "Bearer".into())
+            }
+            ApiError::InvalidToken => {
+                Self::Unauthorized(body("Could not validate credentials"), "Bearer".into())
+            }
+            ApiError::InsufficientScope { needed } => Self::Unauthorized(
+                body("Not enough permissions"),
+                format!("Bearer scope=\"{needed}\""),
+            ),
+            ApiError::InactiveUser => Self::InactiveUser(body("Inactive user")),
+            ApiError::Validation(detail) => Self::Invalid(Json(ValidationError { detail })),
+            ApiError::BodyTooLarge => Self::BodyTooLarge(body("Request body too large")),
+            ApiError::Busy => {
+                Self::Unavailable(body("Service busy, retry later"), RETRY_AFTER_SECONDS)
+            }
+            ApiError::Unavailable(_) => {
+                Self::Unavailable(body("Service unavailable"), RETRY_AFTER_SECONDS)
+            }
+            // A grant error cannot arise outside `/token`; were it to, it stays opaque.
+            ApiError::Grant { .. } | ApiError::Internal(_) => {
+                Self::Internal(body("Internal server error"))
+            }
+        }
+    }
+}
+
+/// The errors of `POST /token`.
+#[derive(Debug, ApiResponse)]
+pub enum TokenError {
+    /// `invalid_grant` (`Inactive user`), `invalid_scope` (a scope the user does not hold, named)
+    /// or `unsupported_grant_type`.
+    #[oai(status = 400)]
+    BadRequest(Json<TokenErrorBody>),
+    /// `invalid_grant`: `Incorrect username or password`, for an unknown user and a wrong
+    /// password alike.
+    #[oai(status = 401)]
+    Unauthorized(
+        Json<TokenErrorBody>,
+        /// `Bearer`.
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
+    /// The body is larger than the configured limit.
+    #[oai(status = 413)]
+    BodyTooLarge(Json<ErrorBody>),
+    /// `username` or `password` missing, or a body that does not parse.
+    #[oai(status = 422)]
+    Invalid(Json<TokenValidationError>),
+    /// `server_error`: `Internal server error`.
+    #[oai(status = 500)]
+    Internal(Json<TokenErrorBody>),
+    /// `temporarily_unavailable`: `Service unavailable` (database unreachable) or `Service busy,
+    /// retry later` (too many logins at once).
+    #[oai(status = 503)]
+    Unavailable(
+        Json<TokenErrorBody>,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        u32,
+    ),
+}
+
+fn token_body(code: OAuthErrorCode, description: &str) -> Json<TokenErrorBody> {
+    Json(TokenErrorBody {
+        detail: description.to_owned(),
+        error: code,
+        error_description: description.to_owned(),
+    })
+}
+
+impl From<ApiError> for TokenError {
+    fn from(err: ApiError) -> Self {
+        err.log();
+        match err {
+            ApiError::Grant { code, description } => {
+                let body = token_body(code, &description);
+                if description == "Incorrect username or password" {
+                    Self::Unauthorized(body, "Bearer".into())
+                } else {
+                    Self::BadRequest(body)
+                }
+            }
+            ApiError::Validation(detail) => Self::Invalid(Json(TokenValidationError {
+                error_description: ValidationIssue::summary(&detail),
+                detail,
+                error: OAuthErrorCode::InvalidRequest,
+            })),
+            ApiError::BodyTooLarge => Self::BodyTooLarge(body("Request body too large")),
+            ApiError::Busy => Self::Unavailable(
+                token_body(
+                    OAuthErrorCode::TemporarilyUnavailable,
+                    "Service busy, retry later",
+                ),
+                RETRY_AFTER_SECONDS,
+            ),
+            ApiError::Unavailable(_) => Self::Unavailable(
+                token_body(OAuthErrorCode::TemporarilyUnavailable, "Service unavailable"),
+                RETRY_AFTER_SECONDS,
+            ),
+            ApiError::NotAuthenticated
+            | ApiError::InvalidToken
+            | ApiError::InsufficientScope { .. }
+            | ApiError::InactiveUser
+            | ApiError::Internal(_) => Self::Internal(token_body(
+                OAuthErrorCode::ServerError,
+                "Internal server error",
+            )),
+        }
+    }
+}
+
+/// Turns errors raised outside handlers into the contract's shapes: missing credentials,
+/// unparsable parameters and bodies, unknown routes and methods. Every other error already
+/// carries its response.
+pub async fn map_framework_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+    use poem_openapi::error::{
+        AuthorizationError, ContentTypeError, ParseParamError, ParseRequestPayloadError,
+    };
+
+    let err = match next.call(req).await {
+        Ok(resp) => return Ok(resp.into_response()),
+        Err(err) => err,
+    };
+    let api_error = if err.is::<AuthorizationError>() {
+        ApiError::NotAuthenticated
+    } else if let Some(param) = err.downcast_ref::<ParseParamError>() {
+        ApiError::Validation(vec![ValidationIssue::new(
+            &["path", param.name],
+            param.reason.clone(),
+            "value_error",
+        )])
+    } else if let Some(payload) = err.downcast_ref::<ParseRequestPayloadError>() {
+        ApiError::Validation(vec![ValidationIssue::new(
+            &["body"],
+            payload.reason.clone(),
+            "value_error",
+        )])
+    } else if let Some(content_type) = err.downcast_ref::<ContentTypeError>() {
+        ApiError::Validation(vec![ValidationIssue::new(
+            &["body"],
+            format!("{content_type}; send application/json"),
+            "content_type",
+        )])
+    } else if err.is::<poem::error::NotFoundError>() {
+        return Ok(plain_error(StatusCode::NOT_FOUND, "Not Found"));
+    } else if err.is::<poem::error::MethodNotAllowedError>() {
+        return Ok(plain_error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"));
+    } else if err.is_from_response() {
+        // A handler's own declared error response: already in the contract's shape.
+        return Ok(err.into_response());
+    } else if err.status().is_server_error() {
+        ApiError::Internal(anyhow::anyhow!("unhandled framework error: {err}"))
+    } else {
+        // Any other client error poem raises (e.g. a body that cannot be read): its status,
+        // with the usual JSON body.
+        let status = err.status();
+        return Ok(plain_error(status, status.canonical_reason().unwrap_or("Bad Request")));
+    };
+    Ok(ProtectedError::from(api_error).into_response())
+}
+
+/// A `{"detail": …}` response for statuses no operation declares (404, 405).
+pub fn plain_error(status: StatusCode, detail: &str) -> Response {
+    let json = serde_json::json!({ "detail": detail }).to_string();
+    Response::builder()
+        .status(status)
+        .content_type("application/json; charset=utf-8")
+        .body(json)
+}

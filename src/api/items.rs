@@ -1,0 +1,168 @@
+//! The caller's own items.
+
+use chrono::{DateTime, Utc};
+use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
+use uuid::Uuid;
+
+use super::{
+    ApiTags, AppState,
+    error::{ApiError, ErrorBody, ProtectedError, ValidationIssue},
+};
+use crate::{
+    auth::{OAuth2, OAuthScope, authenticate},
+    db,
+    domain::{ItemDescription, ItemTitle, Scope},
+};
+
+/// An item.
+#[derive(Debug, Object)]
+#[oai(rename = "Item")]
+pub struct ItemBody {
+    /// Identifier.
+    pub id: Uuid,
+    /// Title.
+    pub title: String,
+    /// Description, if any.
+    pub description: Option<String>,
+    /// The owner's username.
+    pub owner: String,
+    /// When the item was created.
+    pub created_at: DateTime<Utc>,
+}
+
+impl ItemBody {
+    fn new(item: db::Item, owner: &str) -> Self {
+        Self {
+            id: item.id,
+            title: item.title,
+            description: item.description,
+            owner: owner.to_owned(),
+            created_at: item.created_at,
+        }
+    }
+}
+
+/// A new item.
+#[derive(Debug, Object)]
+#[oai(rename = "ItemCreate")]
+pub struct NewItemBody {
+    /// Title, 1–200 characters.
+    pub title: String,
+    /// Description, at most 10,000 characters.
+    pub description: Option<String>,
+}
+
+#[derive(ApiResponse)]
+pub enum ListItemsResponse {
+    /// Your items, oldest first.
+    #[oai(status = 200)]
+    Ok(Json<Vec<ItemBody>>),
+}
+
+#[derive(ApiResponse)]
+pub enum CreateItemResponse {
+    /// The item was created.
+    #[oai(status = 201)]
+    Created(Json<ItemBody>),
+}
+
+#[derive(ApiResponse)]
+pub enum DeleteItemResponse {
+    /// The item was deleted.
+    #[oai(status = 204)]
+    Deleted,
+    /// `Item not found`: no item of yours has this id.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+}
+
+pub struct ItemsApi;
+
+#[OpenApi(tag = "ApiTags::Items")]
+impl ItemsApi {
+    /// List your items
+    ///
+    /// Your items, oldest first. Needs the `items` scope.
+    #[oai(path = "/users/me/items", method = "get", operation_id = "list_items")]
+    async fn list_items(
+        &self,
+        #[oai(scope = "OAuthScope::Items")] auth: OAuth2,
+        state: poem::web::Data<&AppState>,
+    ) -> Result<ListItemsResponse, ProtectedError> {
+        let caller = authenticate(&state.tokens, &state.store, &auth, &[Scope::Items]).await?;
+        let items = state.store.list_items(caller.user.id).await.map_err(ApiError::from)?;
+        Ok(ListItemsResponse::Ok(Json(
+            items
+                .into_iter()
+                .map(|item| ItemBody::new(item, &caller.user.username))
+                .collect(),
+        )))
+    }
+
+    /// Create an item
+    ///
+    /// Adds an item you own. Needs the `items` scope.
+    #[oai(path = "/users/me/items", method = "post", operation_id = "create_item")]
+    async fn create_item(
+        &self,
+        #[oai(scope = "OAuthScope::Items")] auth: OAuth2,
+        state: poem::web::Data<&AppState>,
+        body: Json<NewItemBody>,
+    ) -> Result<CreateItemResponse, ProtectedError> {
+        let caller = authenticate(&state.tokens, &state.store, &auth, &[Scope::Items]).await?;
+        let (title, description) = parse_new_item(body.0)?;
+        let item = state
+            .store
+            .create_item(caller.user.id, title, description)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(CreateItemResponse::Created(Json(ItemBody::new(
+            item,
+            &caller.user.username,
+        ))))
+    }
+
+    /// Delete an item
+    ///
+    /// Deletes one of your items. Another user's item is answered as not found. Needs the
+    /// `items` scope.
+    #[oai(path = "/users/me/items/:id", method = "delete", operation_id = "delete_item")]
+    async fn delete_item(
+        &self,
+        #[oai(scope = "OAuthScope::Items")] auth: OAuth2,
+        state: poem::web::Data<&AppState>,
+        /// The item's id.
+        id: Path<Uuid>,
+    ) -> Result<DeleteItemResponse, ProtectedError> {
+        let caller = authenticate(&state.tokens, &state.store, &auth, &[Scope::Items]).await?;
+        if state
+            .store
+            .delete_item(caller.user.id, id.0)
+            .await
+            .map_err(ApiError::from)?
+        {
+            Ok(DeleteItemResponse::Deleted)
+        } else {
+            Ok(DeleteItemResponse::NotFound(Json(ErrorBody {
+                detail: "Item not found".into(),
+            })))
+        }
+    }
+}
+
+fn parse_new_item(body: NewItemBody) -> Result<(ItemTitle, Option<ItemDescription>), ApiError> {
+    let title = ItemTitle::parse(&body.title);
+    let description = body.description.as_deref().map(ItemDescription::parse).transpose();
+    match (title, description) {
+        (Ok(title), Ok(description)) => Ok((title, description)),
+        (title, description) => {
+            let issues = [
+                title.err().map(|e| ValidationIssue::new(&["body", "title"], e.message, e.kind)),
+                description
+                    .err()
+                    .map(|e| ValidationIssue::new(&["body", "description"], e.message, e.kind)),
+            ];
+            Err(ApiError::Validation(issues.into_iter().flatten().collect()))
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! `POST /token`: the OAuth 2.0 password grant (RFC 6749 §4.3).
+
+use poem::{Request, RequestBody};
+use poem_openapi::{
+    ApiExtractor, ApiExtractorType, ApiResponse, ExtractParamOptions, Object, OpenApi,
+    payload::Json,
+    registry::{MetaMediaType, MetaRequest, MetaSchemaRef, Registry},
+    types::{Password, Type as _},
+};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::Deserialize;
+
+use super::{ApiTags, AppState, error::{ApiError, OAuthErrorCode, TokenError, ValidationIssue}};
+use crate::{
+    auth::Verification,
+    domain::{Scope, ScopeSet, Username},
+};
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// A token request (RFC 6749 §4.3.2). Empty fields count as absent.
+#[derive(Object)]
+#[oai(rename = "TokenRequest")]
+struct TokenRequestSchema {
+    /// `password` when present.
+    grant_type: Option<String>,
+    /// The username (any case).
+    username: String,
+    /// The password.
+    password: Password,
+    /// Space-separated scopes to grant (`me`, `items`, `admin`). Default: every scope the user
+    /// holds except `admin`, which must be asked for by name.
+    scope: Option<String>,
+    /// Accepted and ignored while no clients are configured.
+    client_id: Option<String>,
+    /// Accepted and ignored while no clients are configured.
+    client_secret: Option<Password>,
+}
+
+/// The fields as sent, form-encoded or JSON; validated by the handler, so that every problem
+/// gets the contract's 422 instead of a parser's message.
+#[derive(Default, Deserialize)]
+struct TokenFields {
+    grant_type: Option<String>,
+    username: Option<String>,
+    password: Option<SecretString>,
+    scope: Option<String>,
+    // Accepted and ignored while no clients are configured (the contract).
+    #[serde(rename = "client_id")]
+    _client_id: Option<String>,
+    #[serde(rename = "client_secret")]
+    _client_secret: Option<SecretString>,
+}
+
+/// The token request body: parsing never fails here, so that the handler answers every
+/// malformed request with the token endpoint's own 422 (which carries `error`).
+pub struct TokenForm(Result<TokenFields, ValidationIssue>);
+
+impl<'a> ApiExtractor<'a> for TokenForm {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        TokenRequestSchema::register(registry);
+    }
+
+    fn request_meta() -> Option<MetaRequest> {
+        // Form only: the same fields as JSON are accepted too, but documenting two content
+        // types breaks openapi-python-client (its bug #1451).
+        Some(MetaRequest {
+            description: None,
+            content: vec![MetaMediaType {
+                content_type: FORM,
+                schema: MetaSchemaRef::Reference(TokenRequestSchema::name().into_owned()),
+            }],
+            required: true,
+        })
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        body: &mut RequestBody,
+        _options: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        let bytes = body.take()?.into_bytes().await?;
+        let mime = request
+            .content_type()
+            .and_then(|value| value.parse::<mime::Mime>().ok());
+        let parsed = match mime {
+            Some(m) if m.essence_str() == FORM => serde_urlencoded::from_bytes(&bytes)
+                .map_err(|err| ValidationIssue::new(&["body"], err.to_string(), "value_error")),
+            Some(m) if m.essence_str() == "application/json" => serde_json::from_slice(&bytes)
+                .map_err(|err| ValidationIssue::new(&["body"], err.to_string(), "json_invalid")),
+            _ => Err(ValidationIssue::new(
+                &["body"],
+                "Content-Type must be application/x-www-form-urlencoded or application/json",
+                "content_type",
+            )),
+        };
+        Ok(Self(parsed))
+    }
+}
+
+/// An access token (RFC 6749 §5.1).
+#[derive(Debug, Object)]
+pub struct AccessToken {
+    /// The JWT to send as `Authorization: Bearer <access_token>`.
+    pub access_token: String,
+    /// Always `bearer`.
+    pub token_type: String,
+    /// Seconds until the token expires.
+    pub expires_in: u64,
+    /// The granted scopes, space-separated.
+    pub scope: String,
+}
+
+#[derive(ApiResponse)]
+pub enum TokenResponse {
+    /// Logged in.
+    #[oai(status = 200)]
+    Ok(
+        Json<AccessToken>,
+        /// `no-store`: tokens are never cached.
+        #[oai(header = "Cache-Control")]
+        String,
+        /// `no-cache`.
+        #[oai(header = "Pragma")]
+        String,
+    ),
+}
+
+pub struct TokenApi;
+
+#[OpenApi(tag = "ApiTags::Auth")]
+impl TokenApi {
+    /// Log in
+    ///
+    /// Exchanges a username and password for a bearer access token (OAuth 2.0 password grant,
+    /// meant for first-party clients). An unknown username and a wrong password get the same
+    /// answer.
+    #[oai(path = "/token", method = "post", operation_id = "login_for_access_token")]
+    async fn login(
+        &self,
+        state: poem::web::Data<&AppState>,
+        form: TokenForm,
+    ) -> Result<TokenResponse, TokenError> {
+        Ok(login(&state, form).await?)
+    }
+}
+
+async fn login(state: &AppState, form: TokenForm) -> Result<TokenResponse, ApiError> {
+    let fields = form
+        .0
+        .map_err(|issue| ApiError::Validation(vec![issue]))?;
+    if let Some(grant_type) = present(fields.grant_type.as_deref())
+        && grant_type != "password"
+    {
+        return Err(ApiError::Grant {
+            code: OAuthErrorCode::UnsupportedGrantType,
+            description: "Unsupported grant type; this server supports password".into(),
+        });
+    }
+    let username = present(fields.username.as_deref());
+    let password = fields
+        .password
+        .filter(|password| !password.expose_secret().is_empty());
+    let (username, password) = match (username, password) {
+        (Some(username), Some(password)) => (username, password),
+        (username, password) => {
+            let issues = [
+                username.is_none().then(|| ValidationIssue::missing(&["body", "username"])),
+                password.is_none().then(|| ValidationIssue::missing(&["body", "password"])),
+            ];
+            return Err(ApiError::Validation(issues.into_iter().flatten().collect()));
+        }
+    };
+    let requested = match present(fields.scope.as_deref()) {
+        None => None,
+        Some(raw) => Some(ScopeSet::parse(raw).map_err(|unknown| ApiError::Grant {
+            code: OAuthErrorCode::InvalidScope,
+            description: format!("Unknown scope: {}", printable(&unknown)),
+        })?),
+    };
+
+    // A username that could not exist is looked up as nothing, and still costs one hash.
+    let user = match Username::parse(username) {
+        Ok(name) => state.store.find_user_by_username(&name).await?,
+        Err(_) => None,
+    };
+    let verification = state
+        .hasher
+        .verify(password, user.as_ref().map(|u| u.hashed_password.as_str()))
+        .await?;
+    let (Some(user), Verification::Valid { rehashed }) = (user, verification) else {
+        tracing::info!("login refused: incorrect username or password");
+        return Err(ApiError::invalid_credentials());
+    };
+    if let Some(rehashed) = rehashed {
+        // The login stands even if the upgrade cannot be stored; it is retried next time.
+        match state.store.set_password_hash(user.id, rehashed).await {
+            Ok(()) => tracing::info!(user_id = %user.id, "password hash upgraded to current parameters"),
+            Err(err) => tracing::warn!(user_id = %user.id, error = %err, "could not store an upgraded password hash"),
+        }
+    }
+    if user.disabled {
+        return Err(ApiError::Grant {
+            code: OAuthErrorCode::InvalidGrant,
+            description: "Inactive user".into(),
+        });
+    }
+    let granted = match requested {
+        None => user.scopes.without(Scope::Admin),
+        Some(requested) => {
+            let refused = requested.missing_from(&user.scopes);
+            if let Some(first) = refused.first() {
+                return Err(ApiError::Grant {
+                    code: OAuthErrorCode::InvalidScope,
+                    description: format!("Scope not granted to this user: {first}"),
+                });
+            }
+            requested
+        }
+    };
+    let issued = state
+        .tokens
+        .issue(user.id, &granted)
+        .map_err(ApiError::internal)?;
+    tracing::info!(user_id = %user.id, scope = %granted, "access token issued");
+    Ok(TokenResponse::Ok(
+        Json(AccessToken {
+            access_token: issued.token,
+            token_type: "bearer".into(),
+            expires_in: issued.expires_in,
+            scope: granted.to_string(),
+        }),
+        "no-store".into(),
+        "no-cache".into(),
+    ))
+}
+
+/// `None` for an absent or empty field (Swagger UI sends `grant_type=&scope=`).
+fn present(field: Option<&str>) -> Option<&str> {
+    field.filter(|value| !value.is_empty())
+}
+
+/// A client-supplied name fit to echo in a message: printable ASCII, at most 64 characters.
+fn printable(raw: &str) -> String {
+    raw.chars()
+        .take(64)
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .collect()
+}

@@ -1,0 +1,10 @@
+//! Authentication: password hashing, access tokens, and the security scheme that protected
+//! operations take as a parameter.
+
+pub mod password;
+pub mod scheme;
+pub mod token;
+
+pub use password::{HashError, PasswordHasher, Verification};
+pub use scheme::{Authenticated, OAuth2, OAuthScope, authenticate};
+pub use token::{AccessTokens, InvalidToken, IssuedToken, VerifiedToken};

@@ -1,0 +1,407 @@
+//! Argon2id hashing on a small pool of dedicated threads.
+//!
+//! Why a pool of our own rather than `spawn_blocking`: a hash is 15 ms of memory-bound work that
+//! allocates its whole memory cost (19 MiB by default). Unbounded, logins pile up threads, glibc
+//! keeps every buffer, and throughput falls. Here at most `workers` hashes run at once, each worker
+//! reuses one buffer, and at most `queue` requests wait; beyond that callers are told at once that
+//! the service is busy instead of queueing without end.
+
+use std::sync::{Arc, Mutex, mpsc};
+
+use argon2::{
+    Algorithm, Argon2, Block, Params, Version,
+    password_hash::phc::{Output, ParamsString, PasswordHash, Salt},
+};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::oneshot;
+
+use crate::config::HashingSettings;
+
+const SALT_BYTES: usize = 16;
+const OUTPUT_BYTES: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// Every worker is busy and the queue is full.
+    #[error("the password hashing queue is full")]
+    Busy,
+    #[error("password hashing failed: {0}")]
+    Failed(String),
+}
+
+/// The result of checking a password against a stored hash.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verification {
+    /// The password matches. `rehashed` is a new hash with the current parameters when the
+    /// stored one was made with others; the caller stores it.
+    Valid { rehashed: Option<String> },
+    Invalid,
+}
+
+enum Job {
+    Hash {
+        password: SecretString,
+        reply: oneshot::Sender<Result<String, HashError>>,
+    },
+    Verify {
+        password: SecretString,
+        stored: String,
+        reply: oneshot::Sender<Result<Verification, HashError>>,
+    },
+}
+
+/// A handle on the hashing pool; cheap to clone. The workers stop when the last handle is gone.
+#[derive(Clone)]
+pub struct PasswordHasher {
+    jobs: mpsc::SyncSender<(tracing::Span, Job)>,
+    /// A hash of a random password, verified for unknown users so that their timing matches.
+    dummy_hash: Arc<String>,
+}
+
+impl PasswordHasher {
+    /// Starts the workers. Computes the dummy hash on one of them, so call it from async code.
+    pub async fn start(settings: HashingSettings) -> anyhow::Result<Self> {
+        let params = Params::new(
+            settings.memory_kib,
+            settings.iterations,
+            settings.parallelism,
+            Some(OUTPUT_BYTES),
+        )
+        .map_err(|err| anyhow::anyhow!("invalid Argon2 parameters: {err}"))?;
+        let (sender, receiver) = mpsc::sync_channel(settings.queue);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for index in 0..settings.workers.get() {
+            let receiver = Arc::clone(&receiver);
+            let params = params.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{index}"))
+                .spawn(move || Worker::new(params).run(&receiver))?;
+        }
+        let mut hasher = Self {
+            jobs: sender,
+            dummy_hash: Arc::new(String::new()),
+        };
+        let mut random = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut random);
+        let dummy_password = SecretString::from(base64_of(&random));
+        hasher.dummy_hash = Arc::new(hasher.hash(dummy_password).await?);
+        Ok(hasher)
+    }
+
+    /// A PHC string of `password` with the current parameters.
+    pub async fn hash(&self, password: SecretString) -> Result<String, HashError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Job::Hash { password, reply })?;
+        answer.await.map_err(worker_gone)?
+    }
+
+    /// Checks `password` against `stored`, or against the dummy hash when there is no user, so
+    /// that an unknown username costs as much as a wrong password.
+    pub async fn verify(
+        &self,
+        password: SecretString,
+        stored: Option<&str>,
+    ) -> Result<Verification, HashError> {
+        let known = stored.is_some();
+        let stored = stored.unwrap_or(&self.dummy_hash).to_owned();
+        let (reply, answer) = oneshot::channel();
+        self.submit(Job::Verify {
+            password,
+            stored,
+            reply,
+        })?;
+        let verification = answer.await.map_err(worker_gone)??;
+        Ok(if known {
+            verification
+        } else {
+            Verification::Invalid
+        })
+    }
+
+    fn submit(&self, job: Job) -> Result<(), HashError> {
+        self.jobs
+            .try_send((tracing::Span::current(), job))
+            .map_err(|err| match err {
+                mpsc::TrySendError::Full(_) => HashError::Busy,
+                mpsc::TrySendError::Disconnected(_) => {
+                    HashError::Failed("the hashing workers have stopped".into())
+                }
+            })
+    }
+}
+
+fn worker_gone(_: oneshot::error::RecvError) -> HashError {
+    HashError::Failed("a hashing worker stopped before answering".into())
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes)
+}
+
+struct Worker {
+    params: Params,
+    /// Reused for every hash with the current parameters: the allocator never sees it again.
+    memory: Vec<Block>,
+}
+
+impl Worker {
+    fn new(params: Params) -> Self {
+        Self {
+            memory: Vec::new(),
+            params,
+        }
+    }
+
+    fn run(mut self, jobs: &Mutex<mpsc::Receiver<(tracing::Span, Job)>>) {
+        loop {
+            // The lock is held only while waiting for the next job, never while hashing.
+            let next = match jobs.lock() {
+                Ok(receiver) => receiver.recv(),
+                Err(_) => return,
+            };
+            let Ok((span, job)) = next else { return };
+            let _entered = span.enter();
+            match job {
+                Job::Hash { password, reply } => {
+                    let _ = reply.send(self.hash(password.expose_secret().as_bytes()));
+                }
+                Job::Verify {
+                    password,
+                    stored,
+                    reply,
+                } => {
+                    let _ = reply.send(self.verify(password.expose_secret().as_bytes(), &stored));
+                }
+            }
+        }
+    }
+
+    fn hash(&mut self, password: &[u8]) -> Result<String, HashError> {
+        let mut salt = [0u8; SALT_BYTES];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut salt);
+        let mut output = [0u8; OUTPUT_BYTES];
+        let params = self.params.clone();
+        self.compute(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            &params,
+            password,
+            &salt,
+            &mut output,
+        )?;
+        let phc = PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(&params).map_err(failed)?,
+            salt: Some(Salt::new(&salt).map_err(failed)?),
+            hash: Some(Output::new(&output).map_err(failed)?),
+        };
+        Ok(phc.to_string())
+    }
+
+    fn verify(&mut self, password: &[u8], stored: &str) -> Result<Verification, HashError> {
+        // A stored value that is not a hash we understand never matches; it is not a server error
+        // the client could learn from, but an operator must hear of it.
+        let Some(parsed) = ParsedHash::parse(stored) else {
+            tracing::error!("a stored password hash is not an Argon2 PHC string");
+            return Ok(Verification::Invalid);
+        };
+        let mut output = vec![0u8; parsed.expected.len()];
+        self.compute(
+            parsed.algorithm,
+            parsed.version,
+            &parsed.params,
+            password,
+            &parsed.salt,
+            &mut output,
+        )?;
+        if !constant_time_eq(&output, &parsed.expected) {
+            return Ok(Verification::Invalid);
+        }
+        let current = parsed.algorithm == Algorithm::Argon2id
+            && parsed.version == Version::V0x13
+            && parsed.params.m_cost() == self.params.m_cost()
+            && parsed.params.t_cost() == self.params.t_cost()
+            && parsed.params.p_cost() == self.params.p_cost()
+            && parsed.expected.len() == OUTPUT_BYTES;
+        let rehashed = if current {
+            None
+        } else {
+            Some(self.hash(password)?)
+        };
+        Ok(Verification::Valid { rehashed })
+    }
+
+    fn compute(
+        &mut self,
+        algorithm: Algorithm,
+        version: Version,
+        params: &Params,
+        password: &[u8],
+        salt: &[u8],
+        output: &mut [u8],
+    ) -> Result<(), HashError> {
+        let blocks = params.block_count();
+        let argon2 = Argon2::new(algorithm, version, params.clone());
+        if blocks <= self.params.block_count() {
+            if self.memory.len() < self.params.block_count() {
+                self.memory = vec![Block::default(); self.params.block_count()];
+            }
+            argon2
+                .hash_password_into_with_memory(password, salt, output, &mut self.memory[..blocks])
+                .map_err(failed)
+        } else {
+            // Larger than ours (an imported hash): a one-off buffer, freed right after.
+            let mut memory = vec![Block::default(); blocks];
+            argon2
+                .hash_password_into_with_memory(password, salt, output, &mut memory)
+                .map_err(failed)
+        }
+    }
+}
+
+struct ParsedHash {
+    algorithm: Algorithm,
+    version: Version,
+    params: Params,
+    salt: Vec<u8>,
+    expected: Vec<u8>,
+}
+
+impl ParsedHash {
+    fn parse(stored: &str) -> Option<Self> {
+        let phc = PasswordHash::new(stored).ok()?;
+        let algorithm = Algorithm::try_from(phc.algorithm.as_str()).ok()?;
+        let version = match phc.version {
+            Some(v) => Version::try_from(v).ok()?,
+            None => Version::V0x10,
+        };
+        let params = Params::try_from(&phc).ok()?;
+        Some(Self {
+            algorithm,
+            version,
+            params,
+            salt: phc.salt?.as_ref().to_vec(),
+            expected: phc.hash?.as_bytes().to_vec(),
+        })
+    }
+}
+
+fn failed(err: impl std::fmt::Display) -> HashError {
+    HashError::Failed(err.to_string())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroUsize;
+
+    use super::*;
+
+    fn settings() -> HashingSettings {
+        HashingSettings {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+            workers: NonZeroUsize::new(2).unwrap(),
+            queue: 16,
+        }
+    }
+
+    fn secret(s: &str) -> SecretString {
+        SecretString::from(s.to_owned())
+    }
+
+    #[tokio::test]
+    async fn a_hash_verifies_its_password_only() {
+        let hasher = PasswordHasher::start(settings()).await.unwrap();
+        let hash = hasher.hash(secret("secret")).await.unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        assert_eq!(
+            hasher.verify(secret("secret"), Some(&hash)).await.unwrap(),
+            Verification::Valid { rehashed: None }
+        );
+        assert_eq!(
+            hasher.verify(secret("Secret"), Some(&hash)).await.unwrap(),
+            Verification::Invalid
+        );
+    }
+
+    #[tokio::test]
+    async fn a_fastapi_hash_verifies_and_is_upgraded() {
+        // Made by argon2-cffi with FastAPI's current parameters, for the password `secret`.
+        let fastapi = "$argon2id$v=19$m=65536,t=3,p=4$qpT4PnhNW9H7Sb19quyJ2g$XWj2pn4eKJFoNontTs32xTrgWWJIi10vtZy+t9DBpMo";
+        let hasher = PasswordHasher::start(settings()).await.unwrap();
+        let Verification::Valid {
+            rehashed: Some(upgraded),
+        } = hasher.verify(secret("secret"), Some(fastapi)).await.unwrap()
+        else {
+            panic!("the FastAPI hash should verify and be re-hashed");
+        };
+        assert!(upgraded.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert_eq!(
+            hasher.verify(secret("secret"), Some(&upgraded)).await.unwrap(),
+            Verification::Valid { rehashed: None }
+        );
+        assert_eq!(
+            hasher.verify(secret("wrong"), Some(fastapi)).await.unwrap(),
+            Verification::Invalid
+        );
+    }
+
+    #[tokio::test]
+    async fn no_user_means_no_match_even_for_the_dummy() {
+        let hasher = PasswordHasher::start(settings()).await.unwrap();
+        assert_eq!(
+            hasher.verify(secret("anything"), None).await.unwrap(),
+            Verification::Invalid
+        );
+    }
+
+    #[tokio::test]
+    async fn a_garbled_stored_hash_never_matches() {
+        let hasher = PasswordHasher::start(settings()).await.unwrap();
+        assert_eq!(
+            hasher
+                .verify(secret("secret"), Some("not a hash"))
+                .await
+                .unwrap(),
+            Verification::Invalid
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_reported_as_busy() {
+        let hasher = PasswordHasher::start(HashingSettings {
+            workers: NonZeroUsize::MIN,
+            queue: 1,
+            ..settings()
+        })
+        .await
+        .unwrap();
+        let attempts: Vec<_> = (0..8)
+            .map(|_| {
+                let hasher = hasher.clone();
+                tokio::spawn(async move { hasher.hash(secret("x")).await })
+            })
+            .collect();
+        let mut busy = 0;
+        for attempt in attempts {
+            if let Err(HashError::Busy) = attempt.await.unwrap() {
+                busy += 1;
+            }
+        }
+        assert!(busy > 0, "eight hashes on one worker with a queue of one must overflow");
+    }
+
+    #[test]
+    fn comparison_needs_equal_lengths_and_bytes() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

@@ -1,0 +1,232 @@
+//! The command line: `serve`, `migrate`, `users …` and `openapi`. Every failure prints one
+//! clear line to standard error and exits non-zero.
+
+use std::{io::Read as _, net::SocketAddr, process::ExitCode};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use secrecy::SecretString;
+
+use crate::{
+    auth::PasswordHasher,
+    config::ConfigArgs,
+    db::{self, Store},
+    domain::{Scope, ScopeSet, Username},
+    startup::Application,
+    users::{CreateUser, create_user, seed_demo_users},
+};
+
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, about = "OAuth2 password-flow authentication API with JWT bearer tokens")]
+struct Cli {
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API (applies pending migrations first).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "PORTCULLIS_BIND", default_value = "127.0.0.1:8000")]
+        bind: SocketAddr,
+        /// Add the demo users `johndoe`/`secret` (active) and `alice`/`secret2` (disabled) if absent.
+        #[arg(long, env = "PORTCULLIS_DEMO")]
+        demo: bool,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage users.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Print the OpenAPI document (this is how `openapi.json` is regenerated).
+    Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Create a user; the password is read from standard input.
+    Create {
+        username: String,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        full_name: Option<String>,
+        /// Comma-separated scopes.
+        #[arg(long, value_delimiter = ',', default_value = "me,items")]
+        scopes: Vec<String>,
+        /// Also grant the `admin` scope.
+        #[arg(long)]
+        admin: bool,
+        /// Create the account disabled.
+        #[arg(long)]
+        disabled: bool,
+        /// Read the password from standard input (required: passwords never go on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Disable a user: their tokens stop working at their next request.
+    Disable { username: String },
+    /// Enable a disabled user.
+    Enable { username: String },
+    /// Delete a user and their items.
+    Delete { username: String },
+    /// List users.
+    List,
+}
+
+/// Runs the command line and maps any failure to a message and exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(err) = crate::telemetry::init(&cli.config.log, cli.config.log_format) {
+        eprintln!("error: {err:#}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.config;
+    match cli.command {
+        Command::Openapi => {
+            print!("{}", crate::api::openapi_document());
+            Ok(())
+        }
+        Command::Serve { bind, demo } => serve(&config, bind, demo).await,
+        Command::Migrate => {
+            let store = connect(&config).await?;
+            println!("migrations applied to {}", db::redact(&config.database().url));
+            drop(store);
+            Ok(())
+        }
+        Command::Users(command) => users(&config, command).await,
+    }
+}
+
+async fn serve(config: &ConfigArgs, bind: SocketAddr, demo: bool) -> anyhow::Result<()> {
+    let settings = config.settings(bind)?;
+    tracing::info!(database = %db::redact(&settings.database.url), "starting");
+    let app = Application::build(&settings).await?;
+    if demo {
+        seed_demo_users(app.store(), app.hasher()).await?;
+    }
+    let base = format!("http://{}", app.local_addr());
+    println!("portcullis listening on {base}");
+    println!("Swagger UI: {base}/docs");
+    if demo {
+        println!("demo users: johndoe / secret (active), alice / secret2 (disabled)");
+    }
+    app.run_until_stopped().await
+}
+
+async fn connect(config: &ConfigArgs) -> anyhow::Result<Store> {
+    let store = Store::connect(&config.database()).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+async fn users(config: &ConfigArgs, command: UsersCommand) -> anyhow::Result<()> {
+    let store = connect(config).await?;
+    match command {
+        UsersCommand::Create {
+            username,
+            email,
+            full_name,
+            scopes,
+            admin,
+            disabled,
+            password_stdin: _,
+        } => {
+            let mut scopes = ScopeSet::parse(&scopes.join(" "))
+                .map_err(|unknown| anyhow::anyhow!("unknown scope {unknown:?} (known: me, items, admin)"))?;
+            if admin {
+                scopes = scopes.iter().chain([Scope::Admin]).collect();
+            }
+            let password = read_password()?;
+            let hasher = PasswordHasher::start(config.hashing()?).await?;
+            let user = create_user(
+                &store,
+                &hasher,
+                CreateUser {
+                    username,
+                    password,
+                    email,
+                    full_name,
+                    scopes,
+                    disabled,
+                },
+            )
+            .await?;
+            println!("created user {} ({})", user.username, user.id);
+        }
+        UsersCommand::Disable { username } => {
+            set_disabled(&store, &username, true).await?;
+            println!("disabled user {username}");
+        }
+        UsersCommand::Enable { username } => {
+            set_disabled(&store, &username, false).await?;
+            println!("enabled user {username}");
+        }
+        UsersCommand::Delete { username } => {
+            let name = parse_username(&username)?;
+            if !store.delete_user(&name).await? {
+                anyhow::bail!("no user named {username:?}");
+            }
+            println!("deleted user {username}");
+        }
+        UsersCommand::List => {
+            println!("{:<36}  {:<24}  {:<8}  {:<16}  email", "id", "username", "status", "scopes");
+            for user in store.list_users().await? {
+                println!(
+                    "{:<36}  {:<24}  {:<8}  {:<16}  {}",
+                    user.id,
+                    user.username,
+                    if user.disabled { "disabled" } else { "active" },
+                    user.scopes.to_string(),
+                    user.email.as_deref().unwrap_or("-"),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse_username(raw: &str) -> anyhow::Result<Username> {
+    Username::parse(raw).map_err(|err| anyhow::anyhow!("invalid username {raw:?}: {err}"))
+}
+
+async fn set_disabled(store: &Store, username: &str, disabled: bool) -> anyhow::Result<()> {
+    let name = parse_username(username)?;
+    if !store.set_user_disabled(&name, disabled).await? {
+        anyhow::bail!("no user named {username:?}");
+    }
+    Ok(())
+}
+
+/// The password from standard input: everything up to the first line break.
+fn read_password() -> anyhow::Result<SecretString> {
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .context("cannot read the password from standard input")?;
+    let password = input.lines().next().unwrap_or("").to_owned();
+    if password.is_empty() {
+        anyhow::bail!("no password on standard input (pipe it in, e.g. `printf '%s' \"$PASSWORD\" | portcullis users create …`)");
+    }
+    Ok(SecretString::from(password))
+}

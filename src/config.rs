@@ -1,0 +1,314 @@
+//! All configuration, in one typed place: read once at start (command line or environment),
+//! validated, then handed to the parts that need it. Nothing else reads the environment.
+
+use std::{net::SocketAddr, num::NonZeroUsize, path::PathBuf, time::Duration};
+
+use anyhow::{Context, bail};
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+
+/// The smallest HMAC secret accepted: 256 bits (RFC 7518 §3.2 for HS256).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// OWASP's minimum for Argon2id; weaker parameters are refused.
+pub const MIN_ARGON2_MEMORY_KIB: u32 = 19_456;
+pub const MIN_ARGON2_ITERATIONS: u32 = 2;
+
+/// Options shared by every sub-command, each also an environment variable.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArgs {
+    /// Database to use: `sqlite://PATH?mode=rwc` or `postgres://…`. Default: an SQLite file in the data directory.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+
+    /// Directory for the default SQLite database and the generated JWT secret.
+    #[arg(long, env = "PORTCULLIS_DATA_DIR", default_value = "data", global = true)]
+    pub data_dir: PathBuf,
+
+    /// JWT signing secret (at least 32 bytes). Prefer the file variant in production.
+    #[arg(long, env = "PORTCULLIS_JWT_SECRET", hide_env_values = true, global = true)]
+    pub jwt_secret: Option<String>,
+
+    /// File holding the JWT signing secret (at least 32 bytes; surrounding whitespace ignored).
+    #[arg(long, env = "PORTCULLIS_JWT_SECRET_FILE", global = true)]
+    pub jwt_secret_file: Option<PathBuf>,
+
+    /// Access token lifetime, in seconds.
+    #[arg(long, env = "PORTCULLIS_ACCESS_TOKEN_TTL", default_value_t = 1800, global = true)]
+    pub access_token_ttl: u64,
+
+    /// `iss` claim of issued tokens, required on presented ones.
+    #[arg(long, env = "PORTCULLIS_ISSUER", default_value = "portcullis", global = true)]
+    pub issuer: String,
+
+    /// `aud` claim of issued tokens, required on presented ones.
+    #[arg(long, env = "PORTCULLIS_AUDIENCE", default_value = "portcullis", global = true)]
+    pub audience: String,
+
+    /// Argon2id memory cost in KiB (at least 19456).
+    #[arg(long, env = "PORTCULLIS_ARGON2_MEMORY_KIB", default_value_t = MIN_ARGON2_MEMORY_KIB, global = true)]
+    pub argon2_memory_kib: u32,
+
+    /// Argon2id iterations (at least 2).
+    #[arg(long, env = "PORTCULLIS_ARGON2_ITERATIONS", default_value_t = MIN_ARGON2_ITERATIONS, global = true)]
+    pub argon2_iterations: u32,
+
+    /// Argon2id lanes (at least 1).
+    #[arg(long, env = "PORTCULLIS_ARGON2_PARALLELISM", default_value_t = 1, global = true)]
+    pub argon2_parallelism: u32,
+
+    /// Password hashes computed at once. Default: the number of CPU cores.
+    #[arg(long, env = "PORTCULLIS_HASH_WORKERS", global = true)]
+    pub hash_workers: Option<NonZeroUsize>,
+
+    /// Password hashes allowed to wait for a worker; beyond it `/token` answers 503.
+    #[arg(long, env = "PORTCULLIS_HASH_QUEUE", default_value_t = 1024, global = true)]
+    pub hash_queue: usize,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "PORTCULLIS_MAX_BODY_BYTES", default_value_t = 64 * 1024, global = true)]
+    pub max_body_bytes: usize,
+
+    /// Log filter, in `tracing` syntax (e.g. `info`, `portcullis=debug`).
+    #[arg(long, env = "PORTCULLIS_LOG", default_value = "info", global = true)]
+    pub log: String,
+
+    /// Log format.
+    #[arg(long, env = "PORTCULLIS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Validated configuration of the service.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bind: SocketAddr,
+    pub database: DatabaseSettings,
+    pub tokens: TokenSettings,
+    pub hashing: HashingSettings,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    pub url: String,
+}
+
+impl DatabaseSettings {
+    pub fn is_sqlite(&self) -> bool {
+        self.url.starts_with("sqlite:")
+    }
+}
+
+#[derive(Clone)]
+pub struct TokenSettings {
+    pub secret: std::sync::Arc<SecretBox<[u8]>>,
+    pub ttl: Duration,
+    pub issuer: String,
+    pub audience: String,
+}
+
+impl std::fmt::Debug for TokenSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSettings")
+            .field("secret", &"[REDACTED]")
+            .field("ttl", &self.ttl)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashingSettings {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    pub workers: NonZeroUsize,
+    pub queue: usize,
+}
+
+impl ConfigArgs {
+    /// The database URL, defaulting to an SQLite file in the data directory.
+    pub fn database(&self) -> DatabaseSettings {
+        let url = match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("portcullis.db").display()
+            ),
+        };
+        DatabaseSettings { url }
+    }
+
+    /// Argon2 and pool settings, validated against OWASP's minimum.
+    pub fn hashing(&self) -> anyhow::Result<HashingSettings> {
+        if self.argon2_memory_kib < MIN_ARGON2_MEMORY_KIB {
+            bail!(
+                "PORTCULLIS_ARGON2_MEMORY_KIB must be at least {MIN_ARGON2_MEMORY_KIB} (OWASP's minimum for Argon2id)"
+            );
+        }
+        if self.argon2_iterations < MIN_ARGON2_ITERATIONS {
+            bail!("PORTCULLIS_ARGON2_ITERATIONS must be at least {MIN_ARGON2_ITERATIONS}");
+        }
+        if self.argon2_parallelism == 0 {
+            bail!("PORTCULLIS_ARGON2_PARALLELISM must be at least 1");
+        }
+        let workers = self.hash_workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
+        });
+        Ok(HashingSettings {
+            memory_kib: self.argon2_memory_kib,
+            iterations: self.argon2_iterations,
+            parallelism: self.argon2_parallelism,
+            workers,
+            queue: self.hash_queue,
+        })
+    }
+
+    /// Everything `serve` needs. May create the data directory and the generated secret.
+    pub fn settings(&self, bind: SocketAddr) -> anyhow::Result<Settings> {
+        if self.access_token_ttl == 0 {
+            bail!("PORTCULLIS_ACCESS_TOKEN_TTL must be at least 1 second");
+        }
+        if self.max_body_bytes < 1024 {
+            bail!("PORTCULLIS_MAX_BODY_BYTES must be at least 1024");
+        }
+        let database = self.database();
+        let secret = self.jwt_secret(&database)?;
+        Ok(Settings {
+            bind,
+            database,
+            tokens: TokenSettings {
+                secret: std::sync::Arc::new(secret),
+                ttl: Duration::from_secs(self.access_token_ttl),
+                issuer: self.issuer.clone(),
+                audience: self.audience.clone(),
+            },
+            hashing: self.hashing()?,
+            max_body_bytes: self.max_body_bytes,
+        })
+    }
+
+    fn jwt_secret(&self, database: &DatabaseSettings) -> anyhow::Result<SecretBox<[u8]>> {
+        match (&self.jwt_secret, &self.jwt_secret_file) {
+            (Some(_), Some(_)) => {
+                bail!("set PORTCULLIS_JWT_SECRET or PORTCULLIS_JWT_SECRET_FILE, not both")
+            }
+            (Some(secret), None) => {
+                checked_secret(SecretString::from(secret.clone()), "PORTCULLIS_JWT_SECRET")
+            }
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("cannot read the JWT secret file {}", path.display())
+                })?;
+                checked_secret(
+                    SecretString::from(text),
+                    &format!("the JWT secret file {}", path.display()),
+                )
+            }
+            (None, None) => {
+                if !database.is_sqlite() {
+                    tracing::warn!(
+                        "no JWT secret configured: using a generated one kept in the data directory; \
+                         instances sharing this database need the same PORTCULLIS_JWT_SECRET_FILE"
+                    );
+                }
+                generated_secret(&self.data_dir.join("jwt-secret"))
+            }
+        }
+    }
+}
+
+fn checked_secret(secret: SecretString, origin: &str) -> anyhow::Result<SecretBox<[u8]>> {
+    let bytes = secret.expose_secret().trim().as_bytes();
+    if bytes.len() < MIN_SECRET_BYTES {
+        bail!(
+            "{origin} is too weak: it has {} bytes, at least {MIN_SECRET_BYTES} (256 bits) are required; \
+             generate one with `openssl rand -base64 48`",
+            bytes.len()
+        );
+    }
+    Ok(SecretBox::new(bytes.to_vec().into_boxed_slice()))
+}
+
+/// Reads the generated secret, creating it (mode 0600) on first start.
+fn generated_secret(path: &std::path::Path) -> anyhow::Result<SecretBox<[u8]>> {
+    use base64::Engine as _;
+    use std::io::Write as _;
+
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            return checked_secret(
+                SecretString::from(text),
+                &format!("the generated JWT secret file {}", path.display()),
+            );
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => {
+            return Err(err).with_context(|| format!("cannot read {}", path.display()));
+        }
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    }
+    let mut raw = [0u8; 48];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut raw);
+    let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(mut file) => {
+            file.write_all(encoded.as_bytes())
+                .and_then(|()| file.sync_all())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            tracing::info!(path = %path.display(), "generated a new JWT signing secret");
+            Ok(SecretBox::new(encoded.into_bytes().into_boxed_slice()))
+        }
+        // Another process created it first: use theirs.
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => generated_secret(path),
+        Err(err) => Err(err).with_context(|| format!("cannot create {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_secret_is_refused() {
+        let err = checked_secret(SecretString::from("x".repeat(31)), "PORTCULLIS_JWT_SECRET")
+            .unwrap_err();
+        assert!(err.to_string().contains("too weak"), "{err}");
+    }
+
+    #[test]
+    fn a_256_bit_secret_is_accepted() {
+        let secret = checked_secret(SecretString::from("x".repeat(32)), "test").unwrap();
+        assert_eq!(secret.expose_secret().len(), 32);
+    }
+
+    #[test]
+    fn the_generated_secret_is_created_once_and_private() {
+        let dir = std::env::temp_dir().join(format!("portcullis-cfg-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("jwt-secret");
+        let first = generated_secret(&path).unwrap();
+        let second = generated_secret(&path).unwrap();
+        assert_eq!(first.expose_secret(), second.expose_secret());
+        assert!(first.expose_secret().len() >= MIN_SECRET_BYTES);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

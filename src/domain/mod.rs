@@ -1,0 +1,29 @@
+//! What a user, a scope and an item are, as validated types. Each has a private field and one
+//! way in (`parse`), so the rest of the code never sees an unchecked value.
+
+mod email;
+mod item;
+mod scope;
+mod username;
+
+pub use email::EmailAddress;
+pub use item::{ItemDescription, ItemTitle};
+pub use scope::{Scope, ScopeSet};
+pub use username::Username;
+
+/// Why a value was refused, in words fit for a 422 `msg`, with FastAPI's error `type`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Invalid {
+    pub kind: &'static str,
+    pub message: String,
+}
+
+impl Invalid {
+    pub(crate) fn new(kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! portcullis: an OAuth 2.0 password-flow authentication API issuing JWT bearer tokens, with
+//! users stored through SeaORM (SQLite or PostgreSQL) and a generated OpenAPI document.
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod startup;
+pub mod telemetry;
+pub mod users;

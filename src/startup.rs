@@ -1,0 +1,109 @@
+//! Building and running the service: an [`Application`] binds its listener in `build`, so
+//! tests can ask for port 0 and read the port back.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use poem::{
+    Server,
+    listener::{Acceptor as _, Listener as _, TcpAcceptor, TcpListener},
+};
+
+use crate::{
+    api::{self, AppState},
+    auth::{AccessTokens, PasswordHasher},
+    config::Settings,
+    db::Store,
+};
+
+/// How long in-flight requests may take to finish after a shutdown signal.
+const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(10);
+
+pub struct Application {
+    acceptor: TcpAcceptor,
+    local_addr: SocketAddr,
+    state: AppState,
+    max_body_bytes: usize,
+}
+
+impl Application {
+    /// Connects to the database, applies pending migrations, starts the hashing pool and binds
+    /// the listener.
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let store = Store::connect(&settings.database).await?;
+        store.migrate().await?;
+        Self::build_with_store(settings, store).await
+    }
+
+    /// As [`Application::build`], on an already connected and migrated store.
+    pub async fn build_with_store(settings: &Settings, store: Store) -> anyhow::Result<Self> {
+        let hasher = PasswordHasher::start(settings.hashing).await?;
+        let state = AppState {
+            store,
+            hasher,
+            tokens: Arc::new(AccessTokens::new(&settings.tokens)),
+        };
+        let acceptor = TcpListener::bind(settings.bind)
+            .into_acceptor()
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.bind))?;
+        let local_addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|addr| addr.as_socket_addr().copied())
+            .context("the listener has no socket address")?;
+        Ok(Self {
+            acceptor,
+            local_addr,
+            state,
+            max_body_bytes: settings.max_body_bytes,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.state.store
+    }
+
+    pub fn hasher(&self) -> &PasswordHasher {
+        &self.state.hasher
+    }
+
+    /// Serves until the process gets Ctrl-C or SIGTERM, then lets in-flight requests finish.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let routes = api::routes(self.state, self.max_body_bytes);
+        Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(routes, shutdown_signal(), Some(GRACEFUL_SHUTDOWN))
+            .await
+            .context("the server stopped with an error")
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
