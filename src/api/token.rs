@@ -5,7 +5,7 @@ use poem_openapi::{
     ApiExtractor, ApiExtractorType, ApiResponse, ExtractParamOptions, Object, OpenApi,
     payload::Json,
     registry::{MetaMediaType, MetaRequest, MetaSchemaRef, Registry},
-    types::{Password, Type as _},
+    types::{Password, Type},
 };
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
@@ -62,7 +62,7 @@ impl<'a> ApiExtractor<'a> for TokenForm {
     type ParamRawType = ();
 
     fn register(registry: &mut Registry) {
-        TokenRequestSchema::register(registry);
+        <TokenRequestSchema as Type>::register(registry);
     }
 
     fn request_meta() -> Option<MetaRequest> {
@@ -72,7 +72,7 @@ impl<'a> ApiExtractor<'a> for TokenForm {
             description: None,
             content: vec![MetaMediaType {
                 content_type: FORM,
-                schema: MetaSchemaRef::Reference(TokenRequestSchema::name().into_owned()),
+                schema: MetaSchemaRef::Reference(<TokenRequestSchema as Type>::name().into_owned()),
             }],
             required: true,
         })
@@ -241,7 +241,8 @@ async fn login(state: &AppState, form: TokenForm) -> Result<TokenResponse, ApiEr
 
 /// `None` for an absent or empty field (Swagger UI sends `grant_type=&scope=`).
 fn present(field: Option<&str>) -> Option<&str> {
-    field.filter(|value| !value.is_empty())
+    // `str::is_empty` by name: poem-openapi's `Type` trait has an `is_empty` of its own.
+    field.filter(|value| !str::is_empty(value))
 }
 
 /// A client-supplied name fit to echo in a message: printable ASCII, at most 64 characters.
@@ -250,4 +251,33 @@ fn printable(raw: &str) -> String {
         .take(64)
         .map(|c| if c.is_ascii_graphic() { c } else { '?' })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_fields_count_as_absent() {
+        assert_eq!(present(Some("")), None);
+        assert_eq!(present(None), None);
+        assert_eq!(present(Some("me")), Some("me"));
+    }
+
+    #[test]
+    fn a_swagger_ui_form_parses_with_empty_fields() {
+        let fields: TokenFields = serde_urlencoded::from_str(
+            "grant_type=password&username=johndoe&password=secret&scope=&client_id=&client_secret=",
+        )
+        .unwrap();
+        assert_eq!(fields.username.as_deref(), Some("johndoe"));
+        assert_eq!(present(fields.scope.as_deref()), None);
+    }
+
+    #[test]
+    fn echoed_names_are_short_and_printable() {
+        assert_eq!(printable("ad\nmin"), "ad?min");
+        assert_eq!(printable("a\u{0}b"), "a?b");
+        assert_eq!(printable(&"x".repeat(100)).len(), 64);
+    }
 }

@@ -104,7 +104,8 @@ mod tests {
 
         #[test]
         fn names_from_the_allowed_alphabet_are_accepted(raw in "[a-zA-Z0-9._@-]{1,64}") {
-            prop_assert_eq!(Username::parse(&raw).unwrap().as_str(), raw.as_str());
+            let name = Username::parse(&raw).unwrap();
+            prop_assert_eq!(name.as_str(), raw.as_str());
         }
     }
 }
