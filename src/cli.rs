@@ -17,7 +17,11 @@ use crate::{
 };
 
 #[derive(Debug, Parser)]
-#[command(name = "portcullis", version, about = "OAuth2 password-flow authentication API with JWT bearer tokens")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "OAuth2 password-flow authentication API with JWT bearer tokens"
+)]
 struct Cli {
     #[command(flatten)]
     config: ConfigArgs,
@@ -84,7 +88,10 @@ pub fn main() -> ExitCode {
         eprintln!("error: {err:#}");
         return ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
@@ -110,7 +117,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { bind, demo } => serve(&config, bind, demo).await,
         Command::Migrate => {
             let store = connect(&config).await?;
-            println!("migrations applied to {}", db::redact(&config.database().url));
+            println!(
+                "migrations applied to {}",
+                db::redact(&config.database().url)
+            );
             drop(store);
             Ok(())
         }
@@ -152,8 +162,9 @@ async fn users(config: &ConfigArgs, command: UsersCommand) -> anyhow::Result<()>
             disabled,
             password_stdin: _,
         } => {
-            let mut scopes = ScopeSet::parse(&scopes.join(" "))
-                .map_err(|unknown| anyhow::anyhow!("unknown scope {unknown:?} (known: me, items, admin)"))?;
+            let mut scopes = ScopeSet::parse(&scopes.join(" ")).map_err(|unknown| {
+                anyhow::anyhow!("unknown scope {unknown:?} (known: me, items, admin)")
+            })?;
             if admin {
                 scopes = scopes.iter().chain([Scope::Admin]).collect();
             }
@@ -190,7 +201,10 @@ async fn users(config: &ConfigArgs, command: UsersCommand) -> anyhow::Result<()>
             println!("deleted user {username}");
         }
         UsersCommand::List => {
-            println!("{:<36}  {:<24}  {:<8}  {:<16}  email", "id", "username", "status", "scopes");
+            println!(
+                "{:<36}  {:<24}  {:<8}  {:<16}  email",
+                "id", "username", "status", "scopes"
+            );
             for user in store.list_users().await? {
                 println!(
                     "{:<36}  {:<24}  {:<8}  {:<16}  {}",
@@ -226,7 +240,9 @@ fn read_password() -> anyhow::Result<SecretString> {
         .context("cannot read the password from standard input")?;
     let password = input.lines().next().unwrap_or("").to_owned();
     if password.is_empty() {
-        anyhow::bail!("no password on standard input (pipe it in, e.g. `printf '%s' \"$PASSWORD\" | portcullis users create …`)");
+        anyhow::bail!(
+            "no password on standard input (pipe it in, e.g. `printf '%s' \"$PASSWORD\" | portcullis users create …`)"
+        );
     }
     Ok(SecretString::from(password))
 }

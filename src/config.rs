@@ -21,11 +21,21 @@ pub struct ConfigArgs {
     pub database_url: Option<String>,
 
     /// Directory for the default SQLite database and the generated JWT secret.
-    #[arg(long, env = "PORTCULLIS_DATA_DIR", default_value = "data", global = true)]
+    #[arg(
+        long,
+        env = "PORTCULLIS_DATA_DIR",
+        default_value = "data",
+        global = true
+    )]
     pub data_dir: PathBuf,
 
     /// JWT signing secret (at least 32 bytes). Prefer the file variant in production.
-    #[arg(long, env = "PORTCULLIS_JWT_SECRET", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "PORTCULLIS_JWT_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
     pub jwt_secret: Option<String>,
 
     /// File holding the JWT signing secret (at least 32 bytes; surrounding whitespace ignored).
@@ -33,15 +43,30 @@ pub struct ConfigArgs {
     pub jwt_secret_file: Option<PathBuf>,
 
     /// Access token lifetime, in seconds.
-    #[arg(long, env = "PORTCULLIS_ACCESS_TOKEN_TTL", default_value_t = 1800, global = true)]
+    #[arg(
+        long,
+        env = "PORTCULLIS_ACCESS_TOKEN_TTL",
+        default_value_t = 1800,
+        global = true
+    )]
     pub access_token_ttl: u64,
 
     /// `iss` claim of issued tokens, required on presented ones.
-    #[arg(long, env = "PORTCULLIS_ISSUER", default_value = "portcullis", global = true)]
+    #[arg(
+        long,
+        env = "PORTCULLIS_ISSUER",
+        default_value = "portcullis",
+        global = true
+    )]
     pub issuer: String,
 
     /// `aud` claim of issued tokens, required on presented ones.
-    #[arg(long, env = "PORTCULLIS_AUDIENCE", default_value = "portcullis", global = true)]
+    #[arg(
+        long,
+        env = "PORTCULLIS_AUDIENCE",
+        default_value = "portcullis",
+        global = true
+    )]
     pub audience: String,
 
     /// Argon2id memory cost in KiB (at least 19456).
@@ -53,7 +78,12 @@ pub struct ConfigArgs {
     pub argon2_iterations: u32,
 
     /// Argon2id lanes (at least 1).
-    #[arg(long, env = "PORTCULLIS_ARGON2_PARALLELISM", default_value_t = 1, global = true)]
+    #[arg(
+        long,
+        env = "PORTCULLIS_ARGON2_PARALLELISM",
+        default_value_t = 1,
+        global = true
+    )]
     pub argon2_parallelism: u32,
 
     /// Password hashes computed at once. Default: the number of CPU cores.
@@ -61,7 +91,12 @@ pub struct ConfigArgs {
     pub hash_workers: Option<NonZeroUsize>,
 
     /// Password hashes allowed to wait for a worker; beyond it `/token` answers 503.
-    #[arg(long, env = "PORTCULLIS_HASH_QUEUE", default_value_t = 1024, global = true)]
+    #[arg(
+        long,
+        env = "PORTCULLIS_HASH_QUEUE",
+        default_value_t = 1024,
+        global = true
+    )]
     pub hash_queue: usize,
 
     /// Largest request body accepted, in bytes.
@@ -158,9 +193,9 @@ impl ConfigArgs {
         if self.argon2_parallelism == 0 {
             bail!("PORTCULLIS_ARGON2_PARALLELISM must be at least 1");
         }
-        let workers = self.hash_workers.unwrap_or_else(|| {
-            std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
-        });
+        let workers = self
+            .hash_workers
+            .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN));
         Ok(HashingSettings {
             memory_kib: self.argon2_memory_kib,
             iterations: self.argon2_iterations,

@@ -71,8 +71,20 @@ pub async fn create_user(
 /// The demo accounts of `serve --demo`: created when absent, left alone when present.
 pub async fn seed_demo_users(store: &Store, hasher: &PasswordHasher) -> anyhow::Result<()> {
     let demo = [
-        ("johndoe", "secret", "John Doe", "johndoe@example.com", false),
-        ("alice", "secret2", "Alice Wonderson", "alice@example.com", true),
+        (
+            "johndoe",
+            "secret",
+            "John Doe",
+            "johndoe@example.com",
+            false,
+        ),
+        (
+            "alice",
+            "secret2",
+            "Alice Wonderson",
+            "alice@example.com",
+            true,
+        ),
     ];
     for (username, password, full_name, email, disabled) in demo {
         let request = CreateUser {

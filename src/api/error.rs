@@ -51,7 +51,13 @@ impl ValidationIssue {
     fn summary(issues: &[Self]) -> String {
         let parts: Vec<String> = issues
             .iter()
-            .map(|issue| format!("{}: {}", issue.loc.last().map_or("body", String::as_str), issue.msg))
+            .map(|issue| {
+                format!(
+                    "{}: {}",
+                    issue.loc.last().map_or("body", String::as_str),
+                    issue.msg
+                )
+            })
             .collect();
         parts.join("; ")
     }
@@ -318,7 +324,10 @@ impl From<ApiError> for TokenError {
                 RETRY_AFTER_SECONDS,
             ),
             ApiError::Unavailable(_) => Self::Unavailable(
-                token_body(OAuthErrorCode::TemporarilyUnavailable, "Service unavailable"),
+                token_body(
+                    OAuthErrorCode::TemporarilyUnavailable,
+                    "Service unavailable",
+                ),
                 RETRY_AFTER_SECONDS,
             ),
             ApiError::NotAuthenticated
@@ -368,7 +377,10 @@ pub async fn map_framework_errors<E: Endpoint>(next: E, req: Request) -> poem::R
     } else if err.is::<poem::error::NotFoundError>() {
         return Ok(plain_error(StatusCode::NOT_FOUND, "Not Found"));
     } else if err.is::<poem::error::MethodNotAllowedError>() {
-        return Ok(plain_error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"));
+        return Ok(plain_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method Not Allowed",
+        ));
     } else if err.is_from_response() {
         // A handler's own declared error response: already in the contract's shape.
         return Ok(err.into_response());
@@ -378,7 +390,10 @@ pub async fn map_framework_errors<E: Endpoint>(next: E, req: Request) -> poem::R
         // Any other client error poem raises (e.g. a body that cannot be read): its status,
         // with the usual JSON body.
         let status = err.status();
-        return Ok(plain_error(status, status.canonical_reason().unwrap_or("Bad Request")));
+        return Ok(plain_error(
+            status,
+            status.canonical_reason().unwrap_or("Bad Request"),
+        ));
     };
     Ok(ProtectedError::from(api_error).into_response())
 }

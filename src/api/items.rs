@@ -90,7 +90,11 @@ impl ItemsApi {
         state: poem::web::Data<&AppState>,
     ) -> Result<ListItemsResponse, ProtectedError> {
         let caller = authenticate(&state.tokens, &state.store, &auth, &[Scope::Items]).await?;
-        let items = state.store.list_items(caller.user.id).await.map_err(ApiError::from)?;
+        let items = state
+            .store
+            .list_items(caller.user.id)
+            .await
+            .map_err(ApiError::from)?;
         Ok(ListItemsResponse::Ok(Json(
             items
                 .into_iter()
@@ -102,7 +106,11 @@ impl ItemsApi {
     /// Create an item
     ///
     /// Adds an item you own. Needs the `items` scope.
-    #[oai(path = "/users/me/items", method = "post", operation_id = "create_item")]
+    #[oai(
+        path = "/users/me/items",
+        method = "post",
+        operation_id = "create_item"
+    )]
     async fn create_item(
         &self,
         #[oai(scope = "OAuthScope::Items")] auth: OAuth2,
@@ -126,7 +134,11 @@ impl ItemsApi {
     ///
     /// Deletes one of your items. Another user's item is answered as not found. Needs the
     /// `items` scope.
-    #[oai(path = "/users/me/items/:id", method = "delete", operation_id = "delete_item")]
+    #[oai(
+        path = "/users/me/items/:id",
+        method = "delete",
+        operation_id = "delete_item"
+    )]
     async fn delete_item(
         &self,
         #[oai(scope = "OAuthScope::Items")] auth: OAuth2,
@@ -152,12 +164,18 @@ impl ItemsApi {
 
 fn parse_new_item(body: NewItemBody) -> Result<(ItemTitle, Option<ItemDescription>), ApiError> {
     let title = ItemTitle::parse(&body.title);
-    let description = body.description.as_deref().map(ItemDescription::parse).transpose();
+    let description = body
+        .description
+        .as_deref()
+        .map(ItemDescription::parse)
+        .transpose();
     match (title, description) {
         (Ok(title), Ok(description)) => Ok((title, description)),
         (title, description) => {
             let issues = [
-                title.err().map(|e| ValidationIssue::new(&["body", "title"], e.message, e.kind)),
+                title
+                    .err()
+                    .map(|e| ValidationIssue::new(&["body", "title"], e.message, e.kind)),
                 description
                     .err()
                     .map(|e| ValidationIssue::new(&["body", "description"], e.message, e.kind)),

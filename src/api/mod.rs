@@ -111,12 +111,14 @@ fn openapi_json(document: Data<&Arc<str>>) -> Response {
 
 /// Refuses bodies over the limit with 413 before any handler reads them, whether the size is
 /// announced (`Content-Length`) or not (chunked).
-async fn limit_body<E: Endpoint>(next: E, mut req: Request, limit: usize) -> poem::Result<Response> {
+async fn limit_body<E: Endpoint>(
+    next: E,
+    mut req: Request,
+    limit: usize,
+) -> poem::Result<Response> {
     use poem::IntoResponse as _;
 
-    let too_large = || {
-        error::plain_error(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large")
-    };
+    let too_large = || error::plain_error(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large");
     let announced = req
         .headers()
         .get(poem::http::header::CONTENT_LENGTH)
@@ -131,7 +133,10 @@ async fn limit_body<E: Endpoint>(next: E, mut req: Request, limit: usize) -> poe
         Err(poem::error::ReadBodyError::PayloadTooLarge) => return Ok(too_large()),
         Err(err) => {
             tracing::debug!(error = %err, "could not read a request body");
-            return Ok(error::plain_error(StatusCode::BAD_REQUEST, "Could not read the request body"));
+            return Ok(error::plain_error(
+                StatusCode::BAD_REQUEST,
+                "Could not read the request body",
+            ));
         }
     }
     Ok(next.call(req).await?.into_response())

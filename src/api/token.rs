@@ -10,7 +10,10 @@ use poem_openapi::{
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 
-use super::{ApiTags, AppState, error::{ApiError, OAuthErrorCode, TokenError, ValidationIssue}};
+use super::{
+    ApiTags, AppState,
+    error::{ApiError, OAuthErrorCode, TokenError, ValidationIssue},
+};
 use crate::{
     auth::Verification,
     domain::{Scope, ScopeSet, Username},
@@ -139,7 +142,11 @@ impl TokenApi {
     /// Exchanges a username and password for a bearer access token (OAuth 2.0 password grant,
     /// meant for first-party clients). An unknown username and a wrong password get the same
     /// answer.
-    #[oai(path = "/token", method = "post", operation_id = "login_for_access_token")]
+    #[oai(
+        path = "/token",
+        method = "post",
+        operation_id = "login_for_access_token"
+    )]
     async fn login(
         &self,
         state: poem::web::Data<&AppState>,
@@ -150,9 +157,7 @@ impl TokenApi {
 }
 
 async fn login(state: &AppState, form: TokenForm) -> Result<TokenResponse, ApiError> {
-    let fields = form
-        .0
-        .map_err(|issue| ApiError::Validation(vec![issue]))?;
+    let fields = form.0.map_err(|issue| ApiError::Validation(vec![issue]))?;
     if let Some(grant_type) = present(fields.grant_type.as_deref())
         && grant_type != "password"
     {
@@ -169,8 +174,12 @@ async fn login(state: &AppState, form: TokenForm) -> Result<TokenResponse, ApiEr
         (Some(username), Some(password)) => (username, password),
         (username, password) => {
             let issues = [
-                username.is_none().then(|| ValidationIssue::missing(&["body", "username"])),
-                password.is_none().then(|| ValidationIssue::missing(&["body", "password"])),
+                username
+                    .is_none()
+                    .then(|| ValidationIssue::missing(&["body", "username"])),
+                password
+                    .is_none()
+                    .then(|| ValidationIssue::missing(&["body", "password"])),
             ];
             return Err(ApiError::Validation(issues.into_iter().flatten().collect()));
         }
@@ -199,8 +208,12 @@ async fn login(state: &AppState, form: TokenForm) -> Result<TokenResponse, ApiEr
     if let Some(rehashed) = rehashed {
         // The login stands even if the upgrade cannot be stored; it is retried next time.
         match state.store.set_password_hash(user.id, rehashed).await {
-            Ok(()) => tracing::info!(user_id = %user.id, "password hash upgraded to current parameters"),
-            Err(err) => tracing::warn!(user_id = %user.id, error = %err, "could not store an upgraded password hash"),
+            Ok(()) => {
+                tracing::info!(user_id = %user.id, "password hash upgraded to current parameters")
+            }
+            Err(err) => {
+                tracing::warn!(user_id = %user.id, error = %err, "could not store an upgraded password hash")
+            }
         }
     }
     if user.disabled {

@@ -34,7 +34,9 @@ pub enum HashError {
 pub enum Verification {
     /// The password matches. `rehashed` is a new hash with the current parameters when the
     /// stored one was made with others; the caller stores it.
-    Valid { rehashed: Option<String> },
+    Valid {
+        rehashed: Option<String>,
+    },
     Invalid,
 }
 
@@ -320,7 +322,10 @@ mod tests {
     async fn a_hash_verifies_its_password_only() {
         let hasher = PasswordHasher::start(settings()).await.unwrap();
         let hash = hasher.hash(secret("secret")).await.unwrap();
-        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
         assert_eq!(
             hasher.verify(secret("secret"), Some(&hash)).await.unwrap(),
             Verification::Valid { rehashed: None }
@@ -338,13 +343,19 @@ mod tests {
         let hasher = PasswordHasher::start(settings()).await.unwrap();
         let Verification::Valid {
             rehashed: Some(upgraded),
-        } = hasher.verify(secret("secret"), Some(fastapi)).await.unwrap()
+        } = hasher
+            .verify(secret("secret"), Some(fastapi))
+            .await
+            .unwrap()
         else {
             panic!("the FastAPI hash should verify and be re-hashed");
         };
         assert!(upgraded.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
         assert_eq!(
-            hasher.verify(secret("secret"), Some(&upgraded)).await.unwrap(),
+            hasher
+                .verify(secret("secret"), Some(&upgraded))
+                .await
+                .unwrap(),
             Verification::Valid { rehashed: None }
         );
         assert_eq!(
@@ -395,7 +406,10 @@ mod tests {
                 busy += 1;
             }
         }
-        assert!(busy > 0, "eight hashes on one worker with a queue of one must overflow");
+        assert!(
+            busy > 0,
+            "eight hashes on one worker with a queue of one must overflow"
+        );
     }
 
     #[test]

@@ -172,7 +172,11 @@ mod tests {
             Uuid::new_v4(),
             Uuid::new_v4()
         );
-        let token = format!("{}.{}.", b64(r#"{"alg":"none","typ":"at+jwt"}"#), b64(&payload));
+        let token = format!(
+            "{}.{}.",
+            b64(r#"{"alg":"none","typ":"at+jwt"}"#),
+            b64(&payload)
+        );
         assert!(tokens().verify(&token).is_err());
     }
 

@@ -80,9 +80,12 @@ impl Store {
         } else {
             options.max_connections(16).min_connections(1);
         }
-        let db = Database::connect(options)
-            .await
-            .with_context(|| format!("cannot connect to the database at {}", redact(&settings.url)))?;
+        let db = Database::connect(options).await.with_context(|| {
+            format!(
+                "cannot connect to the database at {}",
+                redact(&settings.url)
+            )
+        })?;
         Ok(Self { db })
     }
 
@@ -143,7 +146,10 @@ mod tests {
             "postgres://app:***@db:5432/auth"
         );
         assert_eq!(redact("postgres://app@db/auth"), "postgres://app@db/auth");
-        assert_eq!(redact("sqlite://data/p.db?mode=rwc"), "sqlite://data/p.db?mode=rwc");
+        assert_eq!(
+            redact("sqlite://data/p.db?mode=rwc"),
+            "sqlite://data/p.db?mode=rwc"
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveValue::Set, ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _,
+};
 use uuid::Uuid;
 
 use super::{Store, StoreError, entities::user};
@@ -128,7 +130,11 @@ impl Store {
     }
 
     /// Replaces a password hash, e.g. after re-hashing with current parameters.
-    pub async fn set_password_hash(&self, id: Uuid, hashed_password: String) -> Result<(), StoreError> {
+    pub async fn set_password_hash(
+        &self,
+        id: Uuid,
+        hashed_password: String,
+    ) -> Result<(), StoreError> {
         user::Entity::update_many()
             .col_expr(user::Column::HashedPassword, hashed_password.into())
             .col_expr(user::Column::UpdatedAt, Utc::now().into())

@@ -41,7 +41,14 @@ mod tests {
 
     #[test]
     fn malformed_addresses_are_refused() {
-        for bad in ["", "johndoe", "@example.com", "john@", "a@b@c", "jo hn@example.com"] {
+        for bad in [
+            "",
+            "johndoe",
+            "@example.com",
+            "john@",
+            "a@b@c",
+            "jo hn@example.com",
+        ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad:?}");
         }
     }

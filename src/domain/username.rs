@@ -82,8 +82,18 @@ mod tests {
             Username::parse(&"a".repeat(65)).unwrap_err().kind,
             "string_too_long"
         );
-        for bad in ["john doe", "x'; DROP TABLE users; --", "a/b", "tab\t", "nul\0"] {
-            assert_eq!(Username::parse(bad).unwrap_err().kind, "value_error", "{bad:?}");
+        for bad in [
+            "john doe",
+            "x'; DROP TABLE users; --",
+            "a/b",
+            "tab\t",
+            "nul\0",
+        ] {
+            assert_eq!(
+                Username::parse(bad).unwrap_err().kind,
+                "value_error",
+                "{bad:?}"
+            );
         }
     }
 

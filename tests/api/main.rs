@@ -1,0 +1,10 @@
+//! Black-box API tests: each test starts the real server on port 0 with a fresh database
+//! (SQLite, or PostgreSQL when `TEST_DATABASE_URL` is set) and talks HTTP to it.
+
+mod concurrency;
+mod helpers;
+mod hostile;
+mod items;
+mod openapi;
+mod protected;
+mod token;
