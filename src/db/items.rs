@@ -51,7 +51,7 @@ impl Store {
             owner_id: Set(owner),
             title: Set(title.into_inner()),
             description: Set(description.map(ItemDescription::into_inner)),
-            created_at: Set(Utc::now()),
+            created_at: Set(super::now()),
         };
         Ok(item::Entity::insert(row)
             .exec_with_returning(self.connection())

@@ -121,6 +121,13 @@ fn sqlite_directory(url: &str) -> Option<std::path::PathBuf> {
         .map(|dir| dir.to_path_buf())
 }
 
+/// The current time at the precision both backends store (PostgreSQL keeps microseconds), so
+/// that what a create returns is what a later read returns.
+pub(crate) fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound as _;
+    chrono::Utc::now().trunc_subsecs(6)
+}
+
 /// A database URL fit for logs and error messages: without its password.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

@@ -58,7 +58,7 @@ impl Store {
     /// Inserts a user; a name taken in any spelling is [`StoreError::UsernameTaken`], decided
     /// by the unique index, so that concurrent creations cannot both win.
     pub async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
-        let now = Utc::now();
+        let now = super::now();
         let row = user::ActiveModel {
             id: Set(Uuid::now_v7()),
             username_normalized: Set(new.username.normalized()),
@@ -113,7 +113,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let result = user::Entity::update_many()
             .col_expr(user::Column::Disabled, disabled.into())
-            .col_expr(user::Column::UpdatedAt, Utc::now().into())
+            .col_expr(user::Column::UpdatedAt, super::now().into())
             .filter(user::Column::UsernameNormalized.eq(username.normalized()))
             .exec(self.connection())
             .await?;
@@ -137,7 +137,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         user::Entity::update_many()
             .col_expr(user::Column::HashedPassword, hashed_password.into())
-            .col_expr(user::Column::UpdatedAt, Utc::now().into())
+            .col_expr(user::Column::UpdatedAt, super::now().into())
             .filter(user::Column::Id.eq(id))
             .exec(self.connection())
             .await?;
