@@ -104,7 +104,12 @@ pub struct ConfigArgs {
     pub max_body_bytes: usize,
 
     /// Log filter, in `tracing` syntax (e.g. `info`, `portcullis=debug`).
-    #[arg(long, env = "PORTCULLIS_LOG", default_value = "info", global = true)]
+    #[arg(
+        long,
+        env = "PORTCULLIS_LOG",
+        default_value = "info,sea_orm_migration=warn",
+        global = true
+    )]
     pub log: String,
 
     /// Log format.

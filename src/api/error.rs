@@ -213,7 +213,7 @@ pub enum ProtectedError {
     /// `Internal server error`.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
-    /// `Service unavailable` (database unreachable) or `Service busy, retry later`.
+    /// `Service unavailable`: the database does not answer.
     #[oai(status = 503)]
     Unavailable(
         Json<ErrorBody>,
@@ -405,4 +405,71 @@ pub fn plain_error(status: StatusCode, detail: &str) -> Response {
         .status(status)
         .content_type("application/json; charset=utf-8")
         .body(json)
+}
+
+#[cfg(test)]
+mod tests {
+    use poem::IntoResponse as _;
+
+    use super::*;
+
+    async fn parts(response: Response) -> (StatusCode, Option<String>, String) {
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = response.into_body().into_string().await.unwrap();
+        (status, retry_after, body)
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_database_is_a_503_with_retry_after() {
+        let err = ApiError::Unavailable(anyhow::anyhow!("connection refused"));
+        let (status, retry_after, body) = parts(ProtectedError::from(err).into_response()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry_after.as_deref(), Some("1"));
+        assert_eq!(body, r#"{"detail":"Service unavailable"}"#);
+    }
+
+    #[tokio::test]
+    async fn a_full_hashing_queue_at_the_token_endpoint_is_a_503_with_retry_after() {
+        let (status, retry_after, body) =
+            parts(TokenError::from(ApiError::Busy).into_response()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry_after.as_deref(), Some("1"));
+        assert_eq!(
+            body,
+            r#"{"detail":"Service busy, retry later","error":"temporarily_unavailable","error_description":"Service busy, retry later"}"#
+        );
+    }
+
+    #[tokio::test]
+    async fn internal_errors_reveal_nothing() {
+        let err = ApiError::internal(anyhow::anyhow!("table users has no column secret_sauce"));
+        let (status, _, body) = parts(ProtectedError::from(err).into_response()).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body, r#"{"detail":"Internal server error"}"#);
+
+        let err = ApiError::internal(anyhow::anyhow!("disk full at /var/lib"));
+        let (status, _, body) = parts(TokenError::from(err).into_response()).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            body,
+            r#"{"detail":"Internal server error","error":"server_error","error_description":"Internal server error"}"#
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_scope_is_named_in_the_challenge() {
+        let needed = ScopeSet::parse("me items").unwrap();
+        let response = ProtectedError::from(ApiError::InsufficientScope { needed }).into_response();
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            r#"Bearer scope="me items""#
+        );
+        let (status, _, body) = parts(response).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body, r#"{"detail":"Not enough permissions"}"#);
+    }
 }

@@ -91,9 +91,17 @@ impl Store {
 
     /// Applies pending migrations.
     pub async fn migrate(&self) -> anyhow::Result<()> {
+        let pending = Migrator::get_pending_migrations(&self.db)
+            .await
+            .context("cannot read the database's migration state")?;
+        if pending.is_empty() {
+            return Ok(());
+        }
         Migrator::up(&self.db, None)
             .await
-            .context("cannot apply the database migrations")
+            .context("cannot apply the database migrations")?;
+        tracing::info!(count = pending.len(), "applied pending database migrations");
+        Ok(())
     }
 
     /// Whether the database answers.

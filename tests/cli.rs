@@ -1,0 +1,295 @@
+//! The command line, run as a user would: exit codes and messages of every failure, and the
+//! README's serve command end to end.
+
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+};
+
+struct Workspace(PathBuf);
+
+impl Workspace {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("portcullis-cli-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        command
+            .current_dir(&self.0)
+            .env_clear()
+            .env("PORTCULLIS_DATA_DIR", self.0.join("data"))
+            .env("PORTCULLIS_LOG", "warn");
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().unwrap()
+    }
+
+    fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn a_weak_configured_secret_stops_the_service_at_start() {
+    let ws = Workspace::new();
+    let output = ws
+        .command()
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("PORTCULLIS_JWT_SECRET", "too-short-a-secret")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("PORTCULLIS_JWT_SECRET is too weak: it has 18 bytes, at least 32 (256 bits) are required"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_user_is_created_listed_disabled_enabled_and_deleted() {
+    let ws = Workspace::new();
+    let created = ws.run_with_stdin(
+        &[
+            "users",
+            "create",
+            "JaneRoe",
+            "--email",
+            "jane@example.com",
+            "--full-name",
+            "Jane Roe",
+            "--password-stdin",
+        ],
+        "correct horse\n",
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+    assert!(stdout(&created).starts_with("created user JaneRoe ("));
+
+    let listed = ws.run(&["users", "list"]);
+    assert!(listed.status.success());
+    let line = stdout(&listed)
+        .lines()
+        .find(|l| l.contains("JaneRoe"))
+        .map(str::to_owned);
+    let line = line.expect("the new user is listed");
+    assert!(
+        line.contains("active") && line.contains("me items") && line.contains("jane@example.com"),
+        "{line}"
+    );
+
+    let disabled = ws.run(&["users", "disable", "janeroe"]);
+    assert!(disabled.status.success(), "{}", stderr(&disabled));
+    assert!(stdout(&ws.run(&["users", "list"])).contains("disabled"));
+    assert!(ws.run(&["users", "enable", "JANEROE"]).status.success());
+    let deleted = ws.run(&["users", "delete", "JaneRoe"]);
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
+    assert!(!stdout(&ws.run(&["users", "list"])).contains("JaneRoe"));
+}
+
+#[test]
+fn a_duplicate_username_in_any_case_is_refused() {
+    let ws = Workspace::new();
+    assert!(
+        ws.run_with_stdin(&["users", "create", "johndoe", "--password-stdin"], "pw")
+            .status
+            .success()
+    );
+    let output = ws.run_with_stdin(&["users", "create", "JohnDoe", "--password-stdin"], "pw");
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output).trim(),
+        r#"error: a user named "JohnDoe" already exists (usernames are compared without regard to case)"#
+    );
+}
+
+#[test]
+fn unknown_users_are_reported_by_name() {
+    let ws = Workspace::new();
+    for action in ["disable", "enable", "delete"] {
+        let output = ws.run(&["users", action, "nobody"]);
+        assert_eq!(output.status.code(), Some(1), "{action}");
+        assert_eq!(
+            stderr(&output).trim(),
+            r#"error: no user named "nobody""#,
+            "{action}"
+        );
+    }
+}
+
+#[test]
+fn a_password_is_never_taken_from_the_command_line() {
+    let ws = Workspace::new();
+    let output = ws.run(&["users", "create", "someone"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("--password-stdin"));
+    let empty = ws.run_with_stdin(&["users", "create", "someone", "--password-stdin"], "");
+    assert_eq!(empty.status.code(), Some(1));
+    assert!(stderr(&empty).contains("no password on standard input"));
+}
+
+#[test]
+fn invalid_usernames_and_scopes_are_refused() {
+    let ws = Workspace::new();
+    let name = ws.run_with_stdin(&["users", "create", "john doe", "--password-stdin"], "pw");
+    assert_eq!(name.status.code(), Some(1));
+    assert!(
+        stderr(&name).contains("invalid username"),
+        "{}",
+        stderr(&name)
+    );
+    let scope = ws.run_with_stdin(
+        &[
+            "users",
+            "create",
+            "john",
+            "--scopes",
+            "me,root",
+            "--password-stdin",
+        ],
+        "pw",
+    );
+    assert_eq!(scope.status.code(), Some(1));
+    assert!(
+        stderr(&scope).contains(r#"unknown scope "root""#),
+        "{}",
+        stderr(&scope)
+    );
+}
+
+#[test]
+fn an_unreachable_database_is_a_clear_error() {
+    let ws = Workspace::new();
+    let output = ws
+        .command()
+        .args(["users", "list"])
+        .env(
+            "DATABASE_URL",
+            "postgres://portcullis:hunter2@127.0.0.1:1/nowhere",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(
+        message.starts_with(
+            "error: cannot connect to the database at postgres://portcullis:***@127.0.0.1:1/nowhere"
+        ),
+        "{message}"
+    );
+    assert!(
+        !message.contains("hunter2"),
+        "the password must not be printed"
+    );
+}
+
+#[test]
+fn the_openapi_command_prints_the_served_document() {
+    let ws = Workspace::new();
+    let output = ws.run(&["openapi"]);
+    assert!(output.status.success());
+    assert_eq!(stdout(&output), portcullis::api::openapi_document());
+}
+
+#[test]
+fn serve_demo_prints_its_addresses_serves_the_demo_user_and_stops_on_sigterm() {
+    let ws = Workspace::new();
+    let mut child = ws
+        .command()
+        .args(["serve", "--demo", "--bind", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let base = first
+        .strip_prefix("portcullis listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .to_owned();
+    assert_eq!(
+        lines.next().unwrap().unwrap(),
+        format!("Swagger UI: {base}/docs")
+    );
+    assert_eq!(
+        lines.next().unwrap().unwrap(),
+        "demo users: johndoe / secret (active), alice / secret2 (disabled)"
+    );
+    assert!(
+        ws.path().join("data/portcullis.db").exists(),
+        "the SQLite file is created"
+    );
+    assert!(
+        ws.path().join("data/jwt-secret").exists(),
+        "the secret is generated"
+    );
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let login = client
+            .post(format!("{base}/token"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body("username=johndoe&password=secret")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(login.status(), 200);
+        let alice = client
+            .post(format!("{base}/token"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body("username=alice&password=secret2")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(alice.status(), 400, "alice is disabled");
+    });
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "a SIGTERM is a clean shutdown: {status:?}"
+    );
+}
