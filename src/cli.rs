@@ -136,11 +136,12 @@ async fn serve(config: &ConfigArgs, bind: SocketAddr, demo: bool) -> anyhow::Res
         seed_demo_users(app.store(), app.hasher()).await?;
     }
     let base = format!("http://{}", app.local_addr());
+    // The Swagger UI line comes last: scripts wait for it.
     println!("portcullis listening on {base}");
-    println!("Swagger UI: {base}/docs");
     if demo {
         println!("demo users: johndoe / secret (active), alice / secret2 (disabled)");
     }
+    println!("Swagger UI: {base}/docs");
     app.run_until_stopped().await
 }
 

@@ -1,31 +1,21 @@
 //! The command line, run as a user would: exit codes and messages of every failure, and the
 //! README's serve command end to end.
 
+mod common;
+
 use std::{
-    io::{BufRead as _, BufReader, Write as _},
-    path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    io::Write as _,
+    process::{Output, Stdio},
 };
 
-struct Workspace(PathBuf);
+use common::{ServerProcess, Workspace};
 
-impl Workspace {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("portcullis-cli-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
+trait RunExt {
+    fn run(&self, args: &[&str]) -> Output;
+    fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output;
+}
 
-    fn command(&self) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis"));
-        command
-            .current_dir(&self.0)
-            .env_clear()
-            .env("PORTCULLIS_DATA_DIR", self.0.join("data"))
-            .env("PORTCULLIS_LOG", "warn");
-        command
-    }
-
+impl RunExt for Workspace {
     fn run(&self, args: &[&str]) -> Output {
         self.command().args(args).output().unwrap()
     }
@@ -46,16 +36,6 @@ impl Workspace {
             .write_all(stdin.as_bytes())
             .unwrap();
         child.wait_with_output().unwrap()
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Workspace {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -231,26 +211,17 @@ fn the_openapi_command_prints_the_served_document() {
 #[test]
 fn serve_demo_prints_its_addresses_serves_the_demo_user_and_stops_on_sigterm() {
     let ws = Workspace::new();
-    let mut child = ws
-        .command()
-        .args(["serve", "--demo", "--bind", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let base = first
-        .strip_prefix("portcullis listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-        .to_owned();
+    let mut command = ws.command();
+    command.args(["serve", "--demo", "--bind", "127.0.0.1:0"]);
+    let server = ServerProcess::start(command);
+    let base = server.base_url.clone();
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
     assert_eq!(
-        lines.next().unwrap().unwrap(),
-        format!("Swagger UI: {base}/docs")
-    );
-    assert_eq!(
-        lines.next().unwrap().unwrap(),
-        "demo users: johndoe / secret (active), alice / secret2 (disabled)"
+        server.banner,
+        [
+            "demo users: johndoe / secret (active), alice / secret2 (disabled)".to_owned(),
+            format!("Swagger UI: {base}/docs"),
+        ]
     );
     assert!(
         ws.path().join("data/portcullis.db").exists(),
@@ -264,32 +235,29 @@ fn serve_demo_prints_its_addresses_serves_the_demo_user_and_stops_on_sigterm() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let client = reqwest::Client::new();
-        let login = client
-            .post(format!("{base}/token"))
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body("username=johndoe&password=secret")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(login.status(), 200);
-        let alice = client
-            .post(format!("{base}/token"))
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body("username=alice&password=secret2")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(alice.status(), 400, "alice is disabled");
+        let login = |body: &'static str| {
+            client
+                .post(format!("{base}/token"))
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+        };
+        assert_eq!(
+            login("username=johndoe&password=secret")
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        assert_eq!(
+            login("username=alice&password=secret2")
+                .await
+                .unwrap()
+                .status(),
+            400,
+            "alice is disabled"
+        );
     });
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = child.wait().unwrap();
-    assert!(
-        status.success(),
-        "a SIGTERM is a clean shutdown: {status:?}"
-    );
+    assert!(server.terminate(), "a SIGTERM is a clean shutdown");
 }

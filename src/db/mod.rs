@@ -89,18 +89,31 @@ impl Store {
         Ok(Self { db })
     }
 
-    /// Applies pending migrations.
+    /// Applies pending migrations. On PostgreSQL, instances starting together take turns: the
+    /// migrations run in one transaction holding an advisory lock, so a second instance waits,
+    /// then finds nothing pending.
     pub async fn migrate(&self) -> anyhow::Result<()> {
-        let pending = Migrator::get_pending_migrations(&self.db)
-            .await
-            .context("cannot read the database's migration state")?;
-        if pending.is_empty() {
-            return Ok(());
+        use sea_orm::{ConnectionTrait as _, DbBackend, TransactionTrait as _};
+
+        const MIGRATION_LOCK: i64 = 0x706f_7274_6375; // "portcu"
+        let applied = if self.db.get_database_backend() == DbBackend::Postgres {
+            let txn = self
+                .db
+                .begin()
+                .await
+                .context("cannot start the migration transaction")?;
+            txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+                .await
+                .context("cannot take the migration lock")?;
+            let applied = apply_pending(&txn).await?;
+            txn.commit().await.context("cannot commit the migrations")?;
+            applied
+        } else {
+            apply_pending(&self.db).await?
+        };
+        if applied > 0 {
+            tracing::info!(count = applied, "applied pending database migrations");
         }
-        Migrator::up(&self.db, None)
-            .await
-            .context("cannot apply the database migrations")?;
-        tracing::info!(count = pending.len(), "applied pending database migrations");
         Ok(())
     }
 
@@ -112,6 +125,23 @@ impl Store {
     pub(crate) fn connection(&self) -> &DatabaseConnection {
         &self.db
     }
+}
+
+async fn apply_pending<'c, C>(db: &'c C) -> anyhow::Result<usize>
+where
+    C: sea_orm::ConnectionTrait,
+    &'c C: migration::IntoSchemaManagerConnection<'c>,
+{
+    let pending = Migrator::get_pending_migrations(db)
+        .await
+        .context("cannot read the database's migration state")?
+        .len();
+    if pending > 0 {
+        Migrator::up(db, None)
+            .await
+            .context("cannot apply the database migrations")?;
+    }
+    Ok(pending)
 }
 
 /// The directory of an SQLite file URL (`sqlite://dir/file.db?mode=rwc`), if it has one.

@@ -62,7 +62,7 @@ pub fn test_settings(database_url: String) -> Settings {
 /// beside the one `TEST_DATABASE_URL` names.
 pub async fn fresh_database() -> (String, Option<TempDir>) {
     match std::env::var("TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => (fresh_postgres_database(&url).await, None),
+        Ok(url) if !url.is_empty() => (crate::common::fresh_postgres_database(&url).await, None),
         _ => {
             let dir =
                 std::env::temp_dir().join(format!("portcullis-test-{}", uuid::Uuid::new_v4()));
@@ -71,27 +71,6 @@ pub async fn fresh_database() -> (String, Option<TempDir>) {
             (url, Some(TempDir(dir)))
         }
     }
-}
-
-async fn fresh_postgres_database(base_url: &str) -> String {
-    use sea_orm::{ConnectionTrait as _, Database};
-
-    let name = format!("portcullis_test_{}", uuid::Uuid::new_v4().simple());
-    let admin = Database::connect(base_url)
-        .await
-        .expect("TEST_DATABASE_URL must name a reachable PostgreSQL database");
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-        .await
-        .expect("cannot create a test database");
-    admin.close().await.ok();
-    let (prefix, _) = base_url
-        .split('?')
-        .next()
-        .unwrap()
-        .rsplit_once('/')
-        .expect("TEST_DATABASE_URL must end with a database name");
-    format!("{prefix}/{name}")
 }
 
 pub async fn spawn_app() -> TestApp {

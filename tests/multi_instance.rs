@@ -1,0 +1,196 @@
+//! Scale-out: two server processes sharing one PostgreSQL database behave as one service.
+//! Needs PostgreSQL: `TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo test
+//! --test multi_instance -- --include-ignored`.
+
+mod common;
+
+use std::process::Stdio;
+
+use common::{ServerProcess, Workspace, fresh_postgres_database};
+use serde_json::Value;
+
+const SHARED_SECRET: &str = "a-secret-shared-by-every-instance-0123456789";
+
+struct Cluster {
+    database_url: String,
+    workspace: Workspace,
+    a: ServerProcess,
+    b: ServerProcess,
+    client: reqwest::Client,
+}
+
+impl Cluster {
+    /// Two instances started at the same moment on a fresh database (so their migrations race).
+    async fn start() -> Self {
+        let base = std::env::var("TEST_DATABASE_URL").expect(
+            "set TEST_DATABASE_URL to a PostgreSQL database to run the multi-instance tests",
+        );
+        let database_url = fresh_postgres_database(&base).await;
+        let workspace = Workspace::new();
+        let spawn = |name: &str| {
+            let mut command = workspace.command();
+            command
+                .args(["serve", "--bind", "127.0.0.1:0"])
+                .env("DATABASE_URL", &database_url)
+                .env("PORTCULLIS_JWT_SECRET", SHARED_SECRET)
+                .env("PORTCULLIS_DATA_DIR", workspace.path().join(name));
+            command
+        };
+        let (command_a, command_b) = (spawn("a"), spawn("b"));
+        let a = std::thread::spawn(move || ServerProcess::start(command_a));
+        let b = std::thread::spawn(move || ServerProcess::start(command_b));
+        Self {
+            database_url,
+            a: a.join().unwrap(),
+            b: b.join().unwrap(),
+            workspace,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// Runs a `portcullis users …` command against the shared database.
+    fn users(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+        use std::io::Write as _;
+        let mut child = self
+            .workspace
+            .command()
+            .arg("users")
+            .args(args)
+            .env("DATABASE_URL", &self.database_url)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+        drop(input);
+        child.wait_with_output().unwrap()
+    }
+
+    fn create_user(&self, username: &str, password: &str) {
+        let output = self.users(&["create", username, "--password-stdin"], Some(password));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    async fn login(&self, base: &str, username: &str, password: &str) -> reqwest::Response {
+        self.client
+            .post(format!("{base}/token"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(
+                serde_urlencoded::to_string([("username", username), ("password", password)])
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn token(&self, base: &str, username: &str, password: &str) -> String {
+        let response = self.login(base, username, password).await;
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    async fn me(&self, base: &str, token: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .get(format!("{base}/users/me"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (TEST_DATABASE_URL); CI runs it"]
+async fn a_token_issued_by_one_instance_works_on_the_other() {
+    let cluster = Cluster::start().await;
+    cluster.create_user("johndoe", "secret");
+    let token = cluster
+        .token(&cluster.a.base_url, "johndoe", "secret")
+        .await;
+    let (status, body) = cluster.me(&cluster.b.base_url, &token).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["username"], "johndoe");
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (TEST_DATABASE_URL); CI runs it"]
+async fn a_user_created_once_logs_in_on_both_instances() {
+    let cluster = Cluster::start().await;
+    cluster.create_user("NewUser", "pw-1");
+    for base in [&cluster.a.base_url, &cluster.b.base_url] {
+        assert_eq!(cluster.login(base, "newuser", "pw-1").await.status(), 200);
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (TEST_DATABASE_URL); CI runs it"]
+async fn a_disabled_user_is_refused_by_both_instances_at_the_next_request() {
+    let cluster = Cluster::start().await;
+    cluster.create_user("johndoe", "secret");
+    let token_a = cluster
+        .token(&cluster.a.base_url, "johndoe", "secret")
+        .await;
+    let token_b = cluster
+        .token(&cluster.b.base_url, "johndoe", "secret")
+        .await;
+    assert_eq!(cluster.me(&cluster.b.base_url, &token_a).await.0, 200);
+
+    let output = cluster.users(&["disable", "johndoe"], None);
+    assert!(output.status.success());
+
+    for (base, token) in [
+        (&cluster.a.base_url, &token_b),
+        (&cluster.b.base_url, &token_a),
+    ] {
+        let (status, body) = cluster.me(base, token).await;
+        assert_eq!(status, 400);
+        assert_eq!(body, serde_json::json!({"detail": "Inactive user"}));
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (TEST_DATABASE_URL); CI runs it"]
+async fn concurrent_creation_of_one_username_leaves_exactly_one_account() {
+    let cluster = Cluster::start().await;
+    let names = ["Racer", "racer", "RACER", "rAcEr", "racer", "Racer"];
+    let outcomes: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = names
+            .iter()
+            .map(|name| {
+                scope.spawn(|| cluster.users(&["create", name, "--password-stdin"], Some("pw")))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let winners = outcomes.iter().filter(|o| o.status.success()).count();
+    assert_eq!(winners, 1, "exactly one creation succeeds");
+    for loser in outcomes.iter().filter(|o| !o.status.success()) {
+        assert_eq!(loser.status.code(), Some(1));
+        let message = String::from_utf8_lossy(&loser.stderr);
+        assert!(message.contains("already exists"), "{message}");
+    }
+    let list = cluster.users(&["list"], None);
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert_eq!(
+        listed
+            .lines()
+            .filter(|l| l.to_lowercase().contains("racer"))
+            .count(),
+        1,
+        "{listed}"
+    );
+    // And the one account works on both instances.
+    for base in [&cluster.a.base_url, &cluster.b.base_url] {
+        assert_eq!(cluster.login(base, "RACER", "pw").await.status(), 200);
+    }
+}
