@@ -347,7 +347,8 @@ impl From<ApiError> for TokenError {
 /// carries its response.
 pub async fn map_framework_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
     use poem_openapi::error::{
-        AuthorizationError, ContentTypeError, ParseParamError, ParseRequestPayloadError,
+        AuthorizationError, ContentTypeError, ParseParamError, ParsePathError,
+        ParseRequestPayloadError,
     };
 
     let err = match next.call(req).await {
@@ -357,6 +358,12 @@ pub async fn map_framework_errors<E: Endpoint>(next: E, req: Request) -> poem::R
     let api_error = if err.is::<AuthorizationError>() {
         ApiError::NotAuthenticated
     } else if let Some(param) = err.downcast_ref::<ParseParamError>() {
+        ApiError::Validation(vec![ValidationIssue::new(
+            &["query", param.name],
+            param.reason.clone(),
+            "value_error",
+        )])
+    } else if let Some(param) = err.downcast_ref::<ParsePathError>() {
         ApiError::Validation(vec![ValidationIssue::new(
             &["path", param.name],
             param.reason.clone(),

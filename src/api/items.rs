@@ -2,11 +2,13 @@
 
 use chrono::{DateTime, Utc};
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::{
     ApiTags, AppState,
     error::{ApiError, ErrorBody, ProtectedError, ValidationIssue},
+    input::{JsonBody, UuidPath, optional_string, required_string},
 };
 use crate::{
     auth::{OAuth2, OAuthScope, authenticate},
@@ -115,10 +117,10 @@ impl ItemsApi {
         &self,
         #[oai(scope = "OAuthScope::Items")] auth: OAuth2,
         state: poem::web::Data<&AppState>,
-        body: Json<NewItemBody>,
+        body: JsonBody<NewItemBody>,
     ) -> Result<CreateItemResponse, ProtectedError> {
         let caller = authenticate(&state.tokens, &state.store, &auth, &[Scope::Items]).await?;
-        let (title, description) = parse_new_item(body.0)?;
+        let (title, description) = parse_new_item(&body.object()?)?;
         let item = state
             .store
             .create_item(caller.user.id, title, description)
@@ -144,12 +146,13 @@ impl ItemsApi {
         #[oai(scope = "OAuthScope::Items")] auth: OAuth2,
         state: poem::web::Data<&AppState>,
         /// The item's id.
-        id: Path<Uuid>,
+        id: Path<UuidPath>,
     ) -> Result<DeleteItemResponse, ProtectedError> {
         let caller = authenticate(&state.tokens, &state.store, &auth, &[Scope::Items]).await?;
+        let id = id.0.parse("id")?;
         if state
             .store
-            .delete_item(caller.user.id, id.0)
+            .delete_item(caller.user.id, id)
             .await
             .map_err(ApiError::from)?
         {
@@ -162,25 +165,28 @@ impl ItemsApi {
     }
 }
 
-fn parse_new_item(body: NewItemBody) -> Result<(ItemTitle, Option<ItemDescription>), ApiError> {
-    let title = ItemTitle::parse(&body.title);
-    let description = body
-        .description
-        .as_deref()
-        .map(ItemDescription::parse)
-        .transpose();
-    match (title, description) {
-        (Ok(title), Ok(description)) => Ok((title, description)),
-        (title, description) => {
-            let issues = [
-                title
-                    .err()
-                    .map(|e| ValidationIssue::new(&["body", "title"], e.message, e.kind)),
-                description
-                    .err()
-                    .map(|e| ValidationIssue::new(&["body", "description"], e.message, e.kind)),
-            ];
-            Err(ApiError::Validation(issues.into_iter().flatten().collect()))
-        }
+fn parse_new_item(
+    body: &Map<String, Value>,
+) -> Result<(ItemTitle, Option<ItemDescription>), ApiError> {
+    let mut issues = Vec::new();
+    let title = required_string(body, "title", &mut issues).and_then(|raw| {
+        ItemTitle::parse(&raw)
+            .map_err(|e| issues.push(ValidationIssue::new(&["body", "title"], e.message, e.kind)))
+            .ok()
+    });
+    let description = optional_string(body, "description", &mut issues).and_then(|raw| {
+        ItemDescription::parse(&raw)
+            .map_err(|e| {
+                issues.push(ValidationIssue::new(
+                    &["body", "description"],
+                    e.message,
+                    e.kind,
+                ))
+            })
+            .ok()
+    });
+    match title {
+        Some(title) if issues.is_empty() => Ok((title, description)),
+        _ => Err(ApiError::Validation(issues)),
     }
 }

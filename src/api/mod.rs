@@ -3,6 +3,7 @@
 
 mod error;
 mod health;
+mod input;
 mod items;
 mod token;
 mod users;
