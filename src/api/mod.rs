@@ -14,7 +14,8 @@ use poem::{
     Endpoint, EndpointExt as _, IntoEndpoint, Request, Response, Route, get, handler,
     http::StatusCode, middleware::CatchPanic, web::Data,
 };
-use poem_openapi::{OpenApiService, Tags};
+use poem_openapi::{LicenseObject, OpenApiService, ServerObject, Tags};
+use serde_json::{Value, json};
 
 pub use error::ApiError;
 
@@ -73,23 +74,100 @@ fn openapi_service() -> OpenApiService<
         env!("CARGO_PKG_VERSION"),
     )
     .description(DESCRIPTION)
+    .license(LicenseObject::new("MIT").url("https://opensource.org/license/mit"))
+    .server(ServerObject::new("/").description("This server"))
 }
 
 /// The OpenAPI document, exactly as served at `/openapi.json` and committed as `openapi.json`.
 pub fn openapi_document() -> String {
-    let mut spec = openapi_service().spec();
-    spec.push('\n');
-    spec
+    refine(&openapi_service().spec())
+}
+
+/// Members that are always present, `null` when unset. poem-openapi can only say "optional";
+/// clients generated from the document must know they may be `null`, not absent.
+const NULLABLE_MEMBERS: [(&str, &str); 3] = [
+    ("User", "email"),
+    ("User", "full_name"),
+    ("Item", "description"),
+];
+
+/// What poem-openapi cannot express, added to its document: operations without credentials
+/// say so (`security: []`), always-present members that may be `null` are required and
+/// `nullable`, and response headers keep their usual spelling (it writes them in capitals).
+fn refine(spec: &str) -> String {
+    let mut doc: Value = serde_json::from_str(spec).expect("poem-openapi emits valid JSON");
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for operation in paths.values_mut().filter_map(Value::as_object_mut) {
+            for operation in operation.values_mut().filter_map(Value::as_object_mut) {
+                operation.entry("security").or_insert_with(|| json!([]));
+                let responses = operation
+                    .get_mut("responses")
+                    .and_then(Value::as_object_mut);
+                for response in responses.into_iter().flat_map(|r| r.values_mut()) {
+                    if let Some(headers) =
+                        response.get_mut("headers").and_then(Value::as_object_mut)
+                    {
+                        *headers = std::mem::take(headers)
+                            .into_iter()
+                            .map(|(name, header)| (header_spelling(&name), header))
+                            .collect();
+                    }
+                }
+            }
+        }
+    }
+    for (schema, member) in NULLABLE_MEMBERS {
+        let schema = &mut doc["components"]["schemas"][schema];
+        schema["properties"][member]["nullable"] = json!(true);
+        let required = schema["required"]
+            .as_array_mut()
+            .expect("the schema has required members");
+        if !required.iter().any(|name| name == member) {
+            required.push(json!(member));
+        }
+    }
+    let mut refined = serde_json::to_string_pretty(&doc).expect("a JSON value serializes");
+    refined.push('\n');
+    refined
+}
+
+/// `WWW-AUTHENTICATE` → `WWW-Authenticate`, `CACHE-CONTROL` → `Cache-Control`.
+fn header_spelling(name: &str) -> String {
+    if name.eq_ignore_ascii_case("www-authenticate") {
+        return "WWW-Authenticate".into();
+    }
+    name.split('-')
+        .map(|word| {
+            let lower = word.to_ascii_lowercase();
+            let mut chars = lower.chars();
+            chars.next().map_or_else(String::new, |first| {
+                first.to_ascii_uppercase().to_string() + chars.as_str()
+            })
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// Swagger UI (poem-openapi's bundle) showing the refined document.
+fn swagger_ui_page() -> String {
+    let service = openapi_service();
+    let raw = service.spec();
+    let page = service.swagger_ui_html();
+    assert!(
+        page.contains(&raw),
+        "the Swagger UI page inlines the document"
+    );
+    page.replacen(&raw, openapi_document().trim_end(), 1)
 }
 
 /// Every route of the service, with its middleware.
 pub fn routes(state: AppState, max_body_bytes: usize) -> impl Endpoint<Output = Response> {
-    let service = openapi_service();
-    let docs = service.swagger_ui();
     let document: Arc<str> = openapi_document().into();
+    let docs_page: Arc<str> = swagger_ui_page().into();
     Route::new()
-        .nest("/", service)
-        .nest("/docs", docs)
+        .nest("/", openapi_service())
+        .at("/docs", get(swagger_ui).data(docs_page.clone()))
+        .at("/docs/", get(swagger_ui).data(docs_page))
         .at("/openapi.json", get(openapi_json).data(document))
         .data(state)
         .around(move |next, req| limit_body(next, req, max_body_bytes))
@@ -104,10 +182,61 @@ pub fn routes(state: AppState, max_body_bytes: usize) -> impl Endpoint<Output = 
 }
 
 #[handler]
+fn swagger_ui(page: Data<&Arc<str>>) -> Response {
+    Response::builder()
+        .content_type("text/html; charset=utf-8")
+        .body(page.0.to_string())
+}
+
+#[handler]
 fn openapi_json(document: Data<&Arc<str>>) -> Response {
     Response::builder()
         .content_type("application/json; charset=utf-8")
         .body(document.0.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_names_get_their_usual_spelling() {
+        assert_eq!(header_spelling("WWW-AUTHENTICATE"), "WWW-Authenticate");
+        assert_eq!(header_spelling("CACHE-CONTROL"), "Cache-Control");
+        assert_eq!(header_spelling("RETRY-AFTER"), "Retry-After");
+        assert_eq!(header_spelling("PRAGMA"), "Pragma");
+    }
+
+    #[test]
+    fn public_operations_declare_that_they_need_no_credentials() {
+        let doc: Value = serde_json::from_str(&openapi_document()).unwrap();
+        assert_eq!(doc["paths"]["/token"]["post"]["security"], json!([]));
+        assert_eq!(doc["paths"]["/health"]["get"]["security"], json!([]));
+        assert_eq!(
+            doc["paths"]["/users/me"]["get"]["security"],
+            json!([{ "OAuth2": ["me"] }])
+        );
+    }
+
+    #[test]
+    fn optional_members_are_required_and_nullable() {
+        let doc: Value = serde_json::from_str(&openapi_document()).unwrap();
+        let user = &doc["components"]["schemas"]["User"];
+        assert_eq!(user["properties"]["email"]["nullable"], json!(true));
+        assert!(
+            user["required"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("email"))
+        );
+    }
+
+    #[test]
+    fn swagger_ui_shows_the_refined_document() {
+        let page = swagger_ui_page();
+        assert!(page.contains(r#""WWW-Authenticate": {"#));
+        assert!(page.contains(r#""tokenUrl": "/token""#));
+    }
 }
 
 /// Refuses bodies over the limit with 413 before any handler reads them, whether the size is
