@@ -345,12 +345,17 @@ impl From<ApiError> for TokenError {
 /// Turns errors raised outside handlers into the contract's shapes: missing credentials,
 /// unparsable parameters and bodies, unknown routes and methods. Every other error already
 /// carries its response.
-pub async fn map_framework_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+pub async fn map_framework_errors<E: Endpoint>(
+    next: E,
+    req: Request,
+    allowed: std::sync::Arc<AllowedMethods>,
+) -> poem::Result<Response> {
     use poem_openapi::error::{
         AuthorizationError, ContentTypeError, ParseParamError, ParsePathError,
         ParseRequestPayloadError,
     };
 
+    let path = req.uri().path().to_owned();
     let err = match next.call(req).await {
         Ok(resp) => return Ok(resp.into_response()),
         Err(err) => err,
@@ -384,10 +389,13 @@ pub async fn map_framework_errors<E: Endpoint>(next: E, req: Request) -> poem::R
     } else if err.is::<poem::error::NotFoundError>() {
         return Ok(plain_error(StatusCode::NOT_FOUND, "Not Found"));
     } else if err.is::<poem::error::MethodNotAllowedError>() {
-        return Ok(plain_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "Method Not Allowed",
-        ));
+        let mut response = plain_error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+        if let Some(methods) = allowed.for_path(&path).and_then(|m| m.parse().ok()) {
+            response
+                .headers_mut()
+                .insert(poem::http::header::ALLOW, methods);
+        }
+        return Ok(response);
     } else if err.is_from_response() {
         // A handler's own declared error response: already in the contract's shape.
         return Ok(err.into_response());
@@ -403,6 +411,55 @@ pub async fn map_framework_errors<E: Endpoint>(next: E, req: Request) -> poem::R
         ));
     };
     Ok(ProtectedError::from(api_error).into_response())
+}
+
+/// The methods each path answers, for the `Allow` header of a 405 (RFC 9110 §15.5.6).
+#[derive(Debug, Default)]
+pub struct AllowedMethods(Vec<(Vec<String>, String)>);
+
+impl AllowedMethods {
+    /// From the OpenAPI document's paths (`/users/me/items/{id}` matches any one segment).
+    pub fn from_document(document: &serde_json::Value) -> Self {
+        let mut routes = Vec::new();
+        if let Some(paths) = document["paths"].as_object() {
+            for (path, operations) in paths {
+                let methods: Vec<String> = operations
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|ops| ops.keys())
+                    .map(|method| method.to_ascii_uppercase())
+                    .collect();
+                routes.push((segments(path), methods.join(", ")));
+            }
+        }
+        Self(routes)
+    }
+
+    /// Adds a path outside the document.
+    pub fn with(mut self, path: &str, methods: &str) -> Self {
+        self.0.push((segments(path), methods.to_owned()));
+        self
+    }
+
+    pub fn for_path(&self, path: &str) -> Option<&str> {
+        let wanted = segments(path);
+        self.0
+            .iter()
+            .find(|(template, _)| {
+                template.len() == wanted.len()
+                    && template.iter().zip(&wanted).all(|(t, w)| {
+                        (t.starts_with('{') && t.ends_with('}') && !w.is_empty()) || t == w
+                    })
+            })
+            .map(|(_, methods)| methods.as_str())
+    }
+}
+
+fn segments(path: &str) -> Vec<String> {
+    path.trim_end_matches('/')
+        .split('/')
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A `{"detail": …}` response for statuses no operation declares (404, 405).
@@ -465,6 +522,19 @@ mod tests {
             body,
             r#"{"detail":"Internal server error","error":"server_error","error_description":"Internal server error"}"#
         );
+    }
+
+    #[test]
+    fn allowed_methods_are_found_for_templated_paths() {
+        let document = serde_json::json!({"paths": {
+            "/users/me/items": {"get": {}, "post": {}},
+            "/users/me/items/{id}": {"delete": {}},
+        }});
+        let allowed = AllowedMethods::from_document(&document).with("/docs", "GET");
+        assert_eq!(allowed.for_path("/users/me/items"), Some("GET, POST"));
+        assert_eq!(allowed.for_path("/users/me/items/abc"), Some("DELETE"));
+        assert_eq!(allowed.for_path("/docs/"), Some("GET"));
+        assert_eq!(allowed.for_path("/users/me/items/abc/x"), None);
     }
 
     #[tokio::test]

@@ -49,8 +49,10 @@ impl ItemBody {
 #[oai(rename = "ItemCreate")]
 pub struct NewItemBody {
     /// Title, 1–200 characters.
+    #[oai(validator(min_length = 1, max_length = 200))]
     pub title: String,
     /// Description, at most 10,000 characters.
+    #[oai(validator(max_length = 10000))]
     pub description: Option<String>,
 }
 

@@ -116,6 +116,9 @@ fn refine(spec: &str) -> String {
             }
         }
     }
+    // A request member that may be sent as `null` (it means absent).
+    doc["components"]["schemas"]["ItemCreate"]["properties"]["description"]["nullable"] =
+        json!(true);
     for (schema, member) in NULLABLE_MEMBERS {
         let schema = &mut doc["components"]["schemas"][schema];
         schema["properties"][member]["nullable"] = json!(true);
@@ -164,6 +167,13 @@ fn swagger_ui_page() -> String {
 pub fn routes(state: AppState, max_body_bytes: usize) -> impl Endpoint<Output = Response> {
     let document: Arc<str> = openapi_document().into();
     let docs_page: Arc<str> = swagger_ui_page().into();
+    let allowed = Arc::new(
+        error::AllowedMethods::from_document(
+            &serde_json::from_str(&document).expect("the document is JSON"),
+        )
+        .with("/docs", "GET")
+        .with("/openapi.json", "GET"),
+    );
     Route::new()
         .nest("/", openapi_service())
         .at("/docs", get(swagger_ui).data(docs_page.clone()))
@@ -171,7 +181,7 @@ pub fn routes(state: AppState, max_body_bytes: usize) -> impl Endpoint<Output = 
         .at("/openapi.json", get(openapi_json).data(document))
         .data(state)
         .around(move |next, req| limit_body(next, req, max_body_bytes))
-        .around(error::map_framework_errors)
+        .around(move |next, req| error::map_framework_errors(next, req, allowed.clone()))
         .with(CatchPanic::new().with_handler(|_| {
             tracing::error!("a request handler panicked");
             error::plain_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")

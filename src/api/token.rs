@@ -28,8 +28,10 @@ struct TokenRequestSchema {
     /// `password` when present.
     grant_type: Option<String>,
     /// The username (any case).
+    #[oai(validator(min_length = 1))]
     username: String,
     /// The password.
+    #[oai(validator(min_length = 1))]
     password: Password,
     /// Space-separated scopes to grant (`me`, `items`, `admin`). Default: every scope the user
     /// holds except `admin`, which must be asked for by name.
