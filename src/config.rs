@@ -99,6 +99,60 @@ pub struct ConfigArgs {
     )]
     pub hash_queue: usize,
 
+    /// Throttle repeated failed logins (429 with growing delays). `false` only for tests.
+    #[arg(long, env = "PORTCULLIS_LOGIN_THROTTLE", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub login_throttle: bool,
+
+    /// Failed logins for one account from one address before that pair is blocked.
+    #[arg(
+        long,
+        env = "PORTCULLIS_LOGIN_MAX_FAILURES",
+        default_value_t = 5,
+        global = true
+    )]
+    pub login_max_failures: u32,
+
+    /// Failed logins from one address, over all accounts, before the address is blocked.
+    #[arg(
+        long,
+        env = "PORTCULLIS_LOGIN_MAX_FAILURES_PER_ADDRESS",
+        default_value_t = 20,
+        global = true
+    )]
+    pub login_max_failures_per_address: u32,
+
+    /// First block, in seconds; it doubles with every further failure.
+    #[arg(
+        long,
+        env = "PORTCULLIS_LOGIN_BLOCK_SECONDS",
+        default_value_t = 1,
+        global = true
+    )]
+    pub login_block_seconds: u32,
+
+    /// Longest block, in seconds.
+    #[arg(
+        long,
+        env = "PORTCULLIS_LOGIN_MAX_BLOCK_SECONDS",
+        default_value_t = 900,
+        global = true
+    )]
+    pub login_max_block_seconds: u32,
+
+    /// Failures older than this many seconds are forgotten.
+    #[arg(
+        long,
+        env = "PORTCULLIS_LOGIN_FAILURE_WINDOW_SECONDS",
+        default_value_t = 900,
+        global = true
+    )]
+    pub login_failure_window_seconds: u32,
+
+    /// Header a trusted reverse proxy sets to the client's address (e.g. `X-Forwarded-For`; its
+    /// last entry is used). Unset: the socket's peer address. Set it only behind such a proxy.
+    #[arg(long, env = "PORTCULLIS_CLIENT_IP_HEADER", global = true)]
+    pub client_ip_header: Option<String>,
+
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "PORTCULLIS_MAX_BODY_BYTES", default_value_t = 64 * 1024, global = true)]
     pub max_body_bytes: usize,
@@ -130,7 +184,21 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub tokens: TokenSettings,
     pub hashing: HashingSettings,
+    pub throttle: ThrottleSettings,
+    /// Header holding the client address, set by a trusted proxy.
+    pub client_ip_header: Option<poem::http::HeaderName>,
     pub max_body_bytes: usize,
+}
+
+/// Login throttling (see `auth::throttle`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottleSettings {
+    pub enabled: bool,
+    pub max_failures_per_account: u32,
+    pub max_failures_per_address: u32,
+    pub base_delay: chrono::Duration,
+    pub max_delay: chrono::Duration,
+    pub window: chrono::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -230,7 +298,39 @@ impl ConfigArgs {
                 audience: self.audience.clone(),
             },
             hashing: self.hashing()?,
+            throttle: self.throttle()?,
+            client_ip_header: self
+                .client_ip_header
+                .as_deref()
+                .map(|name| {
+                    name.parse().map_err(|_| {
+                        anyhow::anyhow!(
+                            "PORTCULLIS_CLIENT_IP_HEADER is not a header name: {name:?}"
+                        )
+                    })
+                })
+                .transpose()?,
             max_body_bytes: self.max_body_bytes,
+        })
+    }
+
+    fn throttle(&self) -> anyhow::Result<ThrottleSettings> {
+        if self.login_max_failures == 0 || self.login_max_failures_per_address == 0 {
+            bail!("the login failure limits must be at least 1");
+        }
+        if self.login_block_seconds == 0 || self.login_max_block_seconds < self.login_block_seconds
+        {
+            bail!(
+                "PORTCULLIS_LOGIN_BLOCK_SECONDS must be at least 1 and at most PORTCULLIS_LOGIN_MAX_BLOCK_SECONDS"
+            );
+        }
+        Ok(ThrottleSettings {
+            enabled: self.login_throttle,
+            max_failures_per_account: self.login_max_failures,
+            max_failures_per_address: self.login_max_failures_per_address,
+            base_delay: chrono::Duration::seconds(self.login_block_seconds.into()),
+            max_delay: chrono::Duration::seconds(self.login_max_block_seconds.into()),
+            window: chrono::Duration::seconds(self.login_failure_window_seconds.into()),
         })
     }
 

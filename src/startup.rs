@@ -11,7 +11,7 @@ use poem::{
 
 use crate::{
     api::{self, AppState},
-    auth::{AccessTokens, PasswordHasher},
+    auth::{AccessTokens, LoginThrottle, PasswordHasher},
     config::Settings,
     db::Store,
 };
@@ -42,6 +42,8 @@ impl Application {
             store,
             hasher,
             tokens: Arc::new(AccessTokens::new(&settings.tokens)),
+            throttle: LoginThrottle::new(settings.throttle),
+            client_ip_header: settings.client_ip_header.clone(),
         };
         let acceptor = TcpListener::bind(settings.bind)
             .into_acceptor()

@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_create_users;
 mod m20261125_000002_create_items;
+mod m20261125_000003_create_login_failures;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_create_users::Migration),
             Box::new(m20261125_000002_create_items::Migration),
+            Box::new(m20261125_000003_create_login_failures::Migration),
         ]
     }
 }

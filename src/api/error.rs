@@ -133,6 +133,9 @@ pub enum ApiError {
     /// Every password-hashing worker is busy and the queue is full.
     #[error("service busy")]
     Busy,
+    /// Too many failed logins from this client; retry after this many seconds.
+    #[error("login throttled")]
+    Throttled { retry_after: u32 },
     #[error("the database is unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error("internal error")]
@@ -246,8 +249,9 @@ impl From<ApiError> for ProtectedError {
             ApiError::Unavailable(_) => {
                 Self::Unavailable(body("Service unavailable"), RETRY_AFTER_SECONDS)
             }
-            // A grant error cannot arise outside `/token`; were it to, it stays opaque.
-            ApiError::Grant { .. } | ApiError::Internal(_) => {
+            // Grant errors and throttling cannot arise outside `/token`; were they to, they stay
+            // opaque.
+            ApiError::Grant { .. } | ApiError::Throttled { .. } | ApiError::Internal(_) => {
                 Self::Internal(body("Internal server error"))
             }
         }
@@ -276,6 +280,16 @@ pub enum TokenError {
     /// `username` or `password` missing, or a body that does not parse.
     #[oai(status = 422)]
     Invalid(Json<TokenValidationError>),
+    /// `invalid_request`: `Too many login attempts, retry later` — repeated failed logins from
+    /// this client (for this account, or for any); a correct password is refused too until
+    /// `Retry-After` has passed.
+    #[oai(status = 429)]
+    TooManyAttempts(
+        Json<TokenErrorBody>,
+        /// Seconds to wait before the next attempt.
+        #[oai(header = "Retry-After")]
+        u32,
+    ),
     /// `server_error`: `Internal server error`.
     #[oai(status = 500)]
     Internal(Json<TokenErrorBody>),
@@ -316,6 +330,13 @@ impl From<ApiError> for TokenError {
                 error: OAuthErrorCode::InvalidRequest,
             })),
             ApiError::BodyTooLarge => Self::BodyTooLarge(body("Request body too large")),
+            ApiError::Throttled { retry_after } => Self::TooManyAttempts(
+                token_body(
+                    OAuthErrorCode::InvalidRequest,
+                    "Too many login attempts, retry later",
+                ),
+                retry_after,
+            ),
             ApiError::Busy => Self::Unavailable(
                 token_body(
                     OAuthErrorCode::TemporarilyUnavailable,

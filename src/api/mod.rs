@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 pub use error::ApiError;
 
 use crate::{
-    auth::{AccessTokens, PasswordHasher},
+    auth::{AccessTokens, LoginThrottle, PasswordHasher},
     db::Store,
 };
 
@@ -30,6 +30,9 @@ pub struct AppState {
     pub store: Store,
     pub hasher: PasswordHasher,
     pub tokens: Arc<AccessTokens>,
+    pub throttle: LoginThrottle,
+    /// Header holding the client address, set by a trusted proxy (else the socket's peer).
+    pub client_ip_header: Option<poem::http::HeaderName>,
 }
 
 #[derive(Tags)]
@@ -205,6 +208,39 @@ fn openapi_json(document: Data<&Arc<str>>) -> Response {
         .body(document.0.to_string())
 }
 
+/// Refuses bodies over the limit with 413 before any handler reads them, whether the size is
+/// announced (`Content-Length`) or not (chunked).
+async fn limit_body<E: Endpoint>(
+    next: E,
+    mut req: Request,
+    limit: usize,
+) -> poem::Result<Response> {
+    use poem::IntoResponse as _;
+
+    let too_large = || error::plain_error(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large");
+    let announced = req
+        .headers()
+        .get(poem::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > limit as u64) {
+        return Ok(too_large());
+    }
+    let body = req.take_body();
+    match body.into_bytes_limit(limit).await {
+        Ok(bytes) => req.set_body(bytes),
+        Err(poem::error::ReadBodyError::PayloadTooLarge) => return Ok(too_large()),
+        Err(err) => {
+            tracing::debug!(error = %err, "could not read a request body");
+            return Ok(error::plain_error(
+                StatusCode::BAD_REQUEST,
+                "Could not read the request body",
+            ));
+        }
+    }
+    Ok(next.call(req).await?.into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,37 +283,4 @@ mod tests {
         assert!(page.contains(r#""WWW-Authenticate": {"#));
         assert!(page.contains(r#""tokenUrl": "/token""#));
     }
-}
-
-/// Refuses bodies over the limit with 413 before any handler reads them, whether the size is
-/// announced (`Content-Length`) or not (chunked).
-async fn limit_body<E: Endpoint>(
-    next: E,
-    mut req: Request,
-    limit: usize,
-) -> poem::Result<Response> {
-    use poem::IntoResponse as _;
-
-    let too_large = || error::plain_error(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large");
-    let announced = req
-        .headers()
-        .get(poem::http::header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if announced.is_some_and(|length| length > limit as u64) {
-        return Ok(too_large());
-    }
-    let body = req.take_body();
-    match body.into_bytes_limit(limit).await {
-        Ok(bytes) => req.set_body(bytes),
-        Err(poem::error::ReadBodyError::PayloadTooLarge) => return Ok(too_large()),
-        Err(err) => {
-            tracing::debug!(error = %err, "could not read a request body");
-            return Ok(error::plain_error(
-                StatusCode::BAD_REQUEST,
-                "Could not read the request body",
-            ));
-        }
-    }
-    Ok(next.call(req).await?.into_response())
 }

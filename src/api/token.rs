@@ -1,5 +1,7 @@
 //! `POST /token`: the OAuth 2.0 password grant (RFC 6749 §4.3).
 
+use std::net::IpAddr;
+
 use poem::{Request, RequestBody};
 use poem_openapi::{
     ApiExtractor, ApiExtractorType, ApiResponse, ExtractParamOptions, Object, OpenApi,
@@ -15,7 +17,7 @@ use super::{
     error::{ApiError, OAuthErrorCode, TokenError, ValidationIssue},
 };
 use crate::{
-    auth::Verification,
+    auth::{AttemptKeys, Verification},
     domain::{Scope, ScopeSet, Username},
 };
 
@@ -151,14 +153,36 @@ impl TokenApi {
     )]
     async fn login(
         &self,
+        request: &Request,
         state: poem::web::Data<&AppState>,
         form: TokenForm,
     ) -> Result<TokenResponse, TokenError> {
-        Ok(login(&state, form).await?)
+        let client = client_address(request, state.client_ip_header.as_ref());
+        Ok(login(&state, client, form).await?)
     }
 }
 
-async fn login(state: &AppState, form: TokenForm) -> Result<TokenResponse, ApiError> {
+/// The client's address: from the trusted proxy's header when one is configured (its last
+/// entry, the one that proxy added), else the socket's peer.
+fn client_address(request: &Request, header: Option<&poem::http::HeaderName>) -> IpAddr {
+    let from_header = header.and_then(|name| {
+        let last = request.headers().get_all(name).iter().next_back()?;
+        let entry = last.to_str().ok()?.rsplit(',').next()?.trim();
+        entry
+            .parse::<IpAddr>()
+            .ok()
+            .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+    });
+    from_header
+        .or_else(|| request.remote_addr().as_socket_addr().map(|addr| addr.ip()))
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+}
+
+async fn login(
+    state: &AppState,
+    client: IpAddr,
+    form: TokenForm,
+) -> Result<TokenResponse, ApiError> {
     let fields = form.0.map_err(|issue| ApiError::Validation(vec![issue]))?;
     if let Some(grant_type) = present(fields.grant_type.as_deref())
         && grant_type != "password"
@@ -194,6 +218,21 @@ async fn login(state: &AppState, form: TokenForm) -> Result<TokenResponse, ApiEr
         })?),
     };
 
+    // Throttling comes before the password is checked: a blocked client learns nothing, not
+    // even from a correct password.
+    let keys = AttemptKeys::new(username, client);
+    if let Some(until) = state.throttle.blocked_until(&state.store, &keys).await? {
+        let wait_ms = (until - chrono::Utc::now())
+            .num_milliseconds()
+            .max(0)
+            .unsigned_abs();
+        let retry_after = u32::try_from(wait_ms.div_ceil(1000))
+            .unwrap_or(u32::MAX)
+            .max(1);
+        tracing::warn!(%client, retry_after, "login refused: throttled");
+        return Err(ApiError::Throttled { retry_after });
+    }
+
     // A username that could not exist is looked up as nothing, and still costs one hash.
     let user = match Username::parse(username) {
         Ok(name) => state.store.find_user_by_username(&name).await?,
@@ -204,9 +243,16 @@ async fn login(state: &AppState, form: TokenForm) -> Result<TokenResponse, ApiEr
         .verify(password, user.as_ref().map(|u| u.hashed_password.as_str()))
         .await?;
     let (Some(user), Verification::Valid { rehashed }) = (user, verification) else {
-        tracing::info!("login refused: incorrect username or password");
+        tracing::info!(%client, "login refused: incorrect username or password");
+        // The 401 stands even if the failure cannot be counted; the error is logged.
+        if let Err(err) = state.throttle.record_failure(&state.store, &keys).await {
+            tracing::error!(error = %err, "could not count a failed login");
+        }
         return Err(ApiError::invalid_credentials());
     };
+    if let Err(err) = state.throttle.record_success(&state.store, &keys).await {
+        tracing::warn!(error = %err, "could not clear the failed-login count");
+    }
     if let Some(rehashed) = rehashed {
         // The login stands even if the upgrade cannot be stored; it is retried next time.
         match state.store.set_password_hash(user.id, rehashed).await {

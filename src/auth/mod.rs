@@ -3,8 +3,10 @@
 
 pub mod password;
 pub mod scheme;
+pub mod throttle;
 pub mod token;
 
 pub use password::{HashError, PasswordHasher, Verification};
 pub use scheme::{Authenticated, OAuth2, OAuthScope, authenticate};
+pub use throttle::{AttemptKeys, LoginThrottle};
 pub use token::{AccessTokens, InvalidToken, IssuedToken, VerifiedToken};

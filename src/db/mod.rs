@@ -3,6 +3,7 @@
 
 pub mod entities;
 mod items;
+mod login_failures;
 mod users;
 
 use std::time::Duration;

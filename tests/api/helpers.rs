@@ -2,7 +2,7 @@ use std::{net::SocketAddr, num::NonZeroUsize, sync::Arc, time::Duration};
 
 use portcullis::{
     auth::PasswordHasher,
-    config::{DatabaseSettings, HashingSettings, Settings, TokenSettings},
+    config::{DatabaseSettings, HashingSettings, Settings, ThrottleSettings, TokenSettings},
     db::{Store, User},
     domain::ScopeSet,
     startup::Application,
@@ -54,6 +54,16 @@ pub fn test_settings(database_url: String) -> Settings {
             workers: NonZeroUsize::new(2).unwrap(),
             queue: 1024,
         },
+        // Off: most tests fail logins on purpose; tests/api/throttle.rs turns it on.
+        throttle: ThrottleSettings {
+            enabled: false,
+            max_failures_per_account: 5,
+            max_failures_per_address: 20,
+            base_delay: chrono::Duration::seconds(1),
+            max_delay: chrono::Duration::seconds(900),
+            window: chrono::Duration::seconds(900),
+        },
+        client_ip_header: None,
         max_body_bytes: 64 * 1024,
     }
 }

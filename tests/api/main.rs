@@ -9,4 +9,5 @@ mod hostile;
 mod items;
 mod openapi;
 mod protected;
+mod throttle;
 mod token;

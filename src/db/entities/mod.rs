@@ -2,4 +2,5 @@
 //! API objects are built from domain values.
 
 pub mod item;
+pub mod login_failure;
 pub mod user;
