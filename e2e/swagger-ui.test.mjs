@@ -1,0 +1,208 @@
+// Swagger UI at /docs, driven in a real browser (Debian's Chromium through playwright-core)
+// against a running `portcullis serve --demo`. Started by `bash e2e/run`, which passes the
+// server's address in PORTCULLIS_E2E_BASE_URL.
+//
+// Each test opens a fresh browser context (no cookies, no storage, no Swagger UI state), logs in
+// through the Authorize dialog exactly as a person would, and checks what the page shows.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const BASE_URL = (process.env.PORTCULLIS_E2E_BASE_URL || '').replace(/\/+$/, '');
+const ARTIFACTS = join(dirname(fileURLToPath(import.meta.url)), 'artifacts');
+// Generous: a debug build hashing Argon2id on a busy 2-core machine, and a 1.5 MB page to parse.
+const STEP_TIMEOUT_MS = 30_000;
+const TEST_TIMEOUT_MS = 120_000;
+
+const USERS_ME = '#operations-Users-read_current_user';
+const LIST_ITEMS = '#operations-Items-list_items';
+
+let browser;
+
+before(async () => {
+  assert.ok(BASE_URL, 'PORTCULLIS_E2E_BASE_URL must name the running server, e.g. http://127.0.0.1:8000');
+  mkdirSync(ARTIFACTS, { recursive: true });
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+    timeout: STEP_TIMEOUT_MS,
+  });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+/**
+ * A fresh context and page on /docs, with the operations rendered. The test calls `page.passed()`
+ * at its end; a test that did not get there leaves artifacts/failed-<test>.png.
+ */
+async function openDocs(t) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
+  context.setDefaultTimeout(STEP_TIMEOUT_MS);
+  const page = await context.newPage();
+  // Anything the page tries to load from outside this server is a finding, not noise.
+  const foreign = [];
+  page.on('request', (r) => {
+    if (!r.url().startsWith(BASE_URL) && !r.url().startsWith('data:')) foreign.push(r.url());
+  });
+  const pageErrors = [];
+  page.on('pageerror', (e) => pageErrors.push(String(e)));
+  let passed = false;
+  page.passed = () => { passed = true; };
+  t.after(async () => {
+    if (!passed) {
+      const slug = t.name.replace(/[^A-Za-z0-9]+/g, '-').slice(0, 60);
+      await page.screenshot({ path: join(ARTIFACTS, `failed-${slug}.png`), fullPage: true }).catch(() => {});
+    }
+    await context.close();
+    assert.deepEqual(pageErrors, [], 'uncaught errors in the page');
+    assert.deepEqual(foreign, [], 'requests to other hosts');
+  });
+  await page.goto(`${BASE_URL}/docs`, { waitUntil: 'domcontentloaded' });
+  await page.locator(USERS_ME).waitFor();
+  return page;
+}
+
+/**
+ * Opens the Authorize dialog and submits the password flow. Returns the /token request Swagger UI
+ * sent and the response the server gave, with the dialog still open.
+ */
+async function submitLogin(page, { username, password, scopes = [] }) {
+  await page.locator('.scheme-container .btn.authorize').click();
+  const dialog = page.locator('.dialog-ux .modal-ux');
+  await dialog.waitFor();
+  await dialog.locator('#oauth_username').fill(username);
+  await dialog.locator('#oauth_password').fill(password);
+  for (const scope of ['me', 'items', 'admin']) {
+    const box = dialog.locator(`.scopes input[type=checkbox][data-value="${scope}"]`);
+    assert.equal(await box.isChecked(), false, `scope ${scope} starts unticked`);
+    if (scopes.includes(scope)) {
+      // The input itself is hidden behind Swagger UI's styled box: click its label, as a person would.
+      await dialog.locator(`label[for="${await box.getAttribute('id')}"]`).click();
+      assert.equal(await box.isChecked(), true, `scope ${scope} is ticked`);
+    }
+  }
+  const tokenResponse = page.waitForResponse(
+    (r) => r.url() === `${BASE_URL}/token` && r.request().method() === 'POST',
+  );
+  await dialog.locator('.auth-btn-wrapper .btn.modal-btn.auth.authorize').click();
+  const response = await tokenResponse;
+  return { dialog, request: response.request(), response };
+}
+
+/** Logs in through the Authorize dialog, checks it says so, and closes it. */
+async function logIn(page, credentials) {
+  const { dialog, request, response } = await submitLogin(page, credentials);
+  assert.equal(response.status(), 200, `/token answered ${response.status()}: ${await response.text()}`);
+  // Swagger UI shows "Authorized" and swaps the Authorize button for Logout.
+  await dialog.getByRole('heading', { name: 'Authorized' }).first().waitFor();
+  await dialog.locator('.auth-btn-wrapper button', { hasText: 'Logout' }).waitFor();
+  await dialog.locator('.auth-btn-wrapper .btn-done').click();
+  await dialog.waitFor({ state: 'detached' });
+  // The page-level button now shows the locked state.
+  await page.locator('.scheme-container .btn.authorize.locked').waitFor();
+  return { request, response };
+}
+
+/** Expands an operation, presses Try it out then Execute; returns the request sent and the live response shown. */
+async function tryItOut(page, operation, path) {
+  const block = page.locator(operation);
+  await block.locator('.opblock-summary-control').click();
+  await block.locator('.try-out__btn').click();
+  const apiResponse = page.waitForResponse(
+    (r) => new URL(r.url()).pathname === path && r.request().method() === 'GET',
+  );
+  await block.locator('.execute').click();
+  const response = await apiResponse;
+  const live = block.locator('.live-responses-table');
+  // The table's header row also has a .response-col_status cell ("Code"): take the response row's.
+  const row = live.locator('tbody tr.response');
+  const status = row.locator('.response-col_status');
+  await status.waitFor();
+  // The first code block of the row is the response body (then come the response headers).
+  const body = row.locator('.response-col_description .highlight-code').first();
+  await body.waitFor();
+  return {
+    block,
+    request: response.request(),
+    status: (await status.innerText()).trim(),
+    body: await body.innerText(),
+  };
+}
+
+function formOf(request) {
+  return new URLSearchParams(request.postData() || '');
+}
+
+test('no scope ticked: log in as johndoe, Try it out GET /users/me shows 200 and the account', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+  const page = await openDocs(t);
+  const login = await logIn(page, { username: 'johndoe', password: 'secret' });
+  const sent = formOf(login.request);
+  assert.equal(sent.get('username'), 'johndoe');
+  assert.equal(sent.get('grant_type'), 'password');
+  assert.ok(!sent.get('scope'), `no scope requested, got ${JSON.stringify(sent.get('scope'))}`);
+  const token = await login.response.json();
+  assert.equal(token.token_type, 'bearer');
+  assert.equal(token.scope, 'me items', 'no scope asked: every scope johndoe holds except admin');
+
+  const call = await tryItOut(page, USERS_ME, '/users/me');
+  assert.equal(call.request.headers()['authorization'], `Bearer ${token.access_token}`);
+  assert.equal(call.status, '200', `live response: ${call.status} ${call.body}`);
+  assert.match(call.body, /"username": "johndoe"/);
+  assert.doesNotMatch(call.body, /argon2|password/i);
+
+  await call.block.scrollIntoViewIfNeeded();
+  await page.screenshot({ path: join(ARTIFACTS, 'users-me-200.png') });
+  page.passed();
+});
+
+test('only `me` ticked: GET /users/me is 200, GET /users/me/items is 401 Not enough permissions', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+  const page = await openDocs(t);
+  const login = await logIn(page, { username: 'johndoe', password: 'secret', scopes: ['me'] });
+  assert.equal(formOf(login.request).get('scope'), 'me');
+  assert.equal((await login.response.json()).scope, 'me');
+
+  const me = await tryItOut(page, USERS_ME, '/users/me');
+  assert.equal(me.status, '200', `live response: ${me.status} ${me.body}`);
+  assert.match(me.body, /"username": "johndoe"/);
+
+  const items = await tryItOut(page, LIST_ITEMS, '/users/me/items');
+  assert.match(items.request.headers()['authorization'] || '', /^Bearer \S+$/);
+  assert.equal(items.status, '401', `live response: ${items.status} ${items.body}`);
+  assert.match(items.body, /Not enough permissions/);
+  await page.screenshot({ path: join(ARTIFACTS, 'users-me-items-401.png') });
+  page.passed();
+});
+
+test('wrong password: the Authorize dialog shows the error and no Logout button', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+  const page = await openDocs(t);
+  const { dialog, response } = await submitLogin(page, { username: 'johndoe', password: 'not-the-password' });
+  assert.equal(response.status(), 401);
+  const errors = dialog.locator('.errors');
+  await errors.waitFor();
+  await page.screenshot({ path: join(ARTIFACTS, 'authorize-wrong-password.png') });
+  const shown = await errors.innerText();
+  assert.match(shown, /Auth Error/);
+  assert.match(shown, /Incorrect username or password/);
+  assert.equal(await dialog.locator('button', { hasText: 'Logout' }).count(), 0, 'no Logout button');
+  assert.equal(await dialog.getByRole('heading', { name: 'Authorized' }).count(), 0, 'not shown as authorized');
+  // Still a login form to try again, and the page-level button is not locked.
+  await dialog.locator('#oauth_password').waitFor();
+  await dialog.locator('.auth-btn-wrapper .btn.modal-btn.auth.authorize').waitFor();
+  assert.equal(await page.locator('.scheme-container .btn.authorize.locked').count(), 0);
+  page.passed();
+});
