@@ -18,16 +18,209 @@ use uuid::Uuid;
 
 use super::error::{ApiError, ValidationIssue};
 
-const JSON: &str = "application/json";
+/// How a body is encoded: its documented content type, and how it becomes a JSON object.
+pub trait BodyFormat {
+    const CONTENT_TYPE: &'static str;
 
-/// A JSON request body documented as `T`, kept as bytes until [`JsonBody::object`] is called.
-pub struct JsonBody<T> {
-    bytes: Option<Vec<u8>>,
-    content_type_is_json: bool,
-    schema: PhantomData<T>,
+    /// The body as an object; an empty body is `None`.
+    fn parse(
+        bytes: &[u8],
+        mime: Option<&mime::Mime>,
+    ) -> Result<Option<Map<String, Value>>, ApiError>;
 }
 
-impl<'a, T: Type> ApiExtractor<'a> for JsonBody<T> {
+/// `application/json`.
+pub struct JsonFormat;
+
+/// `application/x-www-form-urlencoded`, or the same fields as a JSON object.
+pub struct FormFormat;
+
+impl BodyFormat for JsonFormat {
+    const CONTENT_TYPE: &'static str = "application/json";
+
+    fn parse(
+        bytes: &[u8],
+        mime: Option<&mime::Mime>,
+    ) -> Result<Option<Map<String, Value>>, ApiError> {
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        if !mime.is_some_and(is_json) {
+            return Err(whole_body(
+                "Content-Type must be application/json",
+                "content_type",
+            ));
+        }
+        json_object(bytes).map(Some)
+    }
+}
+
+impl BodyFormat for FormFormat {
+    const CONTENT_TYPE: &'static str = "application/x-www-form-urlencoded";
+
+    fn parse(
+        bytes: &[u8],
+        mime: Option<&mime::Mime>,
+    ) -> Result<Option<Map<String, Value>>, ApiError> {
+        match mime {
+            Some(m) if m.essence_str() == Self::CONTENT_TYPE => form_object(bytes).map(Some),
+            Some(m) if is_json(m) && !bytes.is_empty() => json_object(bytes).map(Some),
+            Some(m) if is_json(m) => Ok(None),
+            _ => Err(whole_body(
+                "Content-Type must be application/x-www-form-urlencoded or application/json",
+                "content_type",
+            )),
+        }
+    }
+}
+
+fn is_json(mime: &mime::Mime) -> bool {
+    mime.type_() == mime::APPLICATION
+        && (mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON))
+}
+
+fn whole_body(msg: impl Into<String>, kind: &str) -> ApiError {
+    ApiError::Validation(vec![ValidationIssue::new(&["body"], msg, kind)])
+}
+
+fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<TopLevel>(bytes) {
+        Ok(TopLevel::Object(object)) => Ok(object),
+        Ok(TopLevel::Other) => Err(whole_body(
+            "Input should be a valid dictionary or object to extract fields from",
+            "model_attributes_type",
+        )),
+        Err(err) => match err.to_string().strip_prefix(DUPLICATE) {
+            Some(rest) => {
+                let name = rest.split(DUPLICATE_END).next().unwrap_or_default();
+                Err(ApiError::Validation(vec![ValidationIssue::new(
+                    &["body", name],
+                    "Field given more than once",
+                    "value_error",
+                )]))
+            }
+            None => Err(whole_body(
+                format!("JSON decode error: {err}"),
+                "json_invalid",
+            )),
+        },
+    }
+}
+
+const DUPLICATE: &str = "duplicate member \u{0}";
+const DUPLICATE_END: char = '\u{0}';
+
+/// A JSON document whose top level, when an object, has no member twice: parsers disagree on
+/// which of two `username`s counts, so credentials with both are refused, not guessed at.
+enum TopLevel {
+    Object(Map<String, Value>),
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for TopLevel {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = TopLevel;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<TopLevel, A::Error> {
+                let mut object = Map::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if object.contains_key(&key) {
+                        return Err(serde::de::Error::custom(format!(
+                            "{DUPLICATE}{key}{DUPLICATE_END}"
+                        )));
+                    }
+                    let value = map.next_value::<Value>()?;
+                    object.insert(key, value);
+                }
+                Ok(TopLevel::Object(object))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<TopLevel, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(TopLevel::Other)
+            }
+
+            fn visit_bool<E>(self, _: bool) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other)
+            }
+
+            fn visit_i64<E>(self, _: i64) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other)
+            }
+
+            fn visit_u64<E>(self, _: u64) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other)
+            }
+
+            fn visit_f64<E>(self, _: f64) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other)
+            }
+
+            fn visit_str<E>(self, _: &str) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other)
+            }
+
+            fn visit_unit<E>(self) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other)
+            }
+        }
+
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// Form fields as string members; a field given twice is refused rather than guessed at.
+fn form_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(bytes)
+        .map_err(|err| whole_body(format!("Form decode error: {err}"), "value_error"))?;
+    let mut object = Map::new();
+    let mut issues = Vec::new();
+    // Nameless fields (`&&=x`) carry nothing and are skipped.
+    for (name, value) in pairs.into_iter().filter(|(name, _)| !name.is_empty()) {
+        if object.contains_key(&name) {
+            issues.push(ValidationIssue::new(
+                &["body", &name],
+                "Field given more than once",
+                "value_error",
+            ));
+        } else {
+            object.insert(name, Value::String(value));
+        }
+    }
+    if issues.is_empty() {
+        Ok(object)
+    } else {
+        Err(ApiError::Validation(issues))
+    }
+}
+
+/// A request body documented as `T` in format `F`, kept as bytes until [`Body::object`] is
+/// called by the handler.
+pub struct Body<F, T> {
+    bytes: Vec<u8>,
+    mime: Option<mime::Mime>,
+    format: PhantomData<(F, T)>,
+}
+
+/// A JSON body documented as `T`.
+pub type JsonBody<T> = Body<JsonFormat, T>;
+/// A form body documented as `T`, also accepted as JSON.
+pub type FormBody<T> = Body<FormFormat, T>;
+
+impl<'a, F: BodyFormat + Send, T: Type> ApiExtractor<'a> for Body<F, T> {
     const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
     type ParamType = ();
     type ParamRawType = ();
@@ -40,7 +233,7 @@ impl<'a, T: Type> ApiExtractor<'a> for JsonBody<T> {
         Some(MetaRequest {
             description: None,
             content: vec![MetaMediaType {
-                content_type: JSON,
+                content_type: F::CONTENT_TYPE,
                 schema: T::schema_ref(),
             }],
             required: true,
@@ -52,47 +245,26 @@ impl<'a, T: Type> ApiExtractor<'a> for JsonBody<T> {
         body: &mut RequestBody,
         _options: ExtractParamOptions<Self::ParamType>,
     ) -> poem::Result<Self> {
-        let bytes = body.take()?.into_vec().await?;
-        let content_type_is_json = request
-            .content_type()
-            .and_then(|value| value.parse::<mime::Mime>().ok())
-            .is_some_and(|mime| {
-                mime.type_() == mime::APPLICATION
-                    && (mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON))
-            });
         Ok(Self {
-            bytes: (!bytes.is_empty()).then_some(bytes),
-            content_type_is_json,
-            schema: PhantomData,
+            bytes: body.take()?.into_vec().await?,
+            mime: request
+                .content_type()
+                .and_then(|value| value.parse::<mime::Mime>().ok()),
+            format: PhantomData,
         })
     }
 }
 
-impl<T> JsonBody<T> {
-    /// The body as a JSON object, or the 422 that says why it is not one.
+impl<F: BodyFormat, T> Body<F, T> {
+    /// The body as an object, or the 422 that says why it is not one.
     pub fn object(&self) -> Result<Map<String, Value>, ApiError> {
-        let invalid = |msg: String, kind: &str| {
-            ApiError::Validation(vec![ValidationIssue::new(&["body"], msg, kind)])
-        };
-        let Some(bytes) = &self.bytes else {
-            return Err(ApiError::Validation(vec![ValidationIssue::missing(&[
-                "body",
-            ])]));
-        };
-        if !self.content_type_is_json {
-            return Err(invalid(
-                "Content-Type must be application/json".into(),
-                "content_type",
-            ));
-        }
-        match serde_json::from_slice::<Value>(bytes) {
-            Ok(Value::Object(object)) => Ok(object),
-            Ok(_) => Err(invalid(
-                "Input should be a valid dictionary or object to extract fields from".into(),
-                "model_attributes_type",
-            )),
-            Err(err) => Err(invalid(format!("JSON decode error: {err}"), "json_invalid")),
-        }
+        F::parse(&self.bytes, self.mime.as_ref())?
+            .ok_or_else(|| ApiError::Validation(vec![ValidationIssue::missing(&["body"])]))
+    }
+
+    /// As [`Body::object`], an empty body being an empty object (every field absent).
+    pub fn object_or_empty(&self) -> Result<Map<String, Value>, ApiError> {
+        Ok(F::parse(&self.bytes, self.mime.as_ref())?.unwrap_or_default())
     }
 }
 
@@ -189,11 +361,34 @@ mod tests {
     use super::*;
 
     fn body(json: &str) -> JsonBody<()> {
-        JsonBody {
-            bytes: Some(json.as_bytes().to_vec()),
-            content_type_is_json: true,
-            schema: PhantomData,
+        Body {
+            bytes: json.as_bytes().to_vec(),
+            mime: Some(mime::APPLICATION_JSON),
+            format: PhantomData,
         }
+    }
+
+    fn form(text: &str) -> FormBody<()> {
+        Body {
+            bytes: text.as_bytes().to_vec(),
+            mime: Some(mime::APPLICATION_WWW_FORM_URLENCODED),
+            format: PhantomData,
+        }
+    }
+
+    #[test]
+    fn a_form_field_given_twice_is_named() {
+        let found = issues(form("username=a&username=b").object().unwrap_err());
+        assert_eq!(
+            found,
+            vec![ValidationIssue::new(
+                &["body", "username"],
+                "Field given more than once",
+                "value_error"
+            )]
+        );
+        let object = form("username=a&password=").object().unwrap();
+        assert_eq!(object["password"], "");
     }
 
     fn issues(err: ApiError) -> Vec<ValidationIssue> {
@@ -230,6 +425,25 @@ mod tests {
         assert_eq!(found[0].kind, "model_attributes_type");
         let found = issues(body("{nope").object().unwrap_err());
         assert_eq!(found[0].kind, "json_invalid");
+    }
+
+    #[test]
+    fn a_json_member_given_twice_is_named() {
+        let found = issues(
+            body(r#"{"username": "a", "username": "b"}"#)
+                .object()
+                .unwrap_err(),
+        );
+        assert_eq!(
+            found,
+            vec![ValidationIssue::new(
+                &["body", "username"],
+                "Field given more than once",
+                "value_error"
+            )]
+        );
+        let nested = body(r#"{"a": {"x": 1, "x": 2}}"#).object().unwrap();
+        assert_eq!(nested["a"]["x"], 2, "only the top level is checked");
     }
 
     #[test]

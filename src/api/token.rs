@@ -2,28 +2,24 @@
 
 use std::net::IpAddr;
 
-use poem::{Request, RequestBody};
-use poem_openapi::{
-    ApiExtractor, ApiExtractorType, ApiResponse, ExtractParamOptions, Object, OpenApi,
-    payload::Json,
-    registry::{MetaMediaType, MetaRequest, MetaSchemaRef, Registry},
-    types::{Password, Type},
-};
-use secrecy::{ExposeSecret as _, SecretString};
-use serde::Deserialize;
+use poem::Request;
+use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json, types::Password};
+use secrecy::SecretString;
 
 use super::{
     ApiTags, AppState,
     error::{ApiError, OAuthErrorCode, TokenError, ValidationIssue},
+    input::{FormBody, optional_string},
 };
 use crate::{
     auth::{AttemptKeys, Verification},
     domain::{Scope, ScopeSet, Username},
 };
 
-const FORM: &str = "application/x-www-form-urlencoded";
-
 /// A token request (RFC 6749 §4.3.2). Empty fields count as absent.
+///
+/// Documented form-encoded only: the same fields as a JSON object are accepted too, but
+/// declaring two content types breaks openapi-python-client (its bug #1451).
 #[derive(Object)]
 #[oai(rename = "TokenRequest")]
 struct TokenRequestSchema {
@@ -42,71 +38,6 @@ struct TokenRequestSchema {
     client_id: Option<String>,
     /// Accepted and ignored while no clients are configured.
     client_secret: Option<Password>,
-}
-
-/// The fields as sent, form-encoded or JSON; validated by the handler, so that every problem
-/// gets the contract's 422 instead of a parser's message.
-#[derive(Default, Deserialize)]
-struct TokenFields {
-    grant_type: Option<String>,
-    username: Option<String>,
-    password: Option<SecretString>,
-    scope: Option<String>,
-    // Accepted and ignored while no clients are configured (the contract).
-    #[serde(rename = "client_id")]
-    _client_id: Option<String>,
-    #[serde(rename = "client_secret")]
-    _client_secret: Option<SecretString>,
-}
-
-/// The token request body: parsing never fails here, so that the handler answers every
-/// malformed request with the token endpoint's own 422 (which carries `error`).
-pub struct TokenForm(Result<TokenFields, ValidationIssue>);
-
-impl<'a> ApiExtractor<'a> for TokenForm {
-    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
-    type ParamType = ();
-    type ParamRawType = ();
-
-    fn register(registry: &mut Registry) {
-        <TokenRequestSchema as Type>::register(registry);
-    }
-
-    fn request_meta() -> Option<MetaRequest> {
-        // Form only: the same fields as JSON are accepted too, but documenting two content
-        // types breaks openapi-python-client (its bug #1451).
-        Some(MetaRequest {
-            description: None,
-            content: vec![MetaMediaType {
-                content_type: FORM,
-                schema: MetaSchemaRef::Reference(<TokenRequestSchema as Type>::name().into_owned()),
-            }],
-            required: true,
-        })
-    }
-
-    async fn from_request(
-        request: &'a Request,
-        body: &mut RequestBody,
-        _options: ExtractParamOptions<Self::ParamType>,
-    ) -> poem::Result<Self> {
-        let bytes = body.take()?.into_bytes().await?;
-        let mime = request
-            .content_type()
-            .and_then(|value| value.parse::<mime::Mime>().ok());
-        let parsed = match mime {
-            Some(m) if m.essence_str() == FORM => serde_urlencoded::from_bytes(&bytes)
-                .map_err(|err| ValidationIssue::new(&["body"], err.to_string(), "value_error")),
-            Some(m) if m.essence_str() == "application/json" => serde_json::from_slice(&bytes)
-                .map_err(|err| ValidationIssue::new(&["body"], err.to_string(), "json_invalid")),
-            _ => Err(ValidationIssue::new(
-                &["body"],
-                "Content-Type must be application/x-www-form-urlencoded or application/json",
-                "content_type",
-            )),
-        };
-        Ok(Self(parsed))
-    }
 }
 
 /// An access token (RFC 6749 §5.1).
@@ -155,10 +86,10 @@ impl TokenApi {
         &self,
         request: &Request,
         state: poem::web::Data<&AppState>,
-        form: TokenForm,
+        body: FormBody<TokenRequestSchema>,
     ) -> Result<TokenResponse, TokenError> {
         let client = client_address(request, state.client_ip_header.as_ref());
-        Ok(login(&state, client, form).await?)
+        Ok(login(&state, client, &body).await?)
     }
 }
 
@@ -178,12 +109,42 @@ fn client_address(request: &Request, header: Option<&poem::http::HeaderName>) ->
         .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
 }
 
+/// The fields of a token request; client credentials are accepted and ignored while no
+/// clients are configured (the contract).
+struct TokenFields {
+    grant_type: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    scope: Option<String>,
+}
+
+impl TokenFields {
+    fn read(body: &FormBody<TokenRequestSchema>) -> Result<Self, ApiError> {
+        let object = body.object_or_empty()?;
+        let mut issues = Vec::new();
+        let mut field = |name| optional_string(&object, name, &mut issues);
+        let fields = Self {
+            grant_type: field("grant_type"),
+            username: field("username"),
+            password: field("password"),
+            scope: field("scope"),
+        };
+        field("client_id");
+        field("client_secret");
+        if issues.is_empty() {
+            Ok(fields)
+        } else {
+            Err(ApiError::Validation(issues))
+        }
+    }
+}
+
 async fn login(
     state: &AppState,
     client: IpAddr,
-    form: TokenForm,
+    body: &FormBody<TokenRequestSchema>,
 ) -> Result<TokenResponse, ApiError> {
-    let fields = form.0.map_err(|issue| ApiError::Validation(vec![issue]))?;
+    let fields = TokenFields::read(body)?;
     if let Some(grant_type) = present(fields.grant_type.as_deref())
         && grant_type != "password"
     {
@@ -195,7 +156,8 @@ async fn login(
     let username = present(fields.username.as_deref());
     let password = fields
         .password
-        .filter(|password| !password.expose_secret().is_empty());
+        .filter(|password| !password.is_empty())
+        .map(SecretString::from);
     let (username, password) = match (username, password) {
         (Some(username), Some(password)) => (username, password),
         (username, password) => {
@@ -323,16 +285,6 @@ mod tests {
         assert_eq!(present(Some("")), None);
         assert_eq!(present(None), None);
         assert_eq!(present(Some("me")), Some("me"));
-    }
-
-    #[test]
-    fn a_swagger_ui_form_parses_with_empty_fields() {
-        let fields: TokenFields = serde_urlencoded::from_str(
-            "grant_type=password&username=johndoe&password=secret&scope=&client_id=&client_secret=",
-        )
-        .unwrap();
-        assert_eq!(fields.username.as_deref(), Some("johndoe"));
-        assert_eq!(present(fields.scope.as_deref()), None);
     }
 
     #[test]

@@ -1,1 +1,878 @@
+//! The contract's `POST /token` table: every row, with the exact status, body and headers, and
+//! the access token itself (its JWT header and claims).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use portcullis::{
+    db::NewUser,
+    domain::{Scope, ScopeSet, Username},
+    users::{CreateUser, CreateUserError, create_user},
+};
+use reqwest::{Response, StatusCode, header::HeaderMap};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
 use crate::helpers::*;
+
+const USERNAME: &str = "johndoe";
+const PASSWORD: &str = "secret";
+/// What a FastAPI application (passlib/argon2-cffi defaults) stores for the password `secret`.
+const FASTAPI_HASH: &str = "$argon2id$v=19$m=65536,t=3,p=4$qpT4PnhNW9H7Sb19quyJ2g$XWj2pn4eKJFoNontTs32xTrgWWJIi10vtZy+t9DBpMo";
+/// The prefix of a PHC string made with the configured (OWASP minimum) parameters.
+const CURRENT_PARAMETERS: &str = "$argon2id$v=19$m=19456,t=2,p=1$";
+
+/// A response taken apart: status, headers and JSON body (after checking it is JSON).
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Answer {
+    async fn of(response: Response) -> Self {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = json_body(response).await;
+        Self {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+}
+
+fn incorrect_credentials() -> Value {
+    json!({
+        "detail": "Incorrect username or password",
+        "error": "invalid_grant",
+        "error_description": "Incorrect username or password",
+    })
+}
+
+/// Checks the contract's 401 for a failed login: status, whole body and challenge.
+fn assert_incorrect_credentials(answer: &Answer, case: &str) {
+    assert_eq!(answer.status, 401, "{case}: {}", answer.body);
+    assert_eq!(answer.body, incorrect_credentials(), "{case}");
+    assert_eq!(answer.header("www-authenticate"), Some("Bearer"), "{case}");
+}
+
+/// Checks a token-endpoint error body against the contract: `detail`, `error` and
+/// `error_description`, the description equal to `detail`, and nothing else.
+fn assert_token_error_shape(body: &Value, error: &str) {
+    let object = body.as_object().expect("an error body is an object");
+    let mut members: Vec<&str> = object.keys().map(String::as_str).collect();
+    members.sort_unstable();
+    assert_eq!(members, ["detail", "error", "error_description"], "{body}");
+    assert_eq!(body["error"], error, "{body}");
+    assert!(body["detail"].is_string(), "{body}");
+    assert_eq!(body["detail"], body["error_description"], "{body}");
+}
+
+/// Checks a 422 from `/token` against the contract's validation shape plus `invalid_request`.
+fn assert_token_validation_shape(body: &Value) {
+    let issues = body["detail"].as_array().expect("`detail` is a list");
+    assert!(!issues.is_empty(), "{body}");
+    for issue in issues {
+        let loc = issue["loc"].as_array().expect("`loc` is a list");
+        assert_eq!(loc[0], "body", "{body}");
+        assert!(
+            issue["msg"].is_string() && issue["type"].is_string(),
+            "{body}"
+        );
+    }
+    assert_eq!(body["error"], "invalid_request", "{body}");
+    assert!(body["error_description"].is_string(), "{body}");
+}
+
+/// A user holding `me items`, and the app.
+async fn app_with_user() -> (TestApp, portcullis::db::User) {
+    let app = spawn_app().await;
+    let user = app.create_user(USERNAME, PASSWORD).await;
+    (app, user)
+}
+
+async fn login_fields(app: &TestApp, fields: &[(&str, &str)]) -> Answer {
+    Answer::of(app.post_token(fields).await).await
+}
+
+async fn password_login(app: &TestApp, username: &str, password: &str) -> Answer {
+    login_fields(
+        app,
+        &[
+            ("grant_type", "password"),
+            ("username", username),
+            ("password", password),
+        ],
+    )
+    .await
+}
+
+async fn login_with_scope(app: &TestApp, username: &str, password: &str, scope: &str) -> Answer {
+    login_fields(
+        app,
+        &[
+            ("grant_type", "password"),
+            ("username", username),
+            ("password", password),
+            ("scope", scope),
+        ],
+    )
+    .await
+}
+
+/// The JSON of one base64url part of a JWT.
+fn jwt_part(part: &str) -> Value {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .expect("a JWT part is base64url without padding");
+    serde_json::from_slice(&bytes).expect("a JWT part is JSON")
+}
+
+/// The header and claims of an access token, after checking its signature with the test key.
+fn decode_token(token: &str) -> (Value, Value) {
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "a JWS compact serialization: {token}");
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.set_audience(&[AUDIENCE]);
+    validation.set_issuer(&[ISSUER]);
+    jsonwebtoken::decode::<Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_secret(TEST_SECRET),
+        &validation,
+    )
+    .expect("the token is signed with the configured key");
+    (jwt_part(parts[0]), jwt_part(parts[1]))
+}
+
+/// Checks a successful token response against the contract and returns the access token.
+fn assert_token_response(answer: &Answer, scope: &str) -> String {
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.header("cache-control"), Some("no-store"));
+    assert_eq!(answer.header("pragma"), Some("no-cache"));
+    let object = answer.body.as_object().expect("the body is an object");
+    let mut members: Vec<&str> = object.keys().map(String::as_str).collect();
+    members.sort_unstable();
+    assert_eq!(
+        members,
+        ["access_token", "expires_in", "scope", "token_type"],
+        "{}",
+        answer.body
+    );
+    let token = answer.body["access_token"]
+        .as_str()
+        .expect("access_token is a string");
+    assert_eq!(
+        answer.body,
+        json!({
+            "access_token": token,
+            "token_type": "bearer",
+            "expires_in": 1800,
+            "scope": scope,
+        })
+    );
+    assert!(answer.body["expires_in"].is_u64());
+    token.to_owned()
+}
+
+fn scope_claim(token: &str) -> Value {
+    decode_token(token).1["scope"].clone()
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test]
+async fn valid_credentials_get_a_bearer_token_that_must_not_be_cached() {
+    // Arrange
+    let (app, _) = app_with_user().await;
+
+    // Act
+    let answer = password_login(&app, USERNAME, PASSWORD).await;
+
+    // Assert
+    assert_token_response(&answer, "me items");
+}
+
+#[tokio::test]
+async fn the_access_token_is_an_at_jwt_naming_the_user_by_id() {
+    // Arrange
+    let (app, user) = app_with_user().await;
+    let before = now();
+
+    // Act
+    let answer = password_login(&app, USERNAME, PASSWORD).await;
+
+    // Assert
+    let after = now();
+    let token = assert_token_response(&answer, "me items");
+    let (header, claims) = decode_token(&token);
+    assert_eq!(header["typ"], "at+jwt", "{header}");
+    assert_eq!(header["alg"], "HS256", "{header}");
+    let mut members: Vec<&str> = claims
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    members.sort_unstable();
+    assert_eq!(
+        members,
+        ["aud", "exp", "iat", "iss", "jti", "nbf", "scope", "sub"],
+        "{claims}"
+    );
+    assert_eq!(claims["iss"], ISSUER);
+    assert_eq!(claims["aud"], AUDIENCE);
+    assert_eq!(
+        claims["sub"],
+        user.id.to_string(),
+        "sub is the id, not the name"
+    );
+    assert_eq!(claims["scope"], "me items");
+    let iat = claims["iat"].as_u64().expect("iat is a number of seconds");
+    let nbf = claims["nbf"].as_u64().expect("nbf is a number of seconds");
+    let exp = claims["exp"].as_u64().expect("exp is a number of seconds");
+    assert!(
+        (before..=after).contains(&iat),
+        "iat {iat} is the time of issue"
+    );
+    assert_eq!(nbf, iat);
+    let lifetime = app.settings.tokens.ttl.as_secs();
+    assert_eq!(lifetime, 1800, "the tests configure the default lifetime");
+    assert_eq!(
+        exp,
+        iat + lifetime,
+        "the configured lifetime, as expires_in says"
+    );
+    let jti = claims["jti"].as_str().expect("jti is a string");
+    uuid::Uuid::parse_str(jti).expect("jti is a UUID");
+}
+
+#[tokio::test]
+async fn every_token_has_its_own_id() {
+    // Arrange
+    let (app, _) = app_with_user().await;
+
+    // Act
+    let first = app.login(USERNAME, PASSWORD).await;
+    let second = app.login(USERNAME, PASSWORD).await;
+
+    // Assert
+    assert_ne!(
+        decode_token(&first).1["jti"],
+        decode_token(&second).1["jti"]
+    );
+}
+
+#[tokio::test]
+async fn the_access_token_opens_the_users_own_account() {
+    // Arrange
+    let (app, user) = app_with_user().await;
+    let token = app.login(USERNAME, PASSWORD).await;
+
+    // Act
+    let response = app.get_me(&token).await;
+
+    // Assert
+    assert_eq!(response.status(), 200);
+    let body = json_body(response).await;
+    assert_eq!(body["id"], user.id.to_string());
+    assert_eq!(body["username"], USERNAME);
+    assert_eq!(body["disabled"], false);
+    assert_eq!(body["scopes"], json!(["me", "items"]));
+}
+
+#[tokio::test]
+async fn swagger_uis_login_form_with_empty_basic_credentials_is_accepted() {
+    // Arrange
+    let (app, _) = app_with_user().await;
+
+    // Act: byte for byte what Swagger UI's Authorize dialog sends.
+    let response = app
+        .client
+        .post(app.url("/token"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("Authorization", "Basic Og==")
+        .body(
+            "grant_type=password&username=johndoe&password=secret&scope=&client_id=&client_secret=",
+        )
+        .send()
+        .await
+        .unwrap();
+
+    // Assert
+    let token = assert_token_response(&Answer::of(response).await, "me items");
+    assert_eq!(app.get_me(&token).await.status(), 200);
+}
+
+#[tokio::test]
+async fn client_id_and_client_secret_are_accepted_and_ignored() {
+    // Arrange
+    let (app, _) = app_with_user().await;
+
+    // Act
+    let answer = login_fields(
+        &app,
+        &[
+            ("grant_type", "password"),
+            ("username", USERNAME),
+            ("password", PASSWORD),
+            ("client_id", "some-client"),
+            ("client_secret", "some-secret"),
+        ],
+    )
+    .await;
+
+    // Assert
+    assert_token_response(&answer, "me items");
+}
+
+#[tokio::test]
+async fn a_request_without_grant_type_is_a_password_grant() {
+    // Arrange
+    let (app, _) = app_with_user().await;
+
+    // Act
+    let answer = login_fields(&app, &[("username", USERNAME), ("password", PASSWORD)]).await;
+
+    // Assert
+    assert_token_response(&answer, "me items");
+}
+
+#[tokio::test]
+async fn an_empty_grant_type_counts_as_absent() {
+    // Arrange
+    let (app, _) = app_with_user().await;
+
+    // Act
+    let answer = login_fields(
+        &app,
+        &[
+            ("grant_type", ""),
+            ("username", USERNAME),
+            ("password", PASSWORD),
+        ],
+    )
+    .await;
+
+    // Assert
+    assert_token_response(&answer, "me items");
+}
+
+#[tokio::test]
+async fn a_grant_type_other_than_password_is_unsupported() {
+    // Arrange
+    let (app, _) = app_with_user().await;
+
+    // Act
+    let answer = login_fields(
+        &app,
+        &[
+            ("grant_type", "client_credentials"),
+            ("username", USERNAME),
+            ("password", PASSWORD),
+        ],
+    )
+    .await;
+
+    // Assert
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert_token_error_shape(&answer.body, "unsupported_grant_type");
+    assert_eq!(
+        answer.body,
+        json!({
+            "detail": "Unsupported grant type; this server supports password",
+            "error": "unsupported_grant_type",
+            "error_description": "Unsupported grant type; this server supports password",
+        })
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_user_and_a_wrong_password_get_the_same_answer() {
+    // Arrange
+    let (app, _) = app_with_user().await;
+
+    // Act
+    let unknown = password_login(&app, "janedoe", PASSWORD).await;
+    let wrong = password_login(&app, USERNAME, "not-the-secret").await;
+
+    // Assert
+    assert_incorrect_credentials(&unknown, "unknown user");
+    assert_incorrect_credentials(&wrong, "wrong password");
+    assert_eq!(unknown.body, wrong.body);
+    let without_date = |headers: &HeaderMap| {
+        let mut pairs: Vec<(String, String)> = headers
+            .iter()
+            .filter(|(name, _)| *name != "date")
+            .map(|(name, value)| (name.to_string(), value.to_str().unwrap().to_owned()))
+            .collect();
+        pairs.sort();
+        pairs
+    };
+    assert_eq!(without_date(&unknown.headers), without_date(&wrong.headers));
+}
+
+#[tokio::test]
+async fn a_username_that_could_not_exist_is_answered_like_an_unknown_one() {
+    // Arrange
+    let (app, _) = app_with_user().await;
+    let too_long = "a".repeat(65);
+    let cases = [too_long.as_str(), "john doe", "'; DROP TABLE users; --"];
+
+    for username in cases {
+        // Act
+        let answer = password_login(&app, username, PASSWORD).await;
+
+        // Assert
+        assert_incorrect_credentials(&answer, username);
+    }
+    assert_eq!(app.store.list_users().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_disabled_user_with_the_right_password_is_told_it_is_inactive() {
+    // Arrange
+    let app = spawn_app().await;
+    app.create_user_with(USERNAME, PASSWORD, ScopeSet::default_for_new_users(), true)
+        .await;
+
+    // Act
+    let answer = password_login(&app, USERNAME, PASSWORD).await;
+
+    // Assert
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert_eq!(
+        answer.body,
+        json!({
+            "detail": "Inactive user",
+            "error": "invalid_grant",
+            "error_description": "Inactive user",
+        })
+    );
+    assert_eq!(answer.header("www-authenticate"), None);
+}
+
+#[tokio::test]
+async fn a_disabled_user_with_a_wrong_password_gets_the_usual_401() {
+    // Arrange
+    let app = spawn_app().await;
+    app.create_user_with(USERNAME, PASSWORD, ScopeSet::default_for_new_users(), true)
+        .await;
+
+    // Act
+    let answer = password_login(&app, USERNAME, "not-the-secret").await;
+
+    // Assert: no hint that the account exists.
+    assert_incorrect_credentials(&answer, "disabled user, wrong password");
+}
+
+#[tokio::test]
+async fn a_scope_the_user_does_not_hold_is_refused_by_name() {
+    // Arrange
+    let (app, _) = app_with_user().await;
+
+    // Act
+    let answer = login_with_scope(&app, USERNAME, PASSWORD, "me admin").await;
+
+    // Assert
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert_token_error_shape(&answer.body, "invalid_scope");
+    let description = answer.body["error_description"].as_str().unwrap();
+    assert!(
+        description.contains("admin"),
+        "names the scope: {description}"
+    );
+    assert_eq!(
+        answer.body,
+        json!({
+            "detail": "Scope not granted to this user: admin",
+            "error": "invalid_scope",
+            "error_description": "Scope not granted to this user: admin",
+        })
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_scope_is_refused_by_name() {
+    // Arrange
+    let (app, _) = app_with_user().await;
+
+    // Act
+    let answer = login_with_scope(&app, USERNAME, PASSWORD, "me superuser").await;
+
+    // Assert
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert_token_error_shape(&answer.body, "invalid_scope");
+    let description = answer.body["error_description"].as_str().unwrap();
+    assert!(
+        description.contains("superuser"),
+        "names the scope: {description}"
+    );
+    assert_eq!(
+        answer.body,
+        json!({
+            "detail": "Unknown scope: superuser",
+            "error": "invalid_scope",
+            "error_description": "Unknown scope: superuser",
+        })
+    );
+}
+
+#[tokio::test]
+async fn asking_for_me_grants_me_only() {
+    // Arrange
+    let (app, _) = app_with_user().await;
+
+    // Act
+    let answer = login_with_scope(&app, USERNAME, PASSWORD, "me").await;
+
+    // Assert
+    let token = assert_token_response(&answer, "me");
+    assert_eq!(scope_claim(&token), "me");
+}
+
+#[tokio::test]
+async fn an_empty_scope_counts_as_absent() {
+    // Arrange
+    let (app, _) = app_with_user().await;
+
+    // Act
+    let answer = login_with_scope(&app, USERNAME, PASSWORD, "").await;
+
+    // Assert
+    let token = assert_token_response(&answer, "me items");
+    assert_eq!(scope_claim(&token), "me items");
+}
+
+#[tokio::test]
+async fn an_admin_asking_for_nothing_gets_every_scope_but_admin() {
+    // Arrange
+    let app = spawn_app().await;
+    let all = ScopeSet::from_iter([Scope::Me, Scope::Items, Scope::Admin]);
+    app.create_user_with("root", PASSWORD, all, false).await;
+
+    // Act
+    let answer = password_login(&app, "root", PASSWORD).await;
+
+    // Assert
+    let token = assert_token_response(&answer, "me items");
+    assert_eq!(scope_claim(&token), "me items");
+}
+
+#[tokio::test]
+async fn an_admin_asking_for_admin_gets_it() {
+    // Arrange
+    let app = spawn_app().await;
+    let all = ScopeSet::from_iter([Scope::Me, Scope::Items, Scope::Admin]);
+    app.create_user_with("root", PASSWORD, all, false).await;
+
+    // Act
+    let answer = login_with_scope(&app, "root", PASSWORD, "admin").await;
+
+    // Assert
+    let token = assert_token_response(&answer, "admin");
+    assert_eq!(scope_claim(&token), "admin");
+}
+
+#[tokio::test]
+async fn a_missing_or_empty_username_is_a_validation_error_naming_it() {
+    // Arrange
+    let (app, _) = app_with_user().await;
+    let cases: [&[(&str, &str)]; 2] = [
+        &[("grant_type", "password"), ("password", PASSWORD)],
+        &[
+            ("grant_type", "password"),
+            ("username", ""),
+            ("password", PASSWORD),
+        ],
+    ];
+
+    for fields in cases {
+        // Act
+        let answer = login_fields(&app, fields).await;
+
+        // Assert
+        assert_eq!(answer.status, 422, "{fields:?}: {}", answer.body);
+        assert_token_validation_shape(&answer.body);
+        assert_eq!(
+            answer.body,
+            json!({
+                "detail": [{"loc": ["body", "username"], "msg": "Field required", "type": "missing"}],
+                "error": "invalid_request",
+                "error_description": "username: Field required",
+            }),
+            "{fields:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_missing_or_empty_password_is_a_validation_error_naming_it() {
+    // Arrange
+    let (app, _) = app_with_user().await;
+    let cases: [&[(&str, &str)]; 2] = [
+        &[("grant_type", "password"), ("username", USERNAME)],
+        &[
+            ("grant_type", "password"),
+            ("username", USERNAME),
+            ("password", ""),
+        ],
+    ];
+
+    for fields in cases {
+        // Act
+        let answer = login_fields(&app, fields).await;
+
+        // Assert
+        assert_eq!(answer.status, 422, "{fields:?}: {}", answer.body);
+        assert_token_validation_shape(&answer.body);
+        assert_eq!(
+            answer.body,
+            json!({
+                "detail": [{"loc": ["body", "password"], "msg": "Field required", "type": "missing"}],
+                "error": "invalid_request",
+                "error_description": "password: Field required",
+            }),
+            "{fields:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_missing_username_and_password_are_both_named() {
+    // Arrange
+    let (app, _) = app_with_user().await;
+
+    // Act
+    let answer = login_fields(&app, &[("grant_type", "password")]).await;
+
+    // Assert
+    assert_eq!(answer.status, 422, "{}", answer.body);
+    assert_token_validation_shape(&answer.body);
+    assert_eq!(
+        answer.body,
+        json!({
+            "detail": [
+                {"loc": ["body", "username"], "msg": "Field required", "type": "missing"},
+                {"loc": ["body", "password"], "msg": "Field required", "type": "missing"},
+            ],
+            "error": "invalid_request",
+            "error_description": "username: Field required; password: Field required",
+        })
+    );
+}
+
+#[tokio::test]
+async fn the_same_fields_as_json_are_accepted() {
+    // Arrange
+    let (app, _) = app_with_user().await;
+
+    // Act
+    let response = app
+        .client
+        .post(app.url("/token"))
+        .json(&json!({
+            "grant_type": "password",
+            "username": USERNAME,
+            "password": PASSWORD,
+            "scope": "items",
+        }))
+        .send()
+        .await
+        .unwrap();
+
+    // Assert
+    let token = assert_token_response(&Answer::of(response).await, "items");
+    assert_eq!(scope_claim(&token), "items");
+}
+
+#[tokio::test]
+async fn usernames_match_without_regard_to_case_and_keep_their_spelling() {
+    // Arrange
+    let app = spawn_app().await;
+    let user = app.create_user("JohnDoe", PASSWORD).await;
+
+    for spelling in ["johndoe", "JOHNDOE", "JohnDoe", "jOhNdOe"] {
+        // Act
+        let answer = password_login(&app, spelling, PASSWORD).await;
+
+        // Assert
+        let token = assert_token_response(&answer, "me items");
+        assert_eq!(decode_token(&token).1["sub"], user.id.to_string());
+        let me = json_body(app.get_me(&token).await).await;
+        assert_eq!(me["username"], "JohnDoe", "logged in as {spelling}");
+    }
+}
+
+#[tokio::test]
+async fn a_name_taken_in_another_spelling_cannot_be_created() {
+    // Arrange
+    let app = spawn_app().await;
+    app.create_user("JohnDoe", PASSWORD).await;
+
+    // Act
+    let result = create_user(
+        &app.store,
+        &app.hasher,
+        CreateUser {
+            username: "johndoe".into(),
+            password: SecretString::from("another password"),
+            email: None,
+            full_name: None,
+            scopes: ScopeSet::default_for_new_users(),
+            disabled: false,
+        },
+    )
+    .await;
+
+    // Assert
+    assert!(
+        matches!(result, Err(CreateUserError::UsernameTaken(_))),
+        "{result:?}"
+    );
+    let users = app.store.list_users().await.unwrap();
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].username, "JohnDoe");
+    app.login("johndoe", PASSWORD).await;
+}
+
+#[tokio::test]
+async fn a_fastapi_argon2_hash_verifies_and_is_upgraded_on_login() {
+    // Arrange
+    let app = spawn_app().await;
+    let username = Username::parse("legacy").unwrap();
+    app.store
+        .create_user(NewUser {
+            username: username.clone(),
+            email: None,
+            full_name: None,
+            hashed_password: FASTAPI_HASH.into(),
+            disabled: false,
+            scopes: ScopeSet::default_for_new_users(),
+        })
+        .await
+        .unwrap();
+
+    // Act
+    let first = password_login(&app, "legacy", "secret").await;
+
+    // Assert
+    assert_token_response(&first, "me items");
+    let stored = app
+        .store
+        .find_user_by_username(&username)
+        .await
+        .unwrap()
+        .unwrap()
+        .hashed_password;
+    assert!(
+        stored.starts_with(CURRENT_PARAMETERS),
+        "re-hashed with the current parameters: {stored}"
+    );
+    assert_ne!(stored, FASTAPI_HASH);
+    assert_token_response(&password_login(&app, "legacy", "secret").await, "me items");
+    assert_incorrect_credentials(
+        &password_login(&app, "legacy", "Secret").await,
+        "wrong password after the upgrade",
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_password_leaves_a_fastapi_hash_alone() {
+    // Arrange
+    let app = spawn_app().await;
+    let username = Username::parse("legacy").unwrap();
+    app.store
+        .create_user(NewUser {
+            username: username.clone(),
+            email: None,
+            full_name: None,
+            hashed_password: FASTAPI_HASH.into(),
+            disabled: false,
+            scopes: ScopeSet::default_for_new_users(),
+        })
+        .await
+        .unwrap();
+
+    // Act
+    let answer = password_login(&app, "legacy", "not-the-secret").await;
+
+    // Assert
+    assert_incorrect_credentials(&answer, "wrong password on a FastAPI hash");
+    let stored = app
+        .store
+        .find_user_by_username(&username)
+        .await
+        .unwrap()
+        .unwrap()
+        .hashed_password;
+    assert_eq!(stored, FASTAPI_HASH);
+}
+
+#[tokio::test]
+async fn basic_client_credentials_are_tolerated() {
+    // Arrange
+    let (app, _) = app_with_user().await;
+
+    // Act
+    let response = app
+        .client
+        .post(app.url("/token"))
+        .basic_auth("some-client", Some("some-secret"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("grant_type=password&username=johndoe&password=secret")
+        .send()
+        .await
+        .unwrap();
+
+    // Assert
+    assert_token_response(&Answer::of(response).await, "me items");
+}
+
+#[tokio::test]
+async fn empty_and_null_json_members_count_as_absent() {
+    // Arrange
+    let (app, _) = app_with_user().await;
+    let post_json = |body: Value| app.client.post(app.url("/token")).json(&body).send();
+
+    // Act
+    let accepted = post_json(json!({
+        "grant_type": "",
+        "username": USERNAME,
+        "password": PASSWORD,
+        "scope": null,
+        "client_id": "",
+        "client_secret": null,
+    }))
+    .await
+    .unwrap();
+    let refused = post_json(json!({"username": null, "password": ""}))
+        .await
+        .unwrap();
+
+    // Assert
+    assert_token_response(&Answer::of(accepted).await, "me items");
+    let refused = Answer::of(refused).await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert_token_validation_shape(&refused.body);
+    assert_eq!(
+        refused.body,
+        json!({
+            "detail": [
+                {"loc": ["body", "username"], "msg": "Field required", "type": "missing"},
+                {"loc": ["body", "password"], "msg": "Field required", "type": "missing"},
+            ],
+            "error": "invalid_request",
+            "error_description": "username: Field required; password: Field required",
+        })
+    );
+}
