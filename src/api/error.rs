@@ -15,12 +15,86 @@ use crate::{db::StoreError, domain::ScopeSet};
 /// Seconds a client should wait before retrying after a 503.
 const RETRY_AFTER_SECONDS: u32 = 1;
 
-/// An error: what went wrong, in words for people.
+/// An error: what went wrong.
 #[derive(Debug, Clone, Object)]
 #[oai(rename = "Error")]
 pub struct ErrorBody {
-    /// What went wrong.
-    pub detail: String,
+    // No doc comment: poem-openapi would wrap the `$ref` in an `allOf`, which
+    // openapi-python-client refuses; `ErrorDetail` describes itself.
+    pub detail: ErrorDetail,
+}
+
+impl ErrorBody {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            detail: ErrorDetail::Message(message.into()),
+        }
+    }
+}
+
+/// The `detail` of every error: a message for people, or (422) every problem found in the
+/// request. One schema for both lets each operation declare a single error schema, which
+/// generated clients such as progenitor need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorDetail {
+    Message(String),
+    Issues(Vec<ValidationIssue>),
+}
+
+impl poem_openapi::types::Type for ErrorDetail {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> std::borrow::Cow<'static, str> {
+        "ErrorDetail".into()
+    }
+
+    fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+        poem_openapi::registry::MetaSchemaRef::Reference(Self::name().into_owned())
+    }
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        registry.create_schema::<Self, _>(Self::name().into_owned(), |registry| {
+            String::register(registry);
+            Vec::<ValidationIssue>::register(registry);
+            poem_openapi::registry::MetaSchema {
+                description: Some(
+                    "What went wrong: a message for people, or (422) every problem found in the request.",
+                ),
+                one_of: vec![String::schema_ref(), Vec::<ValidationIssue>::schema_ref()],
+                ..poem_openapi::registry::MetaSchema::ANY
+            }
+        });
+    }
+
+    fn as_raw_value(&self) -> Option<&Self> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
+        Box::new(self.as_raw_value().into_iter())
+    }
+}
+
+impl poem_openapi::types::ToJSON for ErrorDetail {
+    fn to_json(&self) -> Option<serde_json::Value> {
+        match self {
+            Self::Message(message) => message.to_json(),
+            Self::Issues(issues) => issues.to_json(),
+        }
+    }
+}
+
+impl poem_openapi::types::ParseFromJSON for ErrorDetail {
+    fn parse_from_json(value: Option<serde_json::Value>) -> poem_openapi::types::ParseResult<Self> {
+        match value {
+            Some(serde_json::Value::String(message)) => Ok(Self::Message(message)),
+            other => Vec::<ValidationIssue>::parse_from_json(other)
+                .map(Self::Issues)
+                .map_err(poem_openapi::types::ParseError::propagate),
+        }
+    }
 }
 
 /// One problem found in a request.
@@ -63,13 +137,6 @@ impl ValidationIssue {
     }
 }
 
-/// The request could not be understood (FastAPI's validation error shape).
-#[derive(Debug, Clone, Object)]
-pub struct ValidationError {
-    /// Every problem found.
-    pub detail: Vec<ValidationIssue>,
-}
-
 /// OAuth 2.0 error codes (RFC 6749 §5.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[oai(rename_all = "snake_case")]
@@ -86,22 +153,11 @@ pub enum OAuthErrorCode {
 /// `error_description`.
 #[derive(Debug, Clone, Object)]
 pub struct TokenErrorBody {
-    /// What went wrong, in words for people (same as `error_description`).
-    pub detail: String,
-    /// The OAuth 2.0 error code.
+    // No doc comments on `detail` and `error`: poem-openapi would wrap their `$ref`s in an
+    // `allOf`, which openapi-python-client refuses; the schemas describe themselves.
+    pub detail: ErrorDetail,
     pub error: OAuthErrorCode,
     /// What went wrong, in words for people.
-    pub error_description: String,
-}
-
-/// A token request that could not be understood: the validation shape plus the OAuth 2.0 error.
-#[derive(Debug, Clone, Object)]
-pub struct TokenValidationError {
-    /// Every problem found.
-    pub detail: Vec<ValidationIssue>,
-    /// Always `invalid_request`.
-    pub error: OAuthErrorCode,
-    /// The problems, in one line.
     pub error_description: String,
 }
 
@@ -186,9 +242,7 @@ impl From<crate::auth::HashError> for ApiError {
 }
 
 fn body(detail: &str) -> Json<ErrorBody> {
-    Json(ErrorBody {
-        detail: detail.to_owned(),
-    })
+    Json(ErrorBody::new(detail))
 }
 
 /// The errors of an operation that needs a bearer token.
@@ -207,12 +261,12 @@ pub enum ProtectedError {
         #[oai(header = "WWW-Authenticate")]
         String,
     ),
-    /// The body is larger than the configured limit.
+    /// `Request body too large`: over the configured limit.
     #[oai(status = 413)]
     BodyTooLarge(Json<ErrorBody>),
-    /// A parameter or the body is malformed.
+    /// A parameter or the body is malformed: `detail` lists every problem.
     #[oai(status = 422)]
-    Invalid(Json<ValidationError>),
+    Invalid(Json<ErrorBody>),
     /// `Internal server error`.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
@@ -241,7 +295,9 @@ impl From<ApiError> for ProtectedError {
                 format!("Bearer scope=\"{needed}\""),
             ),
             ApiError::InactiveUser => Self::InactiveUser(body("Inactive user")),
-            ApiError::Validation(detail) => Self::Invalid(Json(ValidationError { detail })),
+            ApiError::Validation(issues) => Self::Invalid(Json(ErrorBody {
+                detail: ErrorDetail::Issues(issues),
+            })),
             ApiError::BodyTooLarge => Self::BodyTooLarge(body("Request body too large")),
             ApiError::Busy => {
                 Self::Unavailable(body("Service busy, retry later"), RETRY_AFTER_SECONDS)
@@ -274,12 +330,13 @@ pub enum TokenError {
         #[oai(header = "WWW-Authenticate")]
         String,
     ),
-    /// The body is larger than the configured limit.
+    /// `invalid_request`: `Request body too large`.
     #[oai(status = 413)]
-    BodyTooLarge(Json<ErrorBody>),
-    /// `username` or `password` missing, or a body that does not parse.
+    BodyTooLarge(Json<TokenErrorBody>),
+    /// `invalid_request`: `username` or `password` missing, or a body that does not parse;
+    /// `detail` lists every problem.
     #[oai(status = 422)]
-    Invalid(Json<TokenValidationError>),
+    Invalid(Json<TokenErrorBody>),
     /// `invalid_request`: `Too many login attempts, retry later` — repeated failed logins from
     /// this client (for this account, or for any); a correct password is refused too until
     /// `Retry-After` has passed.
@@ -306,7 +363,7 @@ pub enum TokenError {
 
 fn token_body(code: OAuthErrorCode, description: &str) -> Json<TokenErrorBody> {
     Json(TokenErrorBody {
-        detail: description.to_owned(),
+        detail: ErrorDetail::Message(description.to_owned()),
         error: code,
         error_description: description.to_owned(),
     })
@@ -324,12 +381,15 @@ impl From<ApiError> for TokenError {
                     Self::BadRequest(body)
                 }
             }
-            ApiError::Validation(detail) => Self::Invalid(Json(TokenValidationError {
-                error_description: ValidationIssue::summary(&detail),
-                detail,
+            ApiError::Validation(issues) => Self::Invalid(Json(TokenErrorBody {
+                error_description: ValidationIssue::summary(&issues),
+                detail: ErrorDetail::Issues(issues),
                 error: OAuthErrorCode::InvalidRequest,
             })),
-            ApiError::BodyTooLarge => Self::BodyTooLarge(body("Request body too large")),
+            ApiError::BodyTooLarge => Self::BodyTooLarge(token_body(
+                OAuthErrorCode::InvalidRequest,
+                "Request body too large",
+            )),
             ApiError::Throttled { retry_after } => Self::TooManyAttempts(
                 token_body(
                     OAuthErrorCode::InvalidRequest,

@@ -58,12 +58,7 @@ impl HealthApi {
             })),
             Err(err) => {
                 tracing::warn!(error = %err, "readiness check failed");
-                ReadyResponse::Unavailable(
-                    Json(ErrorBody {
-                        detail: "Service unavailable".into(),
-                    }),
-                    1,
-                )
+                ReadyResponse::Unavailable(Json(ErrorBody::new("Service unavailable")), 1)
             }
         }
     }

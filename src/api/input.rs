@@ -207,9 +207,19 @@ fn form_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
+/// The largest request body read, in bytes (`PORTCULLIS_MAX_BODY_BYTES`), as route data.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+impl BodyLimit {
+    /// The contract's default, used should the routes not say.
+    pub const DEFAULT: usize = 64 * 1024;
+}
+
 /// A request body documented as `T` in format `F`, kept as bytes until [`Body::object`] is
-/// called by the handler.
+/// called by the handler. A body over the [`BodyLimit`] is not read: `object` answers 413.
 pub struct Body<F, T> {
+    too_large: bool,
     bytes: Vec<u8>,
     mime: Option<mime::Mime>,
     format: PhantomData<(F, T)>,
@@ -245,8 +255,27 @@ impl<'a, F: BodyFormat + Send, T: Type> ApiExtractor<'a> for Body<F, T> {
         body: &mut RequestBody,
         _options: ExtractParamOptions<Self::ParamType>,
     ) -> poem::Result<Self> {
+        let limit = request
+            .data::<BodyLimit>()
+            .map_or(BodyLimit::DEFAULT, |limit| limit.0);
+        let announced = request
+            .headers()
+            .get(poem::http::header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+        // Refused unread when announced too large; read at most `limit` bytes otherwise
+        // (a chunked body has no announced size).
+        let (too_large, bytes) = if announced.is_some_and(|length| length > limit as u64) {
+            (true, Vec::new())
+        } else {
+            match body.take()?.into_bytes_limit(limit).await {
+                Ok(bytes) => (false, bytes.to_vec()),
+                Err(poem::error::ReadBodyError::PayloadTooLarge) => (true, Vec::new()),
+                Err(err) => return Err(err.into()),
+            }
+        };
         Ok(Self {
-            bytes: body.take()?.into_vec().await?,
+            too_large,
+            bytes,
             mime: request
                 .content_type()
                 .and_then(|value| value.parse::<mime::Mime>().ok()),
@@ -258,13 +287,23 @@ impl<'a, F: BodyFormat + Send, T: Type> ApiExtractor<'a> for Body<F, T> {
 impl<F: BodyFormat, T> Body<F, T> {
     /// The body as an object, or the 422 that says why it is not one.
     pub fn object(&self) -> Result<Map<String, Value>, ApiError> {
+        self.check_size()?;
         F::parse(&self.bytes, self.mime.as_ref())?
             .ok_or_else(|| ApiError::Validation(vec![ValidationIssue::missing(&["body"])]))
     }
 
     /// As [`Body::object`], an empty body being an empty object (every field absent).
     pub fn object_or_empty(&self) -> Result<Map<String, Value>, ApiError> {
+        self.check_size()?;
         Ok(F::parse(&self.bytes, self.mime.as_ref())?.unwrap_or_default())
+    }
+
+    fn check_size(&self) -> Result<(), ApiError> {
+        if self.too_large {
+            Err(ApiError::BodyTooLarge)
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -362,6 +401,7 @@ mod tests {
 
     fn body(json: &str) -> JsonBody<()> {
         Body {
+            too_large: false,
             bytes: json.as_bytes().to_vec(),
             mime: Some(mime::APPLICATION_JSON),
             format: PhantomData,
@@ -370,6 +410,7 @@ mod tests {
 
     fn form(text: &str) -> FormBody<()> {
         Body {
+            too_large: false,
             bytes: text.as_bytes().to_vec(),
             mime: Some(mime::APPLICATION_WWW_FORM_URLENCODED),
             format: PhantomData,

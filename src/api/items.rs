@@ -160,9 +160,9 @@ impl ItemsApi {
         {
             Ok(DeleteItemResponse::Deleted)
         } else {
-            Ok(DeleteItemResponse::NotFound(Json(ErrorBody {
-                detail: "Item not found".into(),
-            })))
+            Ok(DeleteItemResponse::NotFound(Json(ErrorBody::new(
+                "Item not found",
+            ))))
         }
     }
 }

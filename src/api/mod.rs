@@ -11,8 +11,8 @@ mod users;
 use std::sync::Arc;
 
 use poem::{
-    Endpoint, EndpointExt as _, IntoEndpoint, Request, Response, Route, get, handler,
-    http::StatusCode, middleware::CatchPanic, web::Data,
+    Endpoint, EndpointExt as _, IntoEndpoint, Response, Route, get, handler, http::StatusCode,
+    middleware::CatchPanic, web::Data,
 };
 use poem_openapi::{LicenseObject, OpenApiService, ServerObject, Tags};
 use serde_json::{Value, json};
@@ -183,7 +183,7 @@ pub fn routes(state: AppState, max_body_bytes: usize) -> impl Endpoint<Output = 
         .at("/docs/", get(swagger_ui).data(docs_page))
         .at("/openapi.json", get(openapi_json).data(document))
         .data(state)
-        .around(move |next, req| limit_body(next, req, max_body_bytes))
+        .data(input::BodyLimit(max_body_bytes))
         .around(move |next, req| error::map_framework_errors(next, req, allowed.clone()))
         .with(CatchPanic::new().with_handler(|_| {
             tracing::error!("a request handler panicked");
@@ -206,39 +206,6 @@ fn openapi_json(document: Data<&Arc<str>>) -> Response {
     Response::builder()
         .content_type("application/json; charset=utf-8")
         .body(document.0.to_string())
-}
-
-/// Refuses bodies over the limit with 413 before any handler reads them, whether the size is
-/// announced (`Content-Length`) or not (chunked).
-async fn limit_body<E: Endpoint>(
-    next: E,
-    mut req: Request,
-    limit: usize,
-) -> poem::Result<Response> {
-    use poem::IntoResponse as _;
-
-    let too_large = || error::plain_error(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large");
-    let announced = req
-        .headers()
-        .get(poem::http::header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if announced.is_some_and(|length| length > limit as u64) {
-        return Ok(too_large());
-    }
-    let body = req.take_body();
-    match body.into_bytes_limit(limit).await {
-        Ok(bytes) => req.set_body(bytes),
-        Err(poem::error::ReadBodyError::PayloadTooLarge) => return Ok(too_large()),
-        Err(err) => {
-            tracing::debug!(error = %err, "could not read a request body");
-            return Ok(error::plain_error(
-                StatusCode::BAD_REQUEST,
-                "Could not read the request body",
-            ));
-        }
-    }
-    Ok(next.call(req).await?.into_response())
 }
 
 #[cfg(test)]

@@ -138,8 +138,13 @@ fn both_fields_missing() -> Value {
     })
 }
 
+/// The token endpoint's 413: like all its errors, with the OAuth 2.0 members.
 fn too_large() -> Value {
-    json!({ "detail": "Request body too large" })
+    json!({
+        "detail": "Request body too large",
+        "error": "invalid_request",
+        "error_description": "Request body too large",
+    })
 }
 
 /// A form body of about `size` bytes whose password is padding.

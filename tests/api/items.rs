@@ -523,3 +523,23 @@ async fn an_item_id_that_is_not_a_uuid_is_a_validation_error() {
     let issue = the_only_issue(&body);
     assert_eq!(issue["loc"], json!(["path", "id"]), "{body}");
 }
+
+#[tokio::test]
+async fn an_item_body_over_the_limit_is_refused_as_too_large() {
+    let (app, token) = app_with_logged_in_user().await;
+    let description = "x".repeat(70 * 1024);
+
+    let response = app
+        .create_item(
+            &token,
+            json!({ "title": "big", "description": description }),
+        )
+        .await;
+
+    assert_eq!(response.status(), 413);
+    assert_eq!(
+        json_body(response).await,
+        json!({ "detail": "Request body too large" })
+    );
+    assert_eq!(list_items(&app, &token).await, Vec::<Value>::new());
+}
