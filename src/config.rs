@@ -90,14 +90,10 @@ pub struct ConfigArgs {
     #[arg(long, env = "PORTCULLIS_HASH_WORKERS", global = true)]
     pub hash_workers: Option<NonZeroUsize>,
 
-    /// Password hashes allowed to wait for a worker; beyond it `/token` answers 503.
-    #[arg(
-        long,
-        env = "PORTCULLIS_HASH_QUEUE",
-        default_value_t = 1024,
-        global = true
-    )]
-    pub hash_queue: usize,
+    /// Logins allowed to wait for a hashing worker; beyond it `/token` answers 503 at once.
+    /// Default: 64 per worker (about half a second of waiting at most).
+    #[arg(long, env = "PORTCULLIS_HASH_QUEUE", global = true)]
+    pub hash_queue: Option<usize>,
 
     /// Throttle repeated failed logins (429 with growing delays). `false` only for tests.
     #[arg(long, env = "PORTCULLIS_LOGIN_THROTTLE", default_value_t = true, action = clap::ArgAction::Set, global = true)]
@@ -274,7 +270,9 @@ impl ConfigArgs {
             iterations: self.argon2_iterations,
             parallelism: self.argon2_parallelism,
             workers,
-            queue: self.hash_queue,
+            queue: self
+                .hash_queue
+                .unwrap_or_else(|| workers.get().saturating_mul(64)),
         })
     }
 

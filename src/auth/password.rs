@@ -156,6 +156,13 @@ impl Worker {
     }
 
     fn run(mut self, jobs: &Mutex<mpsc::Receiver<(tracing::Span, Job)>>) {
+        // Hashing yields the CPU to request handling: at the lowest priority, a login storm
+        // uses the cores the async workers leave idle instead of delaying every other request.
+        if let Err(err) =
+            thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min)
+        {
+            tracing::warn!(error = %err, "cannot lower the hashing thread's priority");
+        }
         loop {
             // The lock is held only while waiting for the next job, never while hashing.
             let next = match jobs.lock() {

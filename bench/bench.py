@@ -1,0 +1,417 @@
+#!/usr/bin/env python3
+"""portcullis benchmark driver (run through `bash bench/run`, which builds first).
+
+Starts the release server on a fresh SQLite database with the demo user, loads it on loopback
+with wrk, runs the Argon2 ceiling example, measures start-to-ready on an existing database and
+prints one table. Raw wrk output and per-phase notes go to bench/results/<timestamp>/.
+Exit status: 0 whether or not targets are met; 1 if the harness itself failed.
+"""
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+SERVER = ROOT / "target" / "release" / "portcullis"
+ARGON2_LIMIT = ROOT / "target" / "release" / "examples" / "argon2_limit"
+REPORT_LUA = BENCH / "lua" / "report.lua"
+TOKEN_LUA = BENCH / "lua" / "token.lua"
+
+ROUNDS = 3  # every load runs this many times; the table shows medians
+DURATION = "10s"
+CONNS = 64
+ME_CONNS_UNDER_LOGINS = 16
+FLOOD_CONNS = 1000
+STARTS = 5
+# Far above any latency we expect: wrk drops latencies beyond --timeout from its histogram
+# (counting them as timeouts), which would truncate the login p99.
+WRK_TIMEOUT = "60s"
+
+
+class HarnessError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- server process
+
+
+class Server:
+    """`portcullis serve` in its own working directory."""
+
+    def __init__(self, workdir, demo=True, bind="127.0.0.1:0", log=None):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        args = [str(SERVER), "serve", "--bind", bind]
+        if demo:
+            args.append("--demo")
+        self.stderr = open(self.workdir / "server.log", "ab")
+        self.proc = subprocess.Popen(
+            args,
+            cwd=self.workdir,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            env=server_env(),
+        )
+        self.pid = self.proc.pid
+        self.base = None
+
+    def wait_listening(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        line = self.proc.stdout.readline().decode()
+        if time.monotonic() > deadline or "listening on http://" not in line:
+            self.stop()
+            raise HarnessError(f"server did not start: first line {line!r}; see {self.workdir}/server.log")
+        self.base = line.strip().split("listening on ", 1)[1]
+        host_port = self.base.removeprefix("http://")
+        self.host, port = host_port.rsplit(":", 1)
+        self.port = int(port)
+        # Keep draining stdout so the server never blocks on it.
+        subprocess.Popen(["cat"], stdin=self.proc.stdout, stdout=subprocess.DEVNULL)
+        return self
+
+    def status(self, key):
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return line.split(":", 1)[1].strip()
+        raise HarnessError(f"{key} not in /proc/{self.pid}/status")
+
+    def hwm_kib(self):
+        return int(self.status("VmHWM").split()[0])
+
+    def cpu_ticks(self):
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+
+    def wait_quiet(self, timeout=90):
+        """Waits until the server is idle: queued password hashes outlive the client that asked."""
+        deadline = time.monotonic() + timeout
+        ticks_per_s = os.sysconf("SC_CLK_TCK")
+        calm = 0
+        last = self.cpu_ticks()
+        while time.monotonic() < deadline:
+            time.sleep(0.25)
+            now = self.cpu_ticks()
+            busy = (now - last) / ticks_per_s / 0.25  # cores in use
+            last = now
+            calm = calm + 1 if busy < 0.05 else 0
+            if calm >= 2:
+                return
+        raise HarnessError("the server stayed busy for 90 s after a load")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.stderr.close()
+
+
+def server_env():
+    env = dict(os.environ)
+    for key in list(env):
+        if key.startswith("PORTCULLIS_") or key == "DATABASE_URL":
+            del env[key]
+    return env
+
+
+def request(host, port, method, path, body=None, headers=None, timeout=10):
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def login(server):
+    status, body = request(
+        server.host, server.port, "POST", "/token",
+        body="username=johndoe&password=secret",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    if status != 200:
+        raise HarnessError(f"POST /token answered {status}: {body[:200]!r}")
+    return json.loads(body)["access_token"]
+
+
+# ---------------------------------------------------------------- wrk
+
+
+class Wrk:
+    def __init__(self, results, name, url, script, threads=2, conns=CONNS, duration=DURATION, headers=()):
+        self.name = name
+        self.out_path = results / f"{name}.txt"
+        args = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}", f"--timeout={WRK_TIMEOUT}",
+                "--latency", "-s", str(script)]
+        for h in headers:
+            args += ["-H", h]
+        args.append(url)
+        self.args = args
+        self.out = open(self.out_path, "w")
+        self.out.write("$ " + " ".join(a if "Bearer" not in a else "-H 'Authorization: Bearer …'" for a in args) + "\n")
+        self.out.flush()
+        self.proc = subprocess.Popen(args, stdout=self.out, stderr=subprocess.STDOUT)
+
+    def result(self):
+        code = self.proc.wait()
+        self.out.close()
+        text = self.out_path.read_text()
+        if code != 0:
+            raise HarnessError(f"wrk failed ({code}) for {self.name}: {text[-500:]}")
+        for line in text.splitlines():
+            if line.startswith("BENCH_JSON "):
+                r = json.loads(line.removeprefix("BENCH_JSON "))
+                r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+                r["non2xx"] = (
+                    sum(n for s, n in r["statuses"].items() if not 200 <= int(s) < 300)
+                    if r["statuses"] else r["status_errors"]
+                )
+                ok = sum(n for s, n in r["statuses"].items() if 200 <= int(s) < 300)
+                r["ok_rps"] = ok / (r["duration_us"] / 1e6) if r["statuses"] else r["rps"]
+                r["socket_errors"] = r["connect_errors"] + r["read_errors"] + r["write_errors"]
+                return r
+        raise HarnessError(f"no BENCH_JSON line in {self.out_path}")
+
+
+def run_wrk(*args, **kwargs):
+    return Wrk(*args, **kwargs).result()
+
+
+def snapshot_threads(pid, path):
+    """Per-thread CPU of the server while it is loaded (for the analysis of a missed target)."""
+    try:
+        out = subprocess.run(["top", "-H", "-b", "-n1", "-p", str(pid)], capture_output=True,
+                             text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired) as err:
+        out = f"top failed: {err}\n"
+    with open(path, "a") as f:
+        f.write(f"--- {time.strftime('%H:%M:%S')} load average {os.getloadavg()}\n{out}\n")
+
+
+# ---------------------------------------------------------------- phases
+
+
+def argon2_limit(seconds=5):
+    out = subprocess.run([str(ARGON2_LIMIT), "2", str(seconds)], capture_output=True, text=True,
+                         timeout=120)
+    if out.returncode != 0:
+        raise HarnessError(f"argon2_limit failed: {out.stderr[-500:]}")
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_to_ready(workdir, demo):
+    """Seconds from spawning the server on an existing database to the first 200 from /ready."""
+    port = free_port()
+    t0 = time.perf_counter()
+    server = Server(workdir, demo=demo, bind=f"127.0.0.1:{port}")
+    try:
+        while True:
+            if server.proc.poll() is not None:
+                raise HarnessError(f"server exited during start; see {workdir}/server.log")
+            try:
+                status, _ = request("127.0.0.1", port, "GET", "/ready", timeout=2)
+                if status == 200:
+                    return time.perf_counter() - t0
+            except (ConnectionError, OSError, http.client.HTTPException):
+                pass
+            if time.perf_counter() - t0 > 30:
+                raise HarnessError("server not ready after 30 s")
+    finally:
+        server.stop()
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+# ---------------------------------------------------------------- main
+
+
+def main():
+    started = time.monotonic()
+    load_at_start = os.getloadavg()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    results = BENCH / "results" / stamp
+    results.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="portcullis-bench-"))
+    notes = open(results / "notes.txt", "w")
+
+    def note(msg):
+        print(msg, file=sys.stderr, flush=True)
+        notes.write(msg + "\n")
+        notes.flush()
+
+    note(f"load average at start: {load_at_start}; results in {results}")
+    server = Server(tmp / "main").wait_listening()
+    rounds = {k: [] for k in ("health", "me", "argon2", "token", "mixed_me", "mixed_token", "flood")}
+    hwm_by_phase = []
+    try:
+        token = login(server)
+        status, body = request(server.host, server.port, "GET", "/users/me",
+                               headers={"Authorization": f"Bearer {token}"})
+        if status != 200:
+            raise HarnessError(f"GET /users/me answered {status}: {body[:200]!r}")
+        auth = f"Authorization: Bearer {token}"
+        base = server.base
+        server.wait_quiet()
+
+        for i in range(1, ROUNDS + 1):
+            note(f"round {i}/{ROUNDS}: /health")
+            rounds["health"].append(run_wrk(results, f"r{i}-1-health", f"{base}/health", REPORT_LUA))
+            server.wait_quiet()
+            note(f"round {i}/{ROUNDS}: /users/me")
+            rounds["me"].append(run_wrk(results, f"r{i}-2-users-me", f"{base}/users/me", REPORT_LUA,
+                                        headers=[auth]))
+            server.wait_quiet()
+            note(f"round {i}/{ROUNDS}: argon2_limit")
+            rounds["argon2"].append(argon2_limit())
+            (results / f"r{i}-3-argon2-limit.txt").write_text(f"{rounds['argon2'][-1]}\n")
+            note(f"round {i}/{ROUNDS}: /token")
+            w = Wrk(results, f"r{i}-4-token", f"{base}/token", TOKEN_LUA)
+            time.sleep(5)
+            snapshot_threads(server.pid, results / "top-token.txt")
+            rounds["token"].append(w.result())
+            server.wait_quiet()
+            note(f"round {i}/{ROUNDS}: /users/me under saturated /token")
+            logins = Wrk(results, f"r{i}-5-token-background", f"{base}/token", TOKEN_LUA,
+                         threads=1, conns=CONNS, duration="13s")
+            time.sleep(2)
+            me = Wrk(results, f"r{i}-5-users-me-under-logins", f"{base}/users/me", REPORT_LUA,
+                     threads=1, conns=ME_CONNS_UNDER_LOGINS, headers=[auth])
+            time.sleep(5)
+            snapshot_threads(server.pid, results / "top-mixed.txt")
+            rounds["mixed_me"].append(me.result())
+            rounds["mixed_token"].append(logins.result())
+            server.wait_quiet()
+            hwm_by_phase.append((f"after round {i}", server.hwm_kib()))
+
+        # Once only: the flood leaves up to ~1,000 queued hashes that run after wrk has gone.
+        note("login flood: /token with 1,000 connections")
+        w = Wrk(results, "6-token-flood-c1000", f"{base}/token", TOKEN_LUA, conns=FLOOD_CONNS)
+        time.sleep(5)
+        snapshot_threads(server.pid, results / "top-flood.txt")
+        rounds["flood"].append(w.result())
+        note("waiting for the hashing queue to drain")
+        server.wait_quiet(timeout=120)
+        hwm_by_phase.append(("after flood", server.hwm_kib()))
+        status, _ = request(server.host, server.port, "GET", "/ready")
+        if status != 200:
+            raise HarnessError(f"/ready answered {status} after the flood")
+        hwm = server.hwm_kib()
+    finally:
+        server.stop()
+
+    # Start to ready, on an existing database created by a first start.
+    note("start to ready: 1 creating start, then 5 starts without --demo and 5 with")
+    ready_dir = tmp / "ready"
+    Server(ready_dir).wait_listening().stop()
+    ready = [start_to_ready(ready_dir, demo=False) for _ in range(STARTS)]
+    ready_demo = [start_to_ready(ready_dir, demo=True) for _ in range(STARTS)]
+    (results / "7-start-to-ready.txt").write_text(
+        "without --demo (s): " + " ".join(f"{x:.4f}" for x in ready) + "\n"
+        + "with --demo (s):    " + " ".join(f"{x:.4f}" for x in ready_demo) + "\n")
+    (results / "memory.txt").write_text(
+        "".join(f"VmHWM {label}: {kib} KiB\n" for label, kib in hwm_by_phase))
+    (results / "rounds.json").write_text(json.dumps(rounds, indent=1))
+    shutil.rmtree(tmp, ignore_errors=True)
+
+    # ------------------------------------------------------------ the table
+    med = lambda key, field: median(r[field] for r in rounds[key])
+    ms = lambda us: us / 1000.0
+    health_rps, health_p99 = med("health", "rps"), ms(med("health", "p99_us"))
+    me_rps, me_p99 = med("me", "rps"), ms(med("me", "p99_us"))
+    limit = median(rounds["argon2"])
+    token_rps = med("token", "ok_rps")
+    token_p99_s = med("token", "p99_us") / 1e6
+    fair_s = 1.5 * CONNS / token_rps
+    mixed_p99 = ms(med("mixed_me", "p99_us"))
+    mixed_rps = med("mixed_me", "rps")
+    mixed_logins = med("mixed_token", "ok_rps")
+    flood = rounds["flood"][0]
+    ready_ms = median(ready) * 1000
+    ready_demo_ms = median(ready_demo) * 1000
+    token_non2xx = sum(r["non2xx"] for r in rounds["token"])
+
+    def verdict(ok):
+        return "PASS" if ok else "FAIL"
+
+    rows = [
+        ("1  GET /health req/s", f"{health_rps:,.0f}", "reference", "-"),
+        ("1  GET /health p99", f"{health_p99:.2f} ms", "reference", "-"),
+        ("2  GET /users/me req/s", f"{me_rps:,.0f} ({me_rps / health_rps:.0%} of /health)",
+         f">= 50% of /health ({health_rps / 2:,.0f})", verdict(me_rps >= 0.5 * health_rps)),
+        ("2  GET /users/me p99", f"{me_p99:.2f} ms", "< 5 ms", verdict(me_p99 < 5)),
+        ("3  Argon2 limit (2 threads)", f"{limit:.1f} hashes/s", "reference", "-"),
+        ("4  POST /token logins/s (c64)", f"{token_rps:.1f} ({token_rps / limit:.0%} of limit)",
+         f">= 95% of limit ({0.95 * limit:.1f})", verdict(token_rps >= 0.95 * limit)),
+        ("4  POST /token p99 (fairness)", f"{token_p99_s:.3f} s",
+         f"<= 1.5*64/thr = {fair_s:.3f} s", verdict(token_p99_s <= fair_s)),
+        (f"5  /users/me p99 under logins (c{ME_CONNS_UNDER_LOGINS})", f"{mixed_p99:.2f} ms",
+         "< 10 ms", verdict(mixed_p99 < 10)),
+        ("6  peak RSS (VmHWM, whole run)", f"{hwm / 1024:.1f} MiB", "< 64 MiB", verdict(hwm < 64 * 1024)),
+        ("7  start to ready (existing DB)", f"{ready_ms:.1f} ms", "< 200 ms", verdict(ready_ms < 200)),
+    ]
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    w2 = max(len(r[2]) for r in rows)
+    line = "-" * (w0 + w1 + w2 + 12)
+    elapsed = time.monotonic() - started
+    print()
+    print(f"portcullis benchmark  {time.strftime('%Y-%m-%d %H:%M')}  nproc={subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()}"
+          f"  load avg at start {load_at_start[0]:.2f} {load_at_start[1]:.2f} {load_at_start[2]:.2f}")
+    print(f"wrk -t2 -c{CONNS} -d{DURATION} unless stated; medians of {ROUNDS} runs; results: {results.relative_to(ROOT)}")
+    print(line)
+    print(f"{'figure':<{w0}}  {'measured':<{w1}}  {'target':<{w2}}  result")
+    print(line)
+    for figure, value, target, result in rows:
+        print(f"{figure:<{w0}}  {value:<{w1}}  {target:<{w2}}  {result}")
+    print(line)
+    print("details:")
+    print(f"  1 /health p50 {ms(med('health', 'p50_us')):.2f} ms; runs req/s: "
+          + ", ".join(f"{r['rps']:,.0f}" for r in rounds["health"]))
+    print(f"  2 /users/me p50 {ms(med('me', 'p50_us')):.2f} ms; runs req/s: "
+          + ", ".join(f"{r['rps']:,.0f}" for r in rounds["me"])
+          + "; runs p99 ms: " + ", ".join(f"{ms(r['p99_us']):.2f}" for r in rounds["me"]))
+    print("  3 Argon2 limit runs: " + ", ".join(f"{x:.1f}" for x in rounds["argon2"]))
+    print(f"  4 /token p50 {med('token', 'p50_us') / 1e6:.3f} s, max {med('token', 'max_us') / 1e6:.3f} s; runs logins/s: "
+          + ", ".join(f"{r['ok_rps']:.1f}" for r in rounds["token"])
+          + f"; non-2xx {token_non2xx}")
+    print(f"  5 wrk -t1 -c{ME_CONNS_UNDER_LOGINS} /users/me ({mixed_rps:,.0f} req/s, p50 {ms(med('mixed_me', 'p50_us')):.2f} ms)"
+          f" beside wrk -t1 -c{CONNS} /token ({mixed_logins:.1f} logins/s); runs p99 ms: "
+          + ", ".join(f"{ms(r['p99_us']):.2f}" for r in rounds["mixed_me"]))
+    print(f"  6 flood wrk -t2 -c{FLOOD_CONNS} -d{DURATION} /token (once): {flood['ok_rps']:.1f} logins/s, "
+          f"non-2xx {flood['non2xx']} {json.dumps(flood['statuses'])}, socket errors {flood['socket_errors']}, "
+          f"p99 {flood['p99_us'] / 1e6:.2f} s; VmHWM by phase: "
+          + ", ".join(f"{label} {kib / 1024:.1f}" for label, kib in hwm_by_phase) + " MiB")
+    print("  7 start to ready without --demo (ms): " + ", ".join(f"{x * 1000:.1f}" for x in ready)
+          + f"; with --demo: median {ready_demo_ms:.1f} ms")
+    print(f"  harness time {elapsed:.0f} s; load average at end {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except HarnessError as err:
+        print(f"bench: error: {err}", file=sys.stderr)
+        sys.exit(1)
