@@ -64,8 +64,7 @@ impl BodyFormat for FormFormat {
     ) -> Result<Option<Map<String, Value>>, ApiError> {
         match mime {
             Some(m) if m.essence_str() == Self::CONTENT_TYPE => form_object(bytes).map(Some),
-            Some(m) if is_json(m) && !bytes.is_empty() => json_object(bytes).map(Some),
-            Some(m) if is_json(m) => Ok(None),
+            Some(m) if is_json(m) => JsonFormat::parse(bytes, mime),
             _ => Err(whole_body(
                 "Content-Type must be application/x-www-form-urlencoded or application/json",
                 "content_type",
