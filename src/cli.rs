@@ -84,10 +84,13 @@ enum UsersCommand {
 /// Runs the command line and maps any failure to a message and exit code 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(err) = crate::telemetry::init(&cli.config.log, cli.config.log_format) {
-        eprintln!("error: {err:#}");
-        return ExitCode::FAILURE;
-    }
+    let _log_guard = match crate::telemetry::init(&cli.config.log, cli.config.log_format) {
+        Ok(guard) => guard,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
