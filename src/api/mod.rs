@@ -154,22 +154,28 @@ fn header_spelling(name: &str) -> String {
         .join("-")
 }
 
-/// Swagger UI (poem-openapi's bundle) showing the refined document.
-fn swagger_ui_page() -> String {
-    let service = openapi_service();
-    let raw = service.spec();
+/// Swagger UI (poem-openapi's bundle) showing `document`, the refinement of `raw`, which is
+/// what `service` inlines.
+fn swagger_ui_page<T: poem_openapi::OpenApi, W: poem_openapi::Webhook>(
+    service: &OpenApiService<T, W>,
+    raw: &str,
+    document: &str,
+) -> String {
     let page = service.swagger_ui_html();
     assert!(
-        page.contains(&raw),
+        page.contains(raw),
         "the Swagger UI page inlines the document"
     );
-    page.replacen(&raw, openapi_document().trim_end(), 1)
+    page.replacen(raw, document.trim_end(), 1)
 }
 
 /// Every route of the service, with its middleware.
 pub fn routes(state: AppState, max_body_bytes: usize) -> impl Endpoint<Output = Response> {
-    let document: Arc<str> = openapi_document().into();
-    let docs_page: Arc<str> = swagger_ui_page().into();
+    // The document is generated once, at start, for every route that shows it.
+    let service = openapi_service();
+    let raw = service.spec();
+    let document: Arc<str> = refine(&raw).into();
+    let docs_page: Arc<str> = swagger_ui_page(&service, &raw, &document).into();
     let allowed = Arc::new(
         error::AllowedMethods::from_document(
             &serde_json::from_str(&document).expect("the document is JSON"),
@@ -178,7 +184,7 @@ pub fn routes(state: AppState, max_body_bytes: usize) -> impl Endpoint<Output = 
         .with("/openapi.json", "GET"),
     );
     Route::new()
-        .nest("/", openapi_service())
+        .nest("/", service)
         .at("/docs", get(swagger_ui).data(docs_page.clone()))
         .at("/docs/", get(swagger_ui).data(docs_page))
         .at("/openapi.json", get(openapi_json).data(document))
@@ -246,7 +252,9 @@ mod tests {
 
     #[test]
     fn swagger_ui_shows_the_refined_document() {
-        let page = swagger_ui_page();
+        let service = openapi_service();
+        let raw = service.spec();
+        let page = swagger_ui_page(&service, &raw, &refine(&raw));
         assert!(page.contains(r#""WWW-Authenticate": {"#));
         assert!(page.contains(r#""tokenUrl": "/token""#));
     }
