@@ -51,6 +51,37 @@ pub struct ConfigArgs {
     )]
     pub access_token_ttl: u64,
 
+    /// How access tokens are signed: `HS256` with the secret above, or with an asymmetric key
+    /// kept in the database and published at `/.well-known/jwks.json` (`EdDSA` = Ed25519, or
+    /// `ES256`). Only tokens of the configured kind are accepted.
+    #[arg(long, env = "PORTCULLIS_SIGNING_ALGORITHM", value_enum, default_value_t = SigningAlgorithm::Hs256, global = true)]
+    pub signing_algorithm: SigningAlgorithm,
+
+    /// Lifetime of a session and of its refresh tokens, in seconds, counted from the login
+    /// (absolute: refreshing does not extend it).
+    #[arg(
+        long,
+        env = "PORTCULLIS_REFRESH_TOKEN_TTL",
+        default_value_t = 30 * 24 * 3600,
+        global = true
+    )]
+    pub refresh_token_ttl: u64,
+
+    /// Seconds during which a refresh token that was just rotated may be presented again (two
+    /// tabs refreshing at once) without counting as reuse.
+    #[arg(
+        long,
+        env = "PORTCULLIS_REFRESH_REUSE_GRACE_SECONDS",
+        default_value_t = 5,
+        global = true
+    )]
+    pub refresh_reuse_grace_seconds: u64,
+
+    /// Public base URL of the service (e.g. `https://auth.example.com`), used for the absolute
+    /// URLs of `/.well-known/oauth-authorization-server`. Unset: taken from the request's `Host`.
+    #[arg(long, env = "PORTCULLIS_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+
     /// `iss` claim of issued tokens, required on presented ones.
     #[arg(
         long,
@@ -167,6 +198,26 @@ pub struct ConfigArgs {
     pub log_format: LogFormat,
 }
 
+/// How access tokens are signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SigningAlgorithm {
+    /// HMAC-SHA256 with the shared secret; nobody else can verify the tokens.
+    #[value(name = "HS256")]
+    Hs256,
+    /// Ed25519 (RFC 8037), the asymmetric default.
+    #[value(name = "EdDSA")]
+    EdDsa,
+    /// ECDSA with P-256 and SHA-256.
+    #[value(name = "ES256")]
+    Es256,
+}
+
+impl SigningAlgorithm {
+    pub fn is_asymmetric(self) -> bool {
+        self != SigningAlgorithm::Hs256
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -181,6 +232,9 @@ pub struct Settings {
     pub tokens: TokenSettings,
     pub hashing: HashingSettings,
     pub throttle: ThrottleSettings,
+    pub sessions: SessionSettings,
+    /// Public base URL (no trailing slash), when configured.
+    pub public_url: Option<String>,
     /// Header holding the client address, set by a trusted proxy.
     pub client_ip_header: Option<poem::http::HeaderName>,
     pub max_body_bytes: usize,
@@ -197,6 +251,15 @@ pub struct ThrottleSettings {
     pub window: chrono::Duration,
 }
 
+/// Sessions and their refresh tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionSettings {
+    /// From login to the end of the session, refreshes included.
+    pub lifetime: chrono::Duration,
+    /// How long a rotated refresh token may still be exchanged (racing tabs).
+    pub reuse_grace: chrono::Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct DatabaseSettings {
     pub url: String,
@@ -210,7 +273,9 @@ impl DatabaseSettings {
 
 #[derive(Clone)]
 pub struct TokenSettings {
+    /// The HS256 key, and the secret the stored private keys are encrypted with.
     pub secret: std::sync::Arc<SecretBox<[u8]>>,
+    pub algorithm: SigningAlgorithm,
     pub ttl: Duration,
     pub issuer: String,
     pub audience: String,
@@ -220,6 +285,7 @@ impl std::fmt::Debug for TokenSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenSettings")
             .field("secret", &"[REDACTED]")
+            .field("algorithm", &self.algorithm)
             .field("ttl", &self.ttl)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
@@ -284,6 +350,19 @@ impl ConfigArgs {
         if self.max_body_bytes < 1024 {
             bail!("PORTCULLIS_MAX_BODY_BYTES must be at least 1024");
         }
+        if self.refresh_token_ttl == 0 {
+            bail!("PORTCULLIS_REFRESH_TOKEN_TTL must be at least 1 second");
+        }
+        let public_url = match self
+            .public_url
+            .as_deref()
+            .map(|url| url.trim_end_matches('/'))
+        {
+            Some(url) if !(url.starts_with("https://") || url.starts_with("http://")) => {
+                bail!("PORTCULLIS_PUBLIC_URL must start with https:// or http://: {url:?}")
+            }
+            other => other.map(str::to_owned),
+        };
         let database = self.database();
         let secret = self.jwt_secret(&database)?;
         Ok(Settings {
@@ -291,12 +370,18 @@ impl ConfigArgs {
             database,
             tokens: TokenSettings {
                 secret: std::sync::Arc::new(secret),
+                algorithm: self.signing_algorithm,
                 ttl: Duration::from_secs(self.access_token_ttl),
                 issuer: self.issuer.clone(),
                 audience: self.audience.clone(),
             },
             hashing: self.hashing()?,
             throttle: self.throttle()?,
+            sessions: SessionSettings {
+                lifetime: seconds(self.refresh_token_ttl),
+                reuse_grace: seconds(self.refresh_reuse_grace_seconds),
+            },
+            public_url,
             client_ip_header: self
                 .client_ip_header
                 .as_deref()
@@ -360,6 +445,14 @@ impl ConfigArgs {
             }
         }
     }
+}
+
+fn seconds(value: u64) -> chrono::Duration {
+    chrono::Duration::seconds(
+        i64::try_from(value)
+            .unwrap_or(i64::MAX)
+            .min(100 * 365 * 86_400),
+    )
 }
 
 fn checked_secret(secret: SecretString, origin: &str) -> anyhow::Result<SecretBox<[u8]>> {

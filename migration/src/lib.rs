@@ -9,6 +9,8 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_create_users;
 mod m20261125_000002_create_items;
 mod m20261125_000003_create_login_failures;
+mod m20261126_000004_create_sessions;
+mod m20261126_000005_create_signing_keys;
 
 pub struct Migrator;
 
@@ -19,6 +21,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_create_users::Migration),
             Box::new(m20261125_000002_create_items::Migration),
             Box::new(m20261125_000003_create_login_failures::Migration),
+            Box::new(m20261126_000004_create_sessions::Migration),
+            Box::new(m20261126_000005_create_signing_keys::Migration),
         ]
     }
 }

@@ -129,6 +129,7 @@ mod tests {
     fn settings(secret: &[u8]) -> TokenSettings {
         TokenSettings {
             secret: Arc::new(SecretBox::new(secret.to_vec().into_boxed_slice())),
+            algorithm: crate::config::SigningAlgorithm::Hs256,
             ttl: Duration::from_secs(1800),
             issuer: "portcullis".into(),
             audience: "portcullis".into(),

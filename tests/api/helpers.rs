@@ -2,7 +2,10 @@ use std::{net::SocketAddr, num::NonZeroUsize, sync::Arc, time::Duration};
 
 use portcullis::{
     auth::PasswordHasher,
-    config::{DatabaseSettings, HashingSettings, Settings, ThrottleSettings, TokenSettings},
+    config::{
+        DatabaseSettings, HashingSettings, SessionSettings, Settings, SigningAlgorithm,
+        ThrottleSettings, TokenSettings,
+    },
     db::{Store, User},
     domain::ScopeSet,
     startup::Application,
@@ -43,6 +46,7 @@ pub fn test_settings(database_url: String) -> Settings {
         database: DatabaseSettings { url: database_url },
         tokens: TokenSettings {
             secret: Arc::new(SecretBox::new(TEST_SECRET.to_vec().into_boxed_slice())),
+            algorithm: SigningAlgorithm::Hs256,
             ttl: Duration::from_secs(1800),
             issuer: ISSUER.into(),
             audience: AUDIENCE.into(),
@@ -63,6 +67,11 @@ pub fn test_settings(database_url: String) -> Settings {
             max_delay: chrono::Duration::seconds(900),
             window: chrono::Duration::seconds(900),
         },
+        sessions: SessionSettings {
+            lifetime: chrono::Duration::days(30),
+            reuse_grace: chrono::Duration::seconds(5),
+        },
+        public_url: None,
         client_ip_header: None,
         max_body_bytes: 64 * 1024,
     }

@@ -21,6 +21,8 @@ pub struct Model {
 pub enum Relation {
     #[sea_orm(has_many = "super::item::Entity")]
     Items,
+    #[sea_orm(has_many = "super::session::Entity")]
+    Sessions,
 }
 
 impl Related<super::item::Entity> for Entity {
@@ -30,3 +32,9 @@ impl Related<super::item::Entity> for Entity {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Related<super::session::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Sessions.def()
+    }
+}
