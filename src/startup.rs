@@ -43,6 +43,7 @@ impl Application {
             hasher,
             tokens: Arc::new(AccessTokens::new(&settings.tokens)),
             throttle: LoginThrottle::new(settings.throttle),
+            sessions: settings.sessions,
             client_ip_header: settings.client_ip_header.clone(),
         };
         let acceptor = TcpListener::bind(settings.bind)

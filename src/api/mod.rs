@@ -5,6 +5,7 @@ mod error;
 mod health;
 mod input;
 mod items;
+mod sessions;
 mod token;
 mod users;
 
@@ -31,6 +32,7 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     pub tokens: Arc<AccessTokens>,
     pub throttle: LoginThrottle,
+    pub sessions: crate::config::SessionSettings,
     /// Header holding the client address, set by a trusted proxy (else the socket's peer).
     pub client_ip_header: Option<poem::http::HeaderName>,
 }
@@ -41,6 +43,8 @@ enum ApiTags {
     Auth,
     /// Your account.
     Users,
+    /// Your sessions: logging out, listing them, ending one.
+    Sessions,
     /// Your items.
     Items,
     /// Liveness and readiness probes.
@@ -61,6 +65,7 @@ fn openapi_service() -> OpenApiService<
     (
         token::TokenApi,
         users::UsersApi,
+        sessions::SessionsApi,
         items::ItemsApi,
         health::HealthApi,
     ),
@@ -70,6 +75,7 @@ fn openapi_service() -> OpenApiService<
         (
             token::TokenApi,
             users::UsersApi,
+            sessions::SessionsApi,
             items::ItemsApi,
             health::HealthApi,
         ),

@@ -2,6 +2,7 @@
 //! operations take as a parameter.
 
 pub mod password;
+pub mod refresh;
 pub mod scheme;
 pub mod throttle;
 pub mod token;

@@ -21,6 +21,8 @@ struct Claims {
     aud: String,
     /// The user's id; never the username, which a user may share with a former account.
     sub: Uuid,
+    /// The session the token belongs to: revoking it refuses the token at once.
+    sid: Uuid,
     exp: u64,
     iat: u64,
     nbf: u64,
@@ -39,6 +41,7 @@ pub struct IssuedToken {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedToken {
     pub user_id: Uuid,
+    pub session_id: Uuid,
     pub scopes: ScopeSet,
 }
 
@@ -66,6 +69,7 @@ impl AccessTokens {
         validation.set_issuer(&[&settings.issuer]);
         validation.set_audience(&[&settings.audience]);
         validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+        // `sid` is required too: its absence fails deserializing the claims.
         Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
@@ -76,12 +80,18 @@ impl AccessTokens {
         }
     }
 
-    pub fn issue(&self, user_id: Uuid, scopes: &ScopeSet) -> anyhow::Result<IssuedToken> {
+    pub fn issue(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        scopes: &ScopeSet,
+    ) -> anyhow::Result<IssuedToken> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
         let claims = Claims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             sub: user_id,
+            sid: session_id,
             exp: now + self.ttl.as_secs(),
             iat: now,
             nbf: now,
@@ -112,6 +122,7 @@ impl AccessTokens {
             .map_err(|unknown| InvalidToken(format!("unknown scope {unknown:?}")))?;
         Ok(VerifiedToken {
             user_id: data.claims.sub,
+            session_id: data.claims.sid,
             scopes,
         })
     }
@@ -149,10 +160,12 @@ mod tests {
         let tokens = tokens();
         let id = Uuid::new_v4();
         let scopes = ScopeSet::parse("me items").unwrap();
-        let issued = tokens.issue(id, &scopes).unwrap();
+        let session = Uuid::new_v4();
+        let issued = tokens.issue(id, session, &scopes).unwrap();
         assert_eq!(issued.expires_in, 1800);
         let verified = tokens.verify(&issued.token).unwrap();
         assert_eq!(verified.user_id, id);
+        assert_eq!(verified.session_id, session);
         assert_eq!(verified.scopes, scopes);
         let header = jsonwebtoken::decode_header(&issued.token).unwrap();
         assert_eq!(header.typ.as_deref(), Some("at+jwt"));
@@ -162,7 +175,9 @@ mod tests {
     #[test]
     fn a_token_from_another_secret_is_refused() {
         let other = AccessTokens::new(&settings(&[8u8; 32]));
-        let token = other.issue(Uuid::new_v4(), &ScopeSet::default()).unwrap();
+        let token = other
+            .issue(Uuid::new_v4(), Uuid::new_v4(), &ScopeSet::default())
+            .unwrap();
         assert!(tokens().verify(&token.token).is_err());
     }
 
@@ -186,7 +201,7 @@ mod tests {
         let mut other = settings(&[7u8; 32]);
         other.audience = "elsewhere".into();
         let token = AccessTokens::new(&other)
-            .issue(Uuid::new_v4(), &ScopeSet::default())
+            .issue(Uuid::new_v4(), Uuid::new_v4(), &ScopeSet::default())
             .unwrap();
         assert!(tokens().verify(&token.token).is_err());
     }
@@ -197,6 +212,7 @@ mod tests {
             iss: "portcullis".into(),
             aud: "portcullis".into(),
             sub: Uuid::new_v4(),
+            sid: Uuid::new_v4(),
             exp: 9_999_999_999,
             iat: 1,
             nbf: 1,

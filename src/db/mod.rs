@@ -4,6 +4,7 @@
 pub mod entities;
 mod items;
 mod login_failures;
+mod sessions;
 mod users;
 
 use std::time::Duration;
@@ -13,6 +14,7 @@ use migration::{Migrator, MigratorTrait as _};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, SqlErr};
 
 pub use items::Item;
+pub use sessions::{NewSession, Rotation, Session, StoredRefreshToken};
 pub use users::{NewUser, User};
 
 use crate::config::DatabaseSettings;
