@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 SERVER = ROOT / "target" / "release" / "portcullis"
 ARGON2_LIMIT = ROOT / "target" / "release" / "examples" / "argon2_limit"
+LOOKUP_LIMIT = ROOT / "target" / "release" / "examples" / "lookup_limit"
 REPORT_LUA = BENCH / "lua" / "report.lua"
 TOKEN_LUA = BENCH / "lua" / "token.lua"
 
@@ -213,6 +214,14 @@ def argon2_limit(seconds=5):
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def lookup_limit(seconds=5):
+    out = subprocess.run([str(LOOKUP_LIMIT), str(CONNS), str(seconds)], capture_output=True,
+                         text=True, timeout=120)
+    if out.returncode != 0:
+        raise HarnessError(f"lookup_limit failed: {out.stderr[-500:]}")
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -263,7 +272,7 @@ def main():
 
     note(f"load average at start: {load_at_start}; results in {results}")
     server = Server(tmp / "main").wait_listening()
-    rounds = {k: [] for k in ("health", "me", "argon2", "token", "mixed_me", "mixed_token", "flood")}
+    rounds = {k: [] for k in ("health", "me", "lookup", "argon2", "token", "mixed_me", "mixed_token", "flood")}
     hwm_by_phase = []
     try:
         token = login(server)
@@ -283,6 +292,9 @@ def main():
             rounds["me"].append(run_wrk(results, f"r{i}-2-users-me", f"{base}/users/me", REPORT_LUA,
                                         headers=[auth]))
             server.wait_quiet()
+            note(f"round {i}/{ROUNDS}: lookup_limit")
+            rounds["lookup"].append(lookup_limit())
+            (results / f"r{i}-2b-lookup-limit.txt").write_text(f"{rounds['lookup'][-1]}\n")
             note(f"round {i}/{ROUNDS}: argon2_limit")
             rounds["argon2"].append(argon2_limit())
             (results / f"r{i}-3-argon2-limit.txt").write_text(f"{rounds['argon2'][-1]}\n")
@@ -341,6 +353,7 @@ def main():
     health_rps, health_p99 = med("health", "rps"), ms(med("health", "p99_us"))
     me_rps, me_p99 = med("me", "rps"), ms(med("me", "p99_us"))
     limit = median(rounds["argon2"])
+    lookup = median(rounds["lookup"])
     token_rps = med("token", "ok_rps")
     token_p99_s = med("token", "p99_us") / 1e6
     fair_s = 1.5 * CONNS / token_rps
@@ -361,6 +374,8 @@ def main():
         ("2  GET /users/me req/s", f"{me_rps:,.0f} ({me_rps / health_rps:.0%} of /health)",
          f">= 50% of /health ({health_rps / 2:,.0f})", verdict(me_rps >= 0.5 * health_rps)),
         ("2  GET /users/me p99", f"{me_p99:.2f} ms", "< 5 ms", verdict(me_p99 < 5)),
+        ("2b DB lookup ceiling (no HTTP)", f"{lookup:,.0f}/s ({lookup / health_rps:.0%} of /health)",
+         "reference", "-"),
         ("3  Argon2 limit (2 threads)", f"{limit:.1f} hashes/s", "reference", "-"),
         ("4  POST /token logins/s (c64)", f"{token_rps:.1f} ({token_rps / limit:.0%} of limit)",
          f">= 95% of limit ({0.95 * limit:.1f})", verdict(token_rps >= 0.95 * limit)),
@@ -392,6 +407,8 @@ def main():
     print(f"  2 /users/me p50 {ms(med('me', 'p50_us')):.2f} ms; runs req/s: "
           + ", ".join(f"{r['rps']:,.0f}" for r in rounds["me"])
           + "; runs p99 ms: " + ", ".join(f"{ms(r['p99_us']):.2f}" for r in rounds["me"]))
+    print(f"  2b examples/lookup_limit {CONNS} tasks, 2 workers (the per-request session+user query alone); runs: "
+          + ", ".join(f"{x:,.0f}" for x in rounds["lookup"]))
     print("  3 Argon2 limit runs: " + ", ".join(f"{x:.1f}" for x in rounds["argon2"]))
     print(f"  4 /token p50 {med('token', 'p50_us') / 1e6:.3f} s, max {med('token', 'max_us') / 1e6:.3f} s; runs logins/s: "
           + ", ".join(f"{r['ok_rps']:.1f}" for r in rounds["token"])

@@ -20,6 +20,10 @@ pub struct ConfigArgs {
     #[arg(long, env = "DATABASE_URL", global = true)]
     pub database_url: Option<String>,
 
+    /// Database connections kept by each instance. Default: 8 for SQLite, 16 for PostgreSQL.
+    #[arg(long, env = "PORTCULLIS_DATABASE_MAX_CONNECTIONS", global = true)]
+    pub database_max_connections: Option<std::num::NonZeroU32>,
+
     /// Directory for the default SQLite database and the generated JWT secret.
     #[arg(
         long,
@@ -263,11 +267,22 @@ pub struct SessionSettings {
 #[derive(Debug, Clone)]
 pub struct DatabaseSettings {
     pub url: String,
+    /// Connections in the pool; `None`: the backend's default.
+    pub max_connections: Option<std::num::NonZeroU32>,
 }
 
 impl DatabaseSettings {
     pub fn is_sqlite(&self) -> bool {
         self.url.starts_with("sqlite:")
+    }
+
+    /// The pool size: as configured, else 8 for SQLite (one writer at a time anyway) and 16
+    /// for PostgreSQL.
+    pub fn pool_size(&self) -> u32 {
+        self.max_connections.map_or(
+            if self.is_sqlite() { 8 } else { 16 },
+            std::num::NonZeroU32::get,
+        )
     }
 }
 
@@ -312,7 +327,10 @@ impl ConfigArgs {
                 self.data_dir.join("portcullis.db").display()
             ),
         };
-        DatabaseSettings { url }
+        DatabaseSettings {
+            url,
+            max_connections: self.database_max_connections,
+        }
     }
 
     /// Argon2 and pool settings, validated against OWASP's minimum.

@@ -67,7 +67,7 @@ impl Store {
                 })?;
             }
             options
-                .max_connections(8)
+                .max_connections(settings.pool_size())
                 .min_connections(1)
                 .map_sqlx_sqlite_opts(|opts| {
                     use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
@@ -81,7 +81,9 @@ impl Store {
                         .foreign_keys(true)
                 });
         } else {
-            options.max_connections(16).min_connections(1);
+            options
+                .max_connections(settings.pool_size())
+                .min_connections(1);
         }
         let db = Database::connect(options).await.with_context(|| {
             format!(

@@ -43,7 +43,10 @@ impl Drop for TempDir {
 pub fn test_settings(database_url: String) -> Settings {
     Settings {
         bind: "127.0.0.1:0".parse().unwrap(),
-        database: DatabaseSettings { url: database_url },
+        database: DatabaseSettings {
+            url: database_url,
+            max_connections: None,
+        },
         tokens: TokenSettings {
             secret: Arc::new(SecretBox::new(TEST_SECRET.to_vec().into_boxed_slice())),
             algorithm: SigningAlgorithm::Hs256,

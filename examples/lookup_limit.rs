@@ -1,0 +1,94 @@
+//! The database ceiling for a protected request: how many times per second this machine can run
+//! the per-request check of an access token (`Store::find_session_and_user`: one SeaORM query
+//! joining the session and its user) against the default SQLite database, with no HTTP at all —
+//! on a two-worker tokio runtime, `TASKS` lookups in flight at once, as under `wrk -c64`.
+//!
+//! Prints lookups per second on standard output. Compare with `GET /health` req/s: a protected
+//! request can be no faster than this.
+//!
+//! ```sh
+//! cargo run --release --example lookup_limit -- [TASKS] [SECONDS]   # defaults: 64 and 5
+//! ```
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use portcullis::{
+    config::DatabaseSettings,
+    db::{NewSession, NewUser, Store},
+    domain::{ScopeSet, Username},
+};
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let tasks: usize = args.next().map_or(Ok(64), |a| a.parse())?;
+    let seconds: u64 = args.next().map_or(Ok(5), |a| a.parse())?;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(run(tasks, Duration::from_secs(seconds)))
+}
+
+async fn run(tasks: usize, duration: Duration) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("portcullis-lookup-{}", uuid::Uuid::new_v4()));
+    let settings = DatabaseSettings {
+        url: format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()),
+        max_connections: None,
+    };
+    let store = Store::connect(&settings).await?;
+    store.migrate().await?;
+    let user = store
+        .create_user(NewUser {
+            username: Username::parse("johndoe").map_err(|e| anyhow::anyhow!("{e:?}"))?,
+            email: None,
+            full_name: None,
+            hashed_password: "not a hash: never verified here".into(),
+            disabled: false,
+            scopes: ScopeSet::default_for_new_users(),
+        })
+        .await?;
+    let session = store
+        .start_session(
+            NewSession {
+                user_id: user.id,
+                scopes: ScopeSet::default_for_new_users(),
+                user_agent: None,
+                client_address: "127.0.0.1".into(),
+                lifetime: chrono::Duration::days(1),
+            },
+            portcullis::auth::refresh::generate().hash,
+        )
+        .await?;
+
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + duration;
+    let workers: Vec<_> = (0..tasks)
+        .map(|_| {
+            let (store, done) = (store.clone(), done.clone());
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let found = store
+                        .find_session_and_user(session.id, user.id, None)
+                        .await
+                        .expect("the lookup succeeds");
+                    assert!(found.is_some());
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    for worker in workers {
+        worker.await?;
+    }
+    let rate = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    println!("{rate:.0}");
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
