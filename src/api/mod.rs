@@ -7,6 +7,7 @@ mod input;
 mod items;
 mod token;
 mod users;
+mod wellknown;
 
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ use serde_json::{Value, json};
 pub use error::ApiError;
 
 use crate::{
-    auth::{AccessTokens, LoginThrottle, PasswordHasher},
+    auth::{AccessTokens, LoginThrottle, PasswordHasher, SigningKeys},
     db::Store,
 };
 
@@ -30,6 +31,10 @@ pub struct AppState {
     pub store: Store,
     pub hasher: PasswordHasher,
     pub tokens: Arc<AccessTokens>,
+    /// The stored signing keys, published at `/.well-known/jwks.json`.
+    pub keys: SigningKeys,
+    /// Base of the absolute URLs in the server metadata; unset: from the request's `Host`.
+    pub public_url: Option<String>,
     pub throttle: LoginThrottle,
     /// Header holding the client address, set by a trusted proxy (else the socket's peer).
     pub client_ip_header: Option<poem::http::HeaderName>,
@@ -45,6 +50,8 @@ enum ApiTags {
     Items,
     /// Liveness and readiness probes.
     Health,
+    /// The keys that verify access tokens, and the server's metadata.
+    Discovery,
 }
 
 const DESCRIPTION: &str = "\
@@ -63,6 +70,7 @@ fn openapi_service() -> OpenApiService<
         users::UsersApi,
         items::ItemsApi,
         health::HealthApi,
+        wellknown::WellKnownApi,
     ),
     (),
 > {
@@ -72,6 +80,7 @@ fn openapi_service() -> OpenApiService<
             users::UsersApi,
             items::ItemsApi,
             health::HealthApi,
+            wellknown::WellKnownApi,
         ),
         "portcullis",
         env!("CARGO_PKG_VERSION"),

@@ -245,10 +245,7 @@ async fn login(
             requested
         }
     };
-    let issued = state
-        .tokens
-        .issue(user.id, &granted)
-        .map_err(ApiError::internal)?;
+    let issued = state.tokens.issue(user.id, &granted).await?;
     tracing::info!(user_id = %user.id, scope = %granted, "access token issued");
     Ok(TokenResponse::Ok(
         Json(AccessToken {

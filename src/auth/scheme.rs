@@ -54,9 +54,9 @@ pub async fn authenticate(
     credentials: &OAuth2,
     needed: &[Scope],
 ) -> Result<Authenticated, ApiError> {
-    let verified = tokens.verify(credentials.token()).map_err(|err| {
+    let verified = tokens.verify(credentials.token()).await.map_err(|err| {
         tracing::debug!(reason = %err, "refused an access token");
-        ApiError::InvalidToken
+        ApiError::from(err)
     })?;
     let user = store
         .find_user_by_id(verified.user_id)

@@ -4,6 +4,7 @@
 pub mod entities;
 mod items;
 mod login_failures;
+mod signing_keys;
 mod users;
 
 use std::time::Duration;
@@ -13,6 +14,7 @@ use migration::{Migrator, MigratorTrait as _};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, SqlErr};
 
 pub use items::Item;
+pub use signing_keys::{NewSigningKey, StoredSigningKey};
 pub use users::{NewUser, User};
 
 use crate::config::DatabaseSettings;
