@@ -220,8 +220,9 @@ impl SigningKeys {
             let signer = keys.signer().await.map_err(|err| match err {
                 KeyError::Unusable { kid, reason } => anyhow::anyhow!(
                     "cannot sign with the current signing key {kid}: {reason}. Every instance \
-                     needs the PORTCULLIS_JWT_SECRET the key was created under; restore it, or \
-                     run `portcullis keys rotate` to create a key under the configured one"
+                     needs the JWT secret (PORTCULLIS_JWT_SECRET or PORTCULLIS_JWT_SECRET_FILE) \
+                     the key was created under; restore it, or run `portcullis keys rotate` to \
+                     create a key under the configured one"
                 ),
                 KeyError::Store(err) => {
                     anyhow::Error::new(err).context("cannot read the signing keys")
@@ -897,9 +898,10 @@ mod tests {
             err.to_string(),
             format!(
                 "cannot sign with the current signing key {kid}: its private key does not decrypt \
-                 with the configured JWT secret. Every instance needs the PORTCULLIS_JWT_SECRET \
-                 the key was created under; restore it, or run `portcullis keys rotate` to create \
-                 a key under the configured one"
+                 with the configured JWT secret. Every instance needs the JWT secret \
+                 (PORTCULLIS_JWT_SECRET or PORTCULLIS_JWT_SECRET_FILE) the key was created under; \
+                 restore it, or run `portcullis keys rotate` to create a key under the configured \
+                 one"
             )
         );
     }
