@@ -7,6 +7,7 @@ mod concurrency;
 mod helpers;
 mod hostile;
 mod items;
+mod keys;
 mod openapi;
 mod protected;
 mod throttle;
