@@ -453,8 +453,9 @@ impl PrivateKey {
 
     fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         Zeroizing::new(match self {
-            Self::Ed25519(key) => key.to_bytes().to_vec(),
-            Self::P256(key) => key.to_bytes().to_vec(),
+            Self::Ed25519(key) => key.as_bytes().to_vec(),
+            // Copied through a wiped buffer: `to_bytes` returns the scalar by value.
+            Self::P256(key) => Zeroizing::new(key.to_bytes()).to_vec(),
         })
     }
 
