@@ -18,6 +18,11 @@ use crate::{
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(10);
+/// How often ended sessions are deleted.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(3600);
+/// How long an ended session (with its refresh tokens) is kept: presenting one of its tokens
+/// is refused either way; kept a day, the session is there to be looked at after an incident.
+const ENDED_SESSION_RETENTION: chrono::TimeDelta = chrono::TimeDelta::days(1);
 
 pub struct Application {
     acceptor: TcpAcceptor,
@@ -46,6 +51,7 @@ impl Application {
             keys,
             public_url: settings.public_url.clone(),
             throttle: LoginThrottle::new(settings.throttle),
+            sessions: settings.sessions,
             client_ip_header: settings.client_ip_header.clone(),
         };
         let acceptor = TcpListener::bind(settings.bind)
@@ -83,11 +89,40 @@ impl Application {
 
     /// Serves until the process gets Ctrl-C or SIGTERM, then lets in-flight requests finish.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let housekeeping = tokio::spawn(delete_ended_sessions(self.state.store.clone()));
         let routes = api::routes(self.state, self.max_body_bytes);
+        let _stop_housekeeping = AbortOnDrop(housekeeping);
         Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(routes, shutdown_signal(), Some(GRACEFUL_SHUTDOWN))
             .await
             .context("the server stopped with an error")
+    }
+}
+
+/// Deletes sessions that ended more than [`ENDED_SESSION_RETENTION`] ago, at start and then
+/// every [`HOUSEKEEPING_INTERVAL`]. Every instance does it; the deletes are idempotent.
+async fn delete_ended_sessions(store: Store) {
+    let mut interval = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        match store
+            .delete_ended_sessions(chrono::Utc::now() - ENDED_SESSION_RETENTION)
+            .await
+        {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "deleted ended sessions"),
+            Err(err) => tracing::warn!(error = %err, "could not delete ended sessions"),
+        }
+    }
+}
+
+/// Stops a background task when the server stops.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

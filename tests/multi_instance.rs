@@ -252,8 +252,8 @@ async fn a_key_rotated_from_the_command_line_signs_the_next_login_on_both_instan
     }
 }
 
-/// Waits on the per-request check of the token's key (sessions work): both instances have
-/// already verified the old token, so only that check notices the retirement.
+/// Both instances have already verified the old token and cached its key: the per-request
+/// check (the session query, which also requires the key not to be retired) notices it.
 #[tokio::test]
 #[ignore = "needs PostgreSQL (TEST_DATABASE_URL); CI runs it"]
 async fn a_key_retired_from_the_command_line_is_refused_by_both_instances_at_the_next_request() {

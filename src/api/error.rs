@@ -301,6 +301,12 @@ pub enum ProtectedError {
     ),
 }
 
+impl From<StoreError> for ProtectedError {
+    fn from(err: StoreError) -> Self {
+        ApiError::from(err).into()
+    }
+}
+
 impl From<ApiError> for ProtectedError {
     fn from(err: ApiError) -> Self {
         err.log();
@@ -339,8 +345,9 @@ impl From<ApiError> for ProtectedError {
 /// The errors of `POST /token`.
 #[derive(Debug, ApiResponse)]
 pub enum TokenError {
-    /// `invalid_grant` (`Inactive user`), `invalid_scope` (a scope the user does not hold, named)
-    /// or `unsupported_grant_type`.
+    /// `invalid_grant` (`Inactive user`; `Invalid refresh token`: unknown, expired, revoked or
+    /// reused), `invalid_scope` (an unknown scope, or one the user or session does not hold,
+    /// named) or `unsupported_grant_type`.
     #[oai(status = 400)]
     BadRequest(Json<TokenErrorBody>),
     /// `invalid_grant`: `Incorrect username or password`, for an unknown user and a wrong
@@ -355,8 +362,8 @@ pub enum TokenError {
     /// `invalid_request`: `Request body too large`.
     #[oai(status = 413)]
     BodyTooLarge(Json<TokenErrorBody>),
-    /// `invalid_request`: `username` or `password` missing, or a body that does not parse;
-    /// `detail` lists every problem.
+    /// `invalid_request`: `username` or `password` (password grant) or `refresh_token` (refresh
+    /// grant) missing, or a body that does not parse; `detail` lists every problem.
     #[oai(status = 422)]
     Invalid(Json<TokenErrorBody>),
     /// `invalid_request`: `Too many login attempts, retry later` — repeated failed logins from
@@ -439,6 +446,47 @@ impl From<ApiError> for TokenError {
             | ApiError::InactiveUser
             | ApiError::InvalidHost
             | ApiError::Internal(_) => Self::Internal(token_body(
+                OAuthErrorCode::ServerError,
+                "Internal server error",
+            )),
+        }
+    }
+}
+
+/// The errors of `POST /token/revoke` (RFC 7009 §2.2.1: RFC 6749 §5.2's members).
+#[derive(Debug, ApiResponse)]
+pub enum RevocationError {
+    /// `invalid_request`: `Request body too large`.
+    #[oai(status = 413)]
+    BodyTooLarge(Json<TokenErrorBody>),
+    /// `invalid_request`: `token` missing, or a body that does not parse; `detail` lists every
+    /// problem.
+    #[oai(status = 422)]
+    Invalid(Json<TokenErrorBody>),
+    /// `server_error`: `Internal server error`.
+    #[oai(status = 500)]
+    Internal(Json<TokenErrorBody>),
+    /// `temporarily_unavailable`: `Service unavailable` (database unreachable).
+    #[oai(status = 503)]
+    Unavailable(
+        Json<TokenErrorBody>,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        u32,
+    ),
+}
+
+impl From<ApiError> for RevocationError {
+    fn from(err: ApiError) -> Self {
+        // The same bodies as at `/token`; only these statuses can arise here.
+        match TokenError::from(err) {
+            TokenError::BodyTooLarge(body) => Self::BodyTooLarge(body),
+            TokenError::Invalid(body) => Self::Invalid(body),
+            TokenError::Unavailable(body, retry_after) => Self::Unavailable(body, retry_after),
+            TokenError::BadRequest(_)
+            | TokenError::Unauthorized(..)
+            | TokenError::TooManyAttempts(..)
+            | TokenError::Internal(_) => Self::Internal(token_body(
                 OAuthErrorCode::ServerError,
                 "Internal server error",
             )),

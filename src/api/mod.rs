@@ -5,6 +5,7 @@ mod error;
 mod health;
 mod input;
 mod items;
+mod sessions;
 mod token;
 mod users;
 mod wellknown;
@@ -36,6 +37,7 @@ pub struct AppState {
     /// Base of the absolute URLs in the server metadata; unset: from the request's `Host`.
     pub public_url: Option<String>,
     pub throttle: LoginThrottle,
+    pub sessions: crate::config::SessionSettings,
     /// Header holding the client address, set by a trusted proxy (else the socket's peer).
     pub client_ip_header: Option<poem::http::HeaderName>,
 }
@@ -46,6 +48,8 @@ enum ApiTags {
     Auth,
     /// Your account.
     Users,
+    /// Your sessions: logging out, listing them, ending one.
+    Sessions,
     /// Your items.
     Items,
     /// Liveness and readiness probes.
@@ -68,6 +72,7 @@ fn openapi_service() -> OpenApiService<
     (
         token::TokenApi,
         users::UsersApi,
+        sessions::SessionsApi,
         items::ItemsApi,
         health::HealthApi,
         wellknown::WellKnownApi,
@@ -78,6 +83,7 @@ fn openapi_service() -> OpenApiService<
         (
             token::TokenApi,
             users::UsersApi,
+            sessions::SessionsApi,
             items::ItemsApi,
             health::HealthApi,
             wellknown::WellKnownApi,

@@ -1,4 +1,5 @@
-//! `POST /token`: the OAuth 2.0 password grant (RFC 6749 §4.3).
+//! `POST /token`: the OAuth 2.0 password grant (RFC 6749 §4.3) and refresh grant (§6), and
+//! `POST /token/revoke` (RFC 7009).
 
 use std::net::IpAddr;
 
@@ -8,31 +9,37 @@ use secrecy::SecretString;
 
 use super::{
     ApiTags, AppState,
-    error::{ApiError, OAuthErrorCode, TokenError, ValidationIssue},
+    error::{ApiError, OAuthErrorCode, RevocationError, TokenError, ValidationIssue},
     input::{FormBody, optional_string},
 };
 use crate::{
-    auth::{AttemptKeys, Verification},
+    auth::{AttemptKeys, Verification, VerifyError, refresh},
+    db::{NewSession, Rotation},
     domain::{Scope, ScopeSet, Username},
 };
 
-/// A token request (RFC 6749 §4.3.2). Empty fields count as absent.
+/// A token request: the password grant (RFC 6749 §4.3.2) or the refresh grant (§6). Empty
+/// fields count as absent.
 ///
 /// Documented form-encoded only: the same fields as a JSON object are accepted too, but
 /// declaring two content types breaks openapi-python-client (its bug #1451).
 #[derive(Object)]
 #[oai(rename = "TokenRequest")]
 struct TokenRequestSchema {
-    /// `password` when present.
+    /// `password` (the default) or `refresh_token`.
     grant_type: Option<String>,
-    /// The username (any case).
+    /// The username (any case); required by the password grant.
     #[oai(validator(min_length = 1))]
-    username: String,
-    /// The password.
+    username: Option<String>,
+    /// The password; required by the password grant.
     #[oai(validator(min_length = 1))]
-    password: Password,
-    /// Space-separated scopes to grant (`me`, `items`, `admin`). Default: every scope the user
-    /// holds except `admin`, which must be asked for by name.
+    password: Option<Password>,
+    /// The refresh token; required by the refresh grant.
+    #[oai(validator(min_length = 1))]
+    refresh_token: Option<Password>,
+    /// Space-separated scopes to grant (`me`, `items`, `admin`). Password grant default: every
+    /// scope the user holds except `admin`, which must be asked for by name. Refresh grant
+    /// default: the scopes of the login; a narrower set may be asked for, never a wider one.
     scope: Option<String>,
     /// Accepted and ignored while no clients are configured.
     client_id: Option<String>,
@@ -51,11 +58,14 @@ pub struct AccessToken {
     pub expires_in: u64,
     /// The granted scopes, space-separated.
     pub scope: String,
+    /// Exchange it at `/token` (`grant_type=refresh_token`) for a new access token and a new
+    /// refresh token; each refresh token works once. Valid until the session ends.
+    pub refresh_token: String,
 }
 
 #[derive(ApiResponse)]
 pub enum TokenResponse {
-    /// Logged in.
+    /// Logged in, or refreshed.
     #[oai(status = 200)]
     Ok(
         Json<AccessToken>,
@@ -68,28 +78,95 @@ pub enum TokenResponse {
     ),
 }
 
+/// A revocation request (RFC 7009 §2.1).
+#[derive(Object)]
+#[oai(rename = "RevocationRequest")]
+struct RevocationRequestSchema {
+    /// An access token or a refresh token; the session it belongs to is ended.
+    #[oai(validator(min_length = 1))]
+    token: Password,
+    /// `access_token` or `refresh_token`: which kind to try first. Any other value is ignored.
+    token_type_hint: Option<String>,
+    /// Accepted and ignored while no clients are configured.
+    client_id: Option<String>,
+    /// Accepted and ignored while no clients are configured.
+    client_secret: Option<Password>,
+}
+
+#[derive(ApiResponse)]
+pub enum RevocationResponse {
+    /// Done: the token's session is ended — or the token was unknown, expired or already
+    /// revoked, which is not an error (RFC 7009 §2.2). No body.
+    #[oai(status = 200)]
+    Revoked(
+        /// `no-store`.
+        #[oai(header = "Cache-Control")]
+        String,
+    ),
+}
+
 pub struct TokenApi;
 
 #[OpenApi(tag = "ApiTags::Auth")]
 impl TokenApi {
-    /// Log in
+    /// Log in, or refresh
     ///
-    /// Exchanges a username and password for a bearer access token (OAuth 2.0 password grant,
-    /// meant for first-party clients). An unknown username and a wrong password get the same
-    /// answer.
+    /// The password grant (OAuth 2.0, meant for first-party clients) exchanges a username and
+    /// password for a bearer access token and a refresh token, and starts a session. An unknown
+    /// username and a wrong password get the same answer.
+    ///
+    /// The refresh grant (`grant_type=refresh_token`) exchanges a refresh token for a new
+    /// access token and a new refresh token in the same session; the presented one stops
+    /// working. Presenting a refresh token that was already exchanged ends the whole session
+    /// (it was stolen, or copied), unless it was exchanged only seconds ago (two tabs
+    /// refreshing at once).
     #[oai(
         path = "/token",
         method = "post",
         operation_id = "login_for_access_token"
     )]
-    async fn login(
+    async fn token(
         &self,
         request: &Request,
         state: poem::web::Data<&AppState>,
         body: FormBody<TokenRequestSchema>,
     ) -> Result<TokenResponse, TokenError> {
-        let client = client_address(request, state.client_ip_header.as_ref());
-        Ok(login(&state, client, &body).await?)
+        let client = Client::of(request, state.client_ip_header.as_ref());
+        Ok(token(&state, client, &body).await?)
+    }
+
+    /// Revoke a token
+    ///
+    /// Ends the session an access token or a refresh token belongs to (RFC 7009): every token
+    /// of that session stops working at once, on every instance. Answers 200 for an unknown,
+    /// expired or already revoked token too.
+    #[oai(path = "/token/revoke", method = "post", operation_id = "revoke_token")]
+    async fn revoke(
+        &self,
+        state: poem::web::Data<&AppState>,
+        body: FormBody<RevocationRequestSchema>,
+    ) -> Result<RevocationResponse, RevocationError> {
+        Ok(revoke(&state, &body).await?)
+    }
+}
+
+/// Who is asking, as recorded on the session a login starts.
+struct Client {
+    address: IpAddr,
+    user_agent: Option<String>,
+}
+
+impl Client {
+    fn of(request: &Request, address_header: Option<&poem::http::HeaderName>) -> Self {
+        Self {
+            address: client_address(request, address_header),
+            user_agent: request
+                .headers()
+                .get(poem::http::header::USER_AGENT)
+                .and_then(|agent| agent.to_str().ok())
+                .filter(|agent| !str::is_empty(agent))
+                .map(str::to_owned),
+        }
     }
 }
 
@@ -115,6 +192,7 @@ struct TokenFields {
     grant_type: Option<String>,
     username: Option<String>,
     password: Option<String>,
+    refresh_token: Option<String>,
     scope: Option<String>,
 }
 
@@ -127,6 +205,7 @@ impl TokenFields {
             grant_type: field("grant_type"),
             username: field("username"),
             password: field("password"),
+            refresh_token: field("refresh_token"),
             scope: field("scope"),
         };
         field("client_id");
@@ -137,25 +216,46 @@ impl TokenFields {
             Err(ApiError::Validation(issues))
         }
     }
+
+    /// The requested scopes, if any; an unknown one is refused by name.
+    fn requested_scopes(&self) -> Result<Option<ScopeSet>, ApiError> {
+        present(self.scope.as_deref())
+            .map(|raw| {
+                ScopeSet::parse(raw).map_err(|unknown| ApiError::Grant {
+                    code: OAuthErrorCode::InvalidScope,
+                    description: format!("Unknown scope: {}", printable(&unknown)),
+                })
+            })
+            .transpose()
+    }
 }
 
-async fn login(
+async fn token(
     state: &AppState,
-    client: IpAddr,
+    client: Client,
     body: &FormBody<TokenRequestSchema>,
 ) -> Result<TokenResponse, ApiError> {
     let fields = TokenFields::read(body)?;
-    if let Some(grant_type) = present(fields.grant_type.as_deref())
-        && grant_type != "password"
-    {
-        return Err(ApiError::Grant {
+    match present(fields.grant_type.as_deref()) {
+        None | Some("password") => password_grant(state, client, fields).await,
+        Some("refresh_token") => refresh_grant(state, fields).await,
+        Some(_) => Err(ApiError::Grant {
             code: OAuthErrorCode::UnsupportedGrantType,
-            description: "Unsupported grant type; this server supports password".into(),
-        });
+            description: "Unsupported grant type; this server supports password and refresh_token"
+                .into(),
+        }),
     }
+}
+
+async fn password_grant(
+    state: &AppState,
+    client: Client,
+    fields: TokenFields,
+) -> Result<TokenResponse, ApiError> {
     let username = present(fields.username.as_deref());
     let password = fields
         .password
+        .clone()
         .filter(|password| !password.is_empty())
         .map(SecretString::from);
     let (username, password) = match (username, password) {
@@ -172,17 +272,11 @@ async fn login(
             return Err(ApiError::Validation(issues.into_iter().flatten().collect()));
         }
     };
-    let requested = match present(fields.scope.as_deref()) {
-        None => None,
-        Some(raw) => Some(ScopeSet::parse(raw).map_err(|unknown| ApiError::Grant {
-            code: OAuthErrorCode::InvalidScope,
-            description: format!("Unknown scope: {}", printable(&unknown)),
-        })?),
-    };
+    let requested = fields.requested_scopes()?;
 
     // Throttling comes before the password is checked: a blocked client learns nothing, not
     // even from a correct password.
-    let keys = AttemptKeys::new(username, client);
+    let keys = AttemptKeys::new(username, client.address);
     if let Some(until) = state.throttle.blocked_until(&state.store, &keys).await? {
         let wait_ms = (until - chrono::Utc::now())
             .num_milliseconds()
@@ -191,7 +285,7 @@ async fn login(
         let retry_after = u32::try_from(wait_ms.div_ceil(1000))
             .unwrap_or(u32::MAX)
             .max(1);
-        tracing::warn!(%client, retry_after, "login refused: throttled");
+        tracing::warn!(client = %client.address, retry_after, "login refused: throttled");
         return Err(ApiError::Throttled { retry_after });
     }
 
@@ -205,7 +299,7 @@ async fn login(
         .verify(password, user.as_ref().map(|u| u.hashed_password.as_str()))
         .await?;
     let (Some(user), Verification::Valid { rehashed }) = (user, verification) else {
-        tracing::info!(%client, "login refused: incorrect username or password");
+        tracing::info!(client = %client.address, "login refused: incorrect username or password");
         // The 401 stands even if the failure cannot be counted; the error is logged.
         if let Err(err) = state.throttle.record_failure(&state.store, &keys).await {
             tracing::error!(error = %err, "could not count a failed login");
@@ -227,36 +321,208 @@ async fn login(
         }
     }
     if user.disabled {
-        return Err(ApiError::Grant {
-            code: OAuthErrorCode::InvalidGrant,
-            description: "Inactive user".into(),
-        });
+        return Err(inactive_user());
     }
     let granted = match requested {
         None => user.scopes.without(Scope::Admin),
-        Some(requested) => {
-            let refused = requested.missing_from(&user.scopes);
-            if let Some(first) = refused.first() {
-                return Err(ApiError::Grant {
-                    code: OAuthErrorCode::InvalidScope,
-                    description: format!("Scope not granted to this user: {first}"),
-                });
-            }
-            requested
-        }
+        Some(requested) => narrowed(requested, &user.scopes, "user")?,
     };
-    let issued = state.tokens.issue(user.id, &granted).await?;
-    tracing::info!(user_id = %user.id, scope = %granted, "access token issued");
+    let refresh = refresh::generate();
+    let session = state
+        .store
+        .start_session(
+            NewSession {
+                user_id: user.id,
+                scopes: granted.clone(),
+                user_agent: client.user_agent,
+                client_address: client.address.to_string(),
+                lifetime: state.sessions.lifetime,
+            },
+            refresh.hash,
+        )
+        .await?;
+    tracing::info!(user_id = %user.id, session_id = %session.id, scope = %granted, "logged in: session started");
+    issue(state, &user, session.id, &granted, refresh.token).await
+}
+
+async fn refresh_grant(state: &AppState, fields: TokenFields) -> Result<TokenResponse, ApiError> {
+    let Some(presented) = fields
+        .refresh_token
+        .as_deref()
+        .filter(|t| !str::is_empty(t))
+    else {
+        return Err(ApiError::Validation(vec![ValidationIssue::missing(&[
+            "body",
+            "refresh_token",
+        ])]));
+    };
+    let requested = fields.requested_scopes()?;
+    let presented_hash = refresh::hash(presented);
+    let Some(stored) = state.store.find_refresh_token(&presented_hash).await? else {
+        tracing::info!("refresh refused: unknown refresh token");
+        return Err(invalid_refresh_token());
+    };
+    let session = stored.session;
+    let now = chrono::Utc::now();
+    if !session.is_live(now) {
+        tracing::info!(session_id = %session.id, "refresh refused: session ended");
+        return Err(invalid_refresh_token());
+    }
+    let grace = state.sessions.reuse_grace;
+    if stored.rotated_at.is_some_and(|at| now - at > grace) {
+        return Err(reuse_detected(state, session.id).await);
+    }
+    let user = state
+        .store
+        .find_user_by_id(session.user_id)
+        .await?
+        .ok_or_else(invalid_refresh_token)?;
+    if user.disabled {
+        return Err(inactive_user());
+    }
+    // The login's scopes, less any the user has lost since.
+    let allowed: ScopeSet = session
+        .scopes
+        .iter()
+        .filter(|scope| user.scopes.contains(*scope))
+        .collect();
+    let granted = match requested {
+        None => allowed,
+        Some(requested) => narrowed(requested, &allowed, "session")?,
+    };
+    let next = refresh::generate();
+    match state
+        .store
+        .rotate_refresh_token(session.id, &presented_hash, next.hash, grace)
+        .await?
+    {
+        Rotation::Rotated => {}
+        Rotation::Reused => return Err(reuse_detected(state, session.id).await),
+    }
+    tracing::info!(user_id = %user.id, session_id = %session.id, scope = %granted, "refreshed: refresh token rotated");
+    issue(state, &user, session.id, &granted, next.token).await
+}
+
+/// A refresh token presented again after it was exchanged: whoever holds the session's tokens,
+/// it is not only its owner. The whole session ends (RFC 9700 §4.14.2).
+async fn reuse_detected(state: &AppState, session_id: uuid::Uuid) -> ApiError {
+    tracing::warn!(%session_id, "refresh token reused after rotation: session revoked");
+    match state.store.revoke_session(session_id).await {
+        Ok(_) => invalid_refresh_token(),
+        Err(err) => err.into(),
+    }
+}
+
+/// `requested`, if every scope of it is in `allowed` (the user's, or the session's).
+fn narrowed(requested: ScopeSet, allowed: &ScopeSet, holder: &str) -> Result<ScopeSet, ApiError> {
+    match requested.missing_from(allowed).first() {
+        Some(first) => Err(ApiError::Grant {
+            code: OAuthErrorCode::InvalidScope,
+            description: format!("Scope not granted to this {holder}: {first}"),
+        }),
+        None => Ok(requested),
+    }
+}
+
+async fn issue(
+    state: &AppState,
+    user: &crate::db::User,
+    session_id: uuid::Uuid,
+    granted: &ScopeSet,
+    refresh_token: String,
+) -> Result<TokenResponse, ApiError> {
+    let issued = state.tokens.issue(user.id, session_id, granted).await?;
     Ok(TokenResponse::Ok(
         Json(AccessToken {
             access_token: issued.token,
             token_type: "bearer".into(),
             expires_in: issued.expires_in,
             scope: granted.to_string(),
+            refresh_token,
         }),
         "no-store".into(),
         "no-cache".into(),
     ))
+}
+
+fn inactive_user() -> ApiError {
+    ApiError::Grant {
+        code: OAuthErrorCode::InvalidGrant,
+        description: "Inactive user".into(),
+    }
+}
+
+fn invalid_refresh_token() -> ApiError {
+    ApiError::Grant {
+        code: OAuthErrorCode::InvalidGrant,
+        description: "Invalid refresh token".into(),
+    }
+}
+
+async fn revoke(
+    state: &AppState,
+    body: &FormBody<RevocationRequestSchema>,
+) -> Result<RevocationResponse, ApiError> {
+    let object = body.object_or_empty()?;
+    let mut issues = Vec::new();
+    let token = optional_string(&object, "token", &mut issues);
+    let hint = optional_string(&object, "token_type_hint", &mut issues);
+    optional_string(&object, "client_id", &mut issues);
+    optional_string(&object, "client_secret", &mut issues);
+    if !issues.is_empty() {
+        return Err(ApiError::Validation(issues));
+    }
+    let Some(token) = token.filter(|token| !token.is_empty()) else {
+        return Err(ApiError::Validation(vec![ValidationIssue::missing(&[
+            "body", "token",
+        ])]));
+    };
+    // A JWT has dots, a refresh token none; the hint only decides which is tried first.
+    let refresh_first = hint.as_deref() == Some("refresh_token") || !token.contains('.');
+    let session = if refresh_first {
+        match refresh_token_session(state, &token).await? {
+            Some(session) => Some(session),
+            None => access_token_session(state, &token).await?,
+        }
+    } else {
+        match access_token_session(state, &token).await? {
+            Some(session) => Some(session),
+            None => refresh_token_session(state, &token).await?,
+        }
+    };
+    match session {
+        Some(session_id) if state.store.revoke_session(session_id).await? => {
+            tracing::info!(%session_id, "session revoked at /token/revoke");
+        }
+        Some(_) => tracing::debug!("revocation of a token whose session had already ended"),
+        None => tracing::debug!("revocation of an unknown token: nothing to do"),
+    }
+    Ok(RevocationResponse::Revoked("no-store".into()))
+}
+
+/// The session of a valid access token.
+async fn access_token_session(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<uuid::Uuid>, ApiError> {
+    match state.tokens.verify(token.trim()).await {
+        Ok(verified) => Ok(Some(verified.session_id)),
+        Err(VerifyError::Invalid(_)) => Ok(None),
+        // Its key could not be looked up: not the same as a token that is not ours.
+        Err(VerifyError::Store(err)) => Err(err.into()),
+    }
+}
+
+/// The session of a known refresh token, spent or not.
+async fn refresh_token_session(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<uuid::Uuid>, ApiError> {
+    Ok(state
+        .store
+        .find_refresh_token(&refresh::hash(token))
+        .await?
+        .map(|stored| stored.session.id))
 }
 
 /// `None` for an absent or empty field (Swagger UI sends `grant_type=&scope=`).

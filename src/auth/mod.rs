@@ -3,6 +3,7 @@
 
 pub mod keys;
 pub mod password;
+pub mod refresh;
 pub mod scheme;
 pub mod throttle;
 pub mod token;

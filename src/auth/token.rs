@@ -28,6 +28,8 @@ struct Claims {
     aud: String,
     /// The user's id; never the username, which a user may share with a former account.
     sub: Uuid,
+    /// The session the token belongs to: revoking it refuses the token at once.
+    sid: Uuid,
     exp: u64,
     iat: u64,
     nbf: u64,
@@ -46,6 +48,7 @@ pub struct IssuedToken {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedToken {
     pub user_id: Uuid,
+    pub session_id: Uuid,
     pub scopes: ScopeSet,
     /// The stored key that signed it; `None` for HS256.
     pub kid: Option<String>,
@@ -117,6 +120,7 @@ impl AccessTokens {
         validation.set_issuer(&[&settings.issuer]);
         validation.set_audience(&[&settings.audience]);
         validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+        // `sid` is required too: its absence fails deserializing the claims.
         Self {
             mode,
             keys,
@@ -132,12 +136,18 @@ impl AccessTokens {
         &self.issuer
     }
 
-    pub async fn issue(&self, user_id: Uuid, scopes: &ScopeSet) -> Result<IssuedToken, IssueError> {
+    pub async fn issue(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        scopes: &ScopeSet,
+    ) -> Result<IssuedToken, IssueError> {
         let now = jsonwebtoken::get_current_timestamp();
         let claims = Claims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             sub: user_id,
+            sid: session_id,
             exp: now + self.ttl.as_secs(),
             iat: now,
             nbf: now,
@@ -206,6 +216,7 @@ impl AccessTokens {
             .map_err(|unknown| InvalidToken(format!("unknown scope {unknown:?}")))?;
         Ok(VerifiedToken {
             user_id: data.claims.sub,
+            session_id: data.claims.sid,
             scopes,
             kid,
         })
@@ -264,6 +275,7 @@ mod tests {
             iss: "portcullis".into(),
             aud: "portcullis".into(),
             sub: Uuid::new_v4(),
+            sid: Uuid::new_v4(),
             exp: 9_999_999_999,
             iat: 1,
             nbf: 1,
@@ -281,13 +293,15 @@ mod tests {
         let tokens = tokens().await;
         let id = Uuid::new_v4();
         let scopes = ScopeSet::parse("me items").unwrap();
-        let issued = tokens.issue(id, &scopes).await.unwrap();
+        let session = Uuid::new_v4();
+        let issued = tokens.issue(id, session, &scopes).await.unwrap();
         assert_eq!(issued.expires_in, 1800);
         let verified = tokens.verify(&issued.token).await.unwrap();
         assert_eq!(
             verified,
             VerifiedToken {
                 user_id: id,
+                session_id: session,
                 scopes,
                 kid: None
             }
@@ -302,7 +316,7 @@ mod tests {
     async fn a_token_from_another_secret_is_refused() {
         let other = tokens_with(&settings(&[8u8; 32]), testing::store().await).await;
         let token = other
-            .issue(Uuid::new_v4(), &ScopeSet::default())
+            .issue(Uuid::new_v4(), Uuid::new_v4(), &ScopeSet::default())
             .await
             .unwrap();
         assert!(invalid(tokens().await.verify(&token.token).await));
@@ -325,7 +339,7 @@ mod tests {
         other.audience = "elsewhere".into();
         let token = tokens_with(&other, testing::store().await)
             .await
-            .issue(Uuid::new_v4(), &ScopeSet::default())
+            .issue(Uuid::new_v4(), Uuid::new_v4(), &ScopeSet::default())
             .await
             .unwrap();
         assert!(invalid(tokens().await.verify(&token.token).await));
@@ -352,7 +366,10 @@ mod tests {
             let store = testing::store().await;
             let tokens = tokens_with(&settings, store.clone()).await;
             let id = Uuid::new_v4();
-            let issued = tokens.issue(id, &ScopeSet::default()).await.unwrap();
+            let issued = tokens
+                .issue(id, Uuid::new_v4(), &ScopeSet::default())
+                .await
+                .unwrap();
             let header = jsonwebtoken::decode_header(&issued.token).unwrap();
             let current = keys::list(&store).await.unwrap()[0].kid.clone();
             assert_eq!(header.alg, algorithm);
@@ -370,13 +387,13 @@ mod tests {
         let hs256 = tokens_with(&settings(SECRET), store.clone()).await;
         let eddsa = tokens_with(&testing::settings(SECRET, SigningAlgorithm::EdDsa), store).await;
         let kid = eddsa
-            .issue(Uuid::new_v4(), &ScopeSet::default())
+            .issue(Uuid::new_v4(), Uuid::new_v4(), &ScopeSet::default())
             .await
             .unwrap();
         let kid = jsonwebtoken::decode_header(&kid.token).unwrap().kid;
 
         let plain = hs256
-            .issue(Uuid::new_v4(), &ScopeSet::default())
+            .issue(Uuid::new_v4(), Uuid::new_v4(), &ScopeSet::default())
             .await
             .unwrap();
         assert!(invalid(eddsa.verify(&plain.token).await), "no kid");
@@ -399,7 +416,7 @@ mod tests {
         )
         .await;
         eddsa
-            .issue(Uuid::new_v4(), &ScopeSet::default())
+            .issue(Uuid::new_v4(), Uuid::new_v4(), &ScopeSet::default())
             .await
             .unwrap();
         let jwk = SigningKeys::new(store, &settings(SECRET))
@@ -449,7 +466,7 @@ mod tests {
         .await;
         let hs256 = tokens_with(&settings(SECRET), store).await;
         let token = eddsa
-            .issue(Uuid::new_v4(), &ScopeSet::default())
+            .issue(Uuid::new_v4(), Uuid::new_v4(), &ScopeSet::default())
             .await
             .unwrap();
         assert!(invalid(hs256.verify(&token.token).await));

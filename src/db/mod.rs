@@ -4,6 +4,7 @@
 pub mod entities;
 mod items;
 mod login_failures;
+mod sessions;
 mod signing_keys;
 mod users;
 
@@ -14,6 +15,7 @@ use migration::{Migrator, MigratorTrait as _};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, SqlErr};
 
 pub use items::Item;
+pub use sessions::{NewSession, Rotation, Session, StoredRefreshToken};
 pub use signing_keys::{NewSigningKey, StoredSigningKey};
 pub use users::{NewUser, User};
 

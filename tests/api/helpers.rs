@@ -6,7 +6,7 @@ use portcullis::{
         DatabaseSettings, HashingSettings, SessionSettings, Settings, SigningAlgorithm,
         ThrottleSettings, TokenSettings,
     },
-    db::{Store, User},
+    db::{NewSession, Store, User},
     domain::ScopeSet,
     startup::Application,
     users::{CreateUser, create_user},
@@ -190,6 +190,29 @@ impl TestApp {
         body["access_token"].as_str().unwrap().to_owned()
     }
 
+    /// Starts a session for `user_id` directly in the store, as a login would (for forged
+    /// tokens, which need a live session).
+    pub async fn start_session(&self, user_id: uuid::Uuid) -> Subject {
+        let session = self
+            .store
+            .start_session(
+                NewSession {
+                    user_id,
+                    scopes: ScopeSet::default_for_new_users(),
+                    user_agent: None,
+                    client_address: "127.0.0.1".into(),
+                    lifetime: self.settings.sessions.lifetime,
+                },
+                portcullis::auth::refresh::generate().hash,
+            )
+            .await
+            .expect("the session is stored");
+        Subject {
+            user_id,
+            session_id: session.id,
+        }
+    }
+
     pub async fn get_with_token(&self, path: &str, token: &str) -> Response {
         self.client
             .get(self.url(path))
@@ -245,8 +268,26 @@ pub fn sign(header: Value, claims: Value, secret: &[u8]) -> String {
     format!("{signing_input}.{signature}")
 }
 
-/// Standard claims of a valid token for `user_id`, to be altered by a test.
-pub fn valid_claims(user_id: uuid::Uuid, scope: &str) -> Value {
+/// Whom a forged token names: a user, and a session of theirs.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject {
+    pub user_id: uuid::Uuid,
+    pub session_id: uuid::Uuid,
+}
+
+/// A user without a session (a made-up one): such a token is refused.
+impl From<uuid::Uuid> for Subject {
+    fn from(user_id: uuid::Uuid) -> Self {
+        Self {
+            user_id,
+            session_id: uuid::Uuid::new_v4(),
+        }
+    }
+}
+
+/// Standard claims of a valid token for `subject`, to be altered by a test.
+pub fn valid_claims(subject: impl Into<Subject>, scope: &str) -> Value {
+    let subject = subject.into();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -254,7 +295,8 @@ pub fn valid_claims(user_id: uuid::Uuid, scope: &str) -> Value {
     serde_json::json!({
         "iss": ISSUER,
         "aud": AUDIENCE,
-        "sub": user_id,
+        "sub": subject.user_id,
+        "sid": subject.session_id,
         "exp": now + 600,
         "iat": now,
         "nbf": now,

@@ -275,8 +275,8 @@ async fn a_retired_key_leaves_the_key_set() {
     assert_eq!(published_kids(&jwks(&app).await), [new_kid]);
 }
 
-/// Waits on the per-request check of the token's key (sessions work): the key of a token
-/// already presented is cached, so only that check notices the retirement.
+/// The key of a token already presented is cached: the per-request check (the session query,
+/// which also requires the token's key not to be retired) is what notices the retirement.
 #[tokio::test]
 async fn a_token_signed_with_a_key_retired_since_its_last_use_is_refused() {
     let app = app_signing_with(SigningAlgorithm::EdDsa).await;

@@ -6,6 +6,7 @@ mod common;
 mod concurrency;
 mod helpers;
 mod hostile;
+mod housekeeping;
 mod items;
 mod keys;
 mod openapi;

@@ -209,10 +209,12 @@ fn assert_verifies_with(algorithm: jsonwebtoken::Algorithm, token: &str) {
 }
 
 /// An app with one user holding `me items`.
-async fn app_with_user() -> (TestApp, Uuid) {
+/// A server with one user, and a live session of theirs for forged tokens to name.
+async fn app_with_user() -> (TestApp, Subject) {
     let app = spawn_app().await;
     let user = app.create_user(USERNAME, PASSWORD).await;
-    (app, user.id)
+    let subject = app.start_session(user.id).await;
+    (app, subject)
 }
 
 fn remove(mut claims: Value, name: &str) -> Value {

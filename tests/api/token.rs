@@ -159,13 +159,23 @@ fn assert_token_response(answer: &Answer, scope: &str) -> String {
     members.sort_unstable();
     assert_eq!(
         members,
-        ["access_token", "expires_in", "scope", "token_type"],
+        [
+            "access_token",
+            "expires_in",
+            "refresh_token",
+            "scope",
+            "token_type"
+        ],
         "{}",
         answer.body
     );
     let token = answer.body["access_token"]
         .as_str()
         .expect("access_token is a string");
+    let refresh_token = answer.body["refresh_token"]
+        .as_str()
+        .expect("refresh_token is a string");
+    assert_eq!(refresh_token.len(), 43, "256 bits in unpadded base64url");
     assert_eq!(
         answer.body,
         json!({
@@ -173,6 +183,7 @@ fn assert_token_response(answer: &Answer, scope: &str) -> String {
             "token_type": "bearer",
             "expires_in": 1800,
             "scope": scope,
+            "refresh_token": refresh_token,
         })
     );
     assert!(answer.body["expires_in"].is_u64());
@@ -226,9 +237,15 @@ async fn the_access_token_is_an_at_jwt_naming_the_user_by_id() {
     members.sort_unstable();
     assert_eq!(
         members,
-        ["aud", "exp", "iat", "iss", "jti", "nbf", "scope", "sub"],
+        [
+            "aud", "exp", "iat", "iss", "jti", "nbf", "scope", "sid", "sub"
+        ],
         "{claims}"
     );
+    let sid = claims["sid"].as_str().expect("sid is a string");
+    let sessions = app.store.live_sessions(user.id).await.unwrap();
+    assert_eq!(sessions.len(), 1, "the login started one session");
+    assert_eq!(sid, sessions[0].id.to_string(), "sid names the session");
     assert_eq!(claims["iss"], ISSUER);
     assert_eq!(claims["aud"], AUDIENCE);
     assert_eq!(
@@ -389,9 +406,9 @@ async fn a_grant_type_other_than_password_is_unsupported() {
     assert_eq!(
         answer.body,
         json!({
-            "detail": "Unsupported grant type; this server supports password",
+            "detail": "Unsupported grant type; this server supports password and refresh_token",
             "error": "unsupported_grant_type",
-            "error_description": "Unsupported grant type; this server supports password",
+            "error_description": "Unsupported grant type; this server supports password and refresh_token",
         })
     );
 }

@@ -1,0 +1,306 @@
+//! Sessions (one per password login) and their refresh tokens, stored as hashes.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait as _, Condition, EntityTrait as _, QueryFilter as _, QueryOrder as _,
+    QuerySelect as _, TransactionTrait as _,
+    sea_query::{Expr, Query},
+};
+use uuid::Uuid;
+
+use super::{
+    Store, StoreError, User,
+    entities::{refresh_token, session, signing_key, user},
+};
+use crate::domain::ScopeSet;
+
+/// A session as stored.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    /// The scopes granted at login: a refresh may narrow them, never widen.
+    pub scopes: ScopeSet,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub user_agent: Option<String>,
+    pub client_address: String,
+}
+
+impl Session {
+    /// Neither revoked nor expired at `now`.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && now < self.expires_at
+    }
+}
+
+impl From<session::Model> for Session {
+    fn from(row: session::Model) -> Self {
+        Self {
+            id: row.id,
+            user_id: row.user_id,
+            // Written by us from a parsed set; an unknown scope (a hand edit) grants nothing.
+            scopes: ScopeSet::parse(&row.scope).unwrap_or_default(),
+            created_at: row.created_at,
+            last_used_at: row.last_used_at,
+            expires_at: row.expires_at,
+            revoked_at: row.revoked_at,
+            user_agent: row.user_agent,
+            client_address: row.client_address,
+        }
+    }
+}
+
+/// What a login records about its session.
+#[derive(Debug)]
+pub struct NewSession {
+    pub user_id: Uuid,
+    pub scopes: ScopeSet,
+    pub user_agent: Option<String>,
+    pub client_address: String,
+    pub lifetime: chrono::Duration,
+}
+
+/// A presented refresh token, found by its hash, with its session.
+#[derive(Debug)]
+pub struct StoredRefreshToken {
+    pub rotated_at: Option<DateTime<Utc>>,
+    pub session: Session,
+}
+
+/// How an exchange of a refresh token ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// The new token is stored; the presented one is spent.
+    Rotated,
+    /// The presented token had already been exchanged, longer ago than the grace period
+    /// allows: nothing was stored.
+    Reused,
+}
+
+/// The longest user agent kept; the rest is cut (it is for people to recognise a device).
+const MAX_USER_AGENT_CHARS: usize = 256;
+
+impl Store {
+    /// Records a new session and its first refresh token, together.
+    pub async fn start_session(
+        &self,
+        new: NewSession,
+        refresh_token_hash: String,
+    ) -> Result<Session, StoreError> {
+        let now = super::now();
+        let row = session::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            user_id: Set(new.user_id),
+            scope: Set(new.scopes.to_string()),
+            created_at: Set(now),
+            last_used_at: Set(now),
+            expires_at: Set(now + new.lifetime),
+            revoked_at: Set(None),
+            user_agent: Set(new
+                .user_agent
+                .map(|agent| agent.chars().take(MAX_USER_AGENT_CHARS).collect())),
+            client_address: Set(new.client_address),
+        };
+        let txn = self.connection().begin().await?;
+        let session = session::Entity::insert(row)
+            .exec_with_returning(&txn)
+            .await?;
+        refresh_token::Entity::insert(refresh_token::ActiveModel {
+            token_hash: Set(refresh_token_hash),
+            session_id: Set(session.id),
+            created_at: Set(now),
+            rotated_at: Set(None),
+        })
+        .exec(&txn)
+        .await?;
+        txn.commit().await?;
+        Ok(session.into())
+    }
+
+    /// The refresh token with this hash, and its session.
+    pub async fn find_refresh_token(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<StoredRefreshToken>, StoreError> {
+        let found = refresh_token::Entity::find_by_id(token_hash.to_owned())
+            .find_also_related(session::Entity)
+            .one(self.connection())
+            .await?;
+        Ok(found.and_then(|(token, session)| {
+            session.map(|session| StoredRefreshToken {
+                rotated_at: token.rotated_at,
+                session: session.into(),
+            })
+        }))
+    }
+
+    /// Exchanges the refresh token `old_hash` for `new_hash`, atomically: of two exchanges
+    /// racing with one token, exactly one spends it. The other, and any later one, still gets
+    /// a new token while the spent one was spent less than `grace` ago (two tabs refreshing at
+    /// once); after that it is [`Rotation::Reused`] and nothing is stored.
+    pub async fn rotate_refresh_token(
+        &self,
+        session_id: Uuid,
+        old_hash: &str,
+        new_hash: String,
+        grace: chrono::Duration,
+    ) -> Result<Rotation, StoreError> {
+        let now = super::now();
+        let txn = self.connection().begin().await?;
+        let spent = refresh_token::Entity::update_many()
+            .col_expr(refresh_token::Column::RotatedAt, Expr::value(now))
+            .filter(refresh_token::Column::TokenHash.eq(old_hash))
+            .filter(refresh_token::Column::RotatedAt.is_null())
+            .exec(&txn)
+            .await?;
+        if spent.rows_affected == 0 {
+            let rotated_at = refresh_token::Entity::find_by_id(old_hash.to_owned())
+                .one(&txn)
+                .await?
+                .and_then(|token| token.rotated_at);
+            let within_grace = rotated_at.is_some_and(|at| now - at <= grace);
+            if !within_grace {
+                txn.rollback().await?;
+                return Ok(Rotation::Reused);
+            }
+        }
+        refresh_token::Entity::insert(refresh_token::ActiveModel {
+            token_hash: Set(new_hash),
+            session_id: Set(session_id),
+            created_at: Set(now),
+            rotated_at: Set(None),
+        })
+        .exec(&txn)
+        .await?;
+        session::Entity::update_many()
+            .col_expr(session::Column::LastUsedAt, Expr::value(now))
+            .filter(session::Column::Id.eq(session_id))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(Rotation::Rotated)
+    }
+
+    /// Ends a session; `false` when it was already ended (or never existed).
+    pub async fn revoke_session(&self, id: Uuid) -> Result<bool, StoreError> {
+        let result = session::Entity::update_many()
+            .col_expr(session::Column::RevokedAt, Expr::value(super::now()))
+            .filter(session::Column::Id.eq(id))
+            .filter(session::Column::RevokedAt.is_null())
+            .exec(self.connection())
+            .await?;
+        Ok(result.rows_affected > 0)
+    }
+
+    /// Ends one of `user_id`'s live sessions; `false` when the user has no such live session.
+    pub async fn revoke_user_session(&self, user_id: Uuid, id: Uuid) -> Result<bool, StoreError> {
+        let now = super::now();
+        let result = session::Entity::update_many()
+            .col_expr(session::Column::RevokedAt, Expr::value(now))
+            .filter(session::Column::Id.eq(id))
+            .filter(session::Column::UserId.eq(user_id))
+            .filter(session::Column::RevokedAt.is_null())
+            .filter(session::Column::ExpiresAt.gt(now))
+            .exec(self.connection())
+            .await?;
+        Ok(result.rows_affected > 0)
+    }
+
+    /// Ends every live session of `user_id`, but `except`; returns how many were ended.
+    pub async fn revoke_user_sessions(
+        &self,
+        user_id: Uuid,
+        except: Option<Uuid>,
+    ) -> Result<u64, StoreError> {
+        let now = super::now();
+        let mut update = session::Entity::update_many()
+            .col_expr(session::Column::RevokedAt, Expr::value(now))
+            .filter(session::Column::UserId.eq(user_id))
+            .filter(session::Column::RevokedAt.is_null())
+            .filter(session::Column::ExpiresAt.gt(now));
+        if let Some(except) = except {
+            update = update.filter(session::Column::Id.ne(except));
+        }
+        Ok(update.exec(self.connection()).await?.rows_affected)
+    }
+
+    /// `user_id`'s live sessions, most recently used first.
+    pub async fn live_sessions(&self, user_id: Uuid) -> Result<Vec<Session>, StoreError> {
+        Ok(session::Entity::find()
+            .filter(session::Column::UserId.eq(user_id))
+            .filter(session::Column::RevokedAt.is_null())
+            .filter(session::Column::ExpiresAt.gt(super::now()))
+            .order_by_desc(session::Column::LastUsedAt)
+            .order_by_desc(session::Column::Id)
+            .all(self.connection())
+            .await?
+            .into_iter()
+            .map(Session::from)
+            .collect())
+    }
+
+    /// The per-request check of an access token, in one query: its session (of its user) and
+    /// that user, provided the key named by `kid` (if any) is not retired. `None` when any of
+    /// them is missing.
+    pub async fn find_session_and_user(
+        &self,
+        session_id: Uuid,
+        user_id: Uuid,
+        kid: Option<&str>,
+    ) -> Result<Option<(Session, User)>, StoreError> {
+        let mut condition = Condition::all()
+            .add(session::Column::Id.eq(session_id))
+            .add(session::Column::UserId.eq(user_id));
+        if let Some(kid) = kid {
+            condition = condition.add(Expr::exists(
+                Query::select()
+                    .expr(Expr::val(1))
+                    .from(signing_key::Entity)
+                    .and_where(signing_key::Column::Kid.eq(kid))
+                    .and_where(signing_key::Column::RetiredAt.is_null())
+                    .to_owned(),
+            ));
+        }
+        let found = session::Entity::find()
+            .filter(condition)
+            .find_also_related(user::Entity)
+            .limit(1)
+            .one(self.connection())
+            .await?;
+        Ok(found.and_then(|(session, user)| user.map(|user| (session.into(), user.into()))))
+    }
+
+    /// Records that a session was used now, unless that was recorded less than `precision` ago
+    /// (so that a busy session costs one write a minute, not one per request).
+    pub async fn touch_session(
+        &self,
+        id: Uuid,
+        precision: chrono::Duration,
+    ) -> Result<(), StoreError> {
+        let now = super::now();
+        session::Entity::update_many()
+            .col_expr(session::Column::LastUsedAt, Expr::value(now))
+            .filter(session::Column::Id.eq(id))
+            .filter(session::Column::LastUsedAt.lt(now - precision))
+            .exec(self.connection())
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes sessions (and, by cascade, their refresh tokens) that ended before `before`.
+    pub async fn delete_ended_sessions(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let result = session::Entity::delete_many()
+            .filter(
+                Condition::any()
+                    .add(session::Column::ExpiresAt.lt(before))
+                    .add(session::Column::RevokedAt.lt(before)),
+            )
+            .exec(self.connection())
+            .await?;
+        Ok(result.rows_affected)
+    }
+}
