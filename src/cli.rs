@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `users …` and `openapi`. Every failure prints one
+//! The command line: `serve`, `migrate`, `users …`, `keys …` and `openapi`. Every failure prints one
 //! clear line to standard error and exits non-zero.
 
 use std::{io::Read as _, net::SocketAddr, process::ExitCode};
@@ -8,7 +8,10 @@ use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 
 use crate::{
-    auth::PasswordHasher,
+    auth::{
+        PasswordHasher,
+        keys::{self, KeyAlgorithm, KeyStatus},
+    },
     config::ConfigArgs,
     db::{self, Store},
     domain::{Scope, ScopeSet, Username},
@@ -45,6 +48,9 @@ enum Command {
     /// Manage users.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Manage the keys that sign access tokens when PORTCULLIS_SIGNING_ALGORITHM is EdDSA or ES256.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Print the OpenAPI document (this is how `openapi.json` is regenerated).
     Openapi,
 }
@@ -79,6 +85,25 @@ enum UsersCommand {
     Delete { username: String },
     /// List users.
     List,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// List the signing keys: the current one signs, active ones verify, retired ones are refused.
+    List,
+    /// Create a signing key; every instance signs new tokens with it from its next login on.
+    /// Tokens signed with older keys stay valid until those keys are retired.
+    Rotate {
+        /// Algorithm of the new key. Default: PORTCULLIS_SIGNING_ALGORITHM when it is EdDSA or
+        /// ES256, else EdDSA.
+        #[arg(long, value_enum)]
+        algorithm: Option<KeyAlgorithm>,
+    },
+    /// Retire a signing key: the tokens it signed are refused from the next request on.
+    Retire {
+        /// The key's id, as `keys list` shows it (a token's `kid` header).
+        kid: String,
+    },
 }
 
 /// Runs the command line and maps any failure to a message and exit code 1.
@@ -128,6 +153,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Users(command) => users(&config, command).await,
+        Command::Keys(command) => signing_keys(&config, command).await,
     }
 }
 
@@ -222,6 +248,59 @@ async fn users(config: &ConfigArgs, command: UsersCommand) -> anyhow::Result<()>
         }
     }
     Ok(())
+}
+
+async fn signing_keys(config: &ConfigArgs, command: KeysCommand) -> anyhow::Result<()> {
+    let store = connect(config).await?;
+    match command {
+        KeysCommand::List => {
+            println!(
+                "{:<43}  {:<9}  {:<20}  status",
+                "kid", "algorithm", "created"
+            );
+            for key in keys::list(&store).await? {
+                let status = match (key.status, key.retired_at) {
+                    (KeyStatus::Retired, Some(at)) => format!("retired {}", timestamp(at)),
+                    (status, _) => status.as_str().to_owned(),
+                };
+                println!(
+                    "{:<43}  {:<9}  {:<20}  {status}",
+                    key.kid,
+                    key.algorithm,
+                    timestamp(key.created_at),
+                );
+            }
+        }
+        KeysCommand::Rotate { algorithm } => {
+            let tokens = config.tokens()?;
+            let algorithm = algorithm.unwrap_or(KeyAlgorithm::default_for(tokens.algorithm));
+            let kid = keys::rotate(&store, &tokens, algorithm).await?;
+            println!("created signing key {kid} ({algorithm})");
+            println!(
+                "instances whose PORTCULLIS_SIGNING_ALGORITHM is EdDSA or ES256 sign new tokens \
+                 with it from now on; tokens signed with older keys stay valid until those keys \
+                 are retired"
+            );
+        }
+        KeysCommand::Retire { kid } => {
+            if !keys::retire(&store, &kid).await? {
+                println!("signing key {kid} was already retired");
+                return Ok(());
+            }
+            println!("retired signing key {kid}: the tokens it signed are refused from now on");
+            if store.newest_active_signing_key().await?.is_none() {
+                println!(
+                    "no signing key is active now: instances signing with EdDSA or ES256 create \
+                     a new one at their next login"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 fn parse_username(raw: &str) -> anyhow::Result<Username> {

@@ -362,9 +362,6 @@ impl ConfigArgs {
 
     /// Everything `serve` needs. May create the data directory and the generated secret.
     pub fn settings(&self, bind: SocketAddr) -> anyhow::Result<Settings> {
-        if self.access_token_ttl == 0 {
-            bail!("PORTCULLIS_ACCESS_TOKEN_TTL must be at least 1 second");
-        }
         if self.max_body_bytes < 1024 {
             bail!("PORTCULLIS_MAX_BODY_BYTES must be at least 1024");
         }
@@ -381,18 +378,10 @@ impl ConfigArgs {
             }
             other => other.map(str::to_owned),
         };
-        let database = self.database();
-        let secret = self.jwt_secret(&database)?;
         Ok(Settings {
             bind,
-            database,
-            tokens: TokenSettings {
-                secret: std::sync::Arc::new(secret),
-                algorithm: self.signing_algorithm,
-                ttl: Duration::from_secs(self.access_token_ttl),
-                issuer: self.issuer.clone(),
-                audience: self.audience.clone(),
-            },
+            database: self.database(),
+            tokens: self.tokens()?,
             hashing: self.hashing()?,
             throttle: self.throttle()?,
             sessions: SessionSettings {
@@ -412,6 +401,21 @@ impl ConfigArgs {
                 })
                 .transpose()?,
             max_body_bytes: self.max_body_bytes,
+        })
+    }
+
+    /// How tokens are signed (also what `portcullis keys rotate` encrypts new keys with). May
+    /// create the data directory and the generated secret.
+    pub fn tokens(&self) -> anyhow::Result<TokenSettings> {
+        if self.access_token_ttl == 0 {
+            bail!("PORTCULLIS_ACCESS_TOKEN_TTL must be at least 1 second");
+        }
+        Ok(TokenSettings {
+            secret: std::sync::Arc::new(self.jwt_secret(&self.database())?),
+            algorithm: self.signing_algorithm,
+            ttl: Duration::from_secs(self.access_token_ttl),
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
         })
     }
 

@@ -11,7 +11,7 @@ use poem::{
 
 use crate::{
     api::{self, AppState},
-    auth::{AccessTokens, LoginThrottle, PasswordHasher},
+    auth::{AccessTokens, LoginThrottle, PasswordHasher, SigningKeys},
     config::Settings,
     db::Store,
 };
@@ -43,10 +43,13 @@ impl Application {
     /// As [`Application::build`], on an already connected and migrated store.
     pub async fn build_with_store(settings: &Settings, store: Store) -> anyhow::Result<Self> {
         let hasher = PasswordHasher::start(settings.hashing).await?;
+        let keys = SigningKeys::start(store.clone(), &settings.tokens).await?;
         let state = AppState {
             store,
             hasher,
-            tokens: Arc::new(AccessTokens::new(&settings.tokens)),
+            tokens: Arc::new(AccessTokens::new(&settings.tokens, keys.clone())),
+            keys,
+            public_url: settings.public_url.clone(),
             throttle: LoginThrottle::new(settings.throttle),
             sessions: settings.sessions,
             client_ip_header: settings.client_ip_header.clone(),

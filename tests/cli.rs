@@ -261,3 +261,199 @@ fn serve_demo_prints_its_addresses_serves_the_demo_user_and_stops_on_sigterm() {
 
     assert!(server.terminate(), "a SIGTERM is a clean shutdown");
 }
+
+/// The kid printed by `keys rotate` (`created signing key <kid> (<algorithm>)`).
+fn rotated_kid(output: &Output, algorithm: &str) -> String {
+    assert!(output.status.success(), "{}", stderr(output));
+    let text = stdout(output);
+    let mut lines = text.lines();
+    let kid = lines
+        .next()
+        .and_then(|line| line.strip_prefix("created signing key "))
+        .and_then(|rest| rest.strip_suffix(&format!(" ({algorithm})")))
+        .unwrap_or_else(|| panic!("unexpected output {text:?}"))
+        .to_owned();
+    assert_eq!(
+        lines.collect::<Vec<_>>(),
+        [
+            "instances whose PORTCULLIS_SIGNING_ALGORITHM is EdDSA or ES256 sign new tokens with it \
+          from now on; tokens signed with older keys stay valid until those keys are retired"
+        ]
+    );
+    // A SHA-256 thumbprint in base64url.
+    assert_eq!(kid.len(), 43, "{kid}");
+    assert!(
+        kid.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "{kid}"
+    );
+    kid
+}
+
+/// `keys list` as rows of (kid, algorithm, status), after checking the header and dates.
+fn listed_keys(ws: &Workspace) -> Vec<(String, String, String)> {
+    let output = ws.run(&["keys", "list"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["kid", "algorithm", "created", "status"]);
+    lines
+        .map(|line| {
+            let columns: Vec<&str> = line.split_whitespace().collect();
+            let [kid, algorithm, created, ref status @ ..] = columns[..] else {
+                panic!("unexpected row {line:?}");
+            };
+            let status = status.join(" ");
+            assert!(
+                created.len() == 20 && created.ends_with('Z') && created.contains('T'),
+                "{created}"
+            );
+            (kid.to_owned(), algorithm.to_owned(), status)
+        })
+        .collect()
+}
+
+#[test]
+fn signing_keys_are_rotated_listed_and_retired() {
+    let ws = Workspace::new();
+    assert_eq!(listed_keys(&ws), []);
+
+    let ed = rotated_kid(&ws.run(&["keys", "rotate"]), "EdDSA");
+    let es = rotated_kid(
+        &ws.run(&["keys", "rotate", "--algorithm", "ES256"]),
+        "ES256",
+    );
+    assert_eq!(
+        listed_keys(&ws),
+        [
+            (es.clone(), "ES256".to_owned(), "current".to_owned()),
+            (ed.clone(), "EdDSA".to_owned(), "active".to_owned()),
+        ]
+    );
+
+    let retired = ws.run(&["keys", "retire", &ed]);
+    assert!(retired.status.success(), "{}", stderr(&retired));
+    assert_eq!(
+        stdout(&retired),
+        format!("retired signing key {ed}: the tokens it signed are refused from now on\n")
+    );
+    let again = ws.run(&["keys", "retire", &ed]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(
+        stdout(&again),
+        format!("signing key {ed} was already retired\n")
+    );
+    let listed = listed_keys(&ws);
+    assert_eq!(listed[0], (es.clone(), "ES256".into(), "current".into()));
+    assert_eq!(
+        (&listed[1].0, listed[1].2.split_once(' ').unwrap().0),
+        (&ed, "retired")
+    );
+
+    let last = ws.run(&["keys", "retire", &es]);
+    assert!(last.status.success(), "{}", stderr(&last));
+    assert_eq!(
+        stdout(&last),
+        format!(
+            "retired signing key {es}: the tokens it signed are refused from now on\n\
+             no signing key is active now: instances signing with EdDSA or ES256 create a new one \
+             at their next login\n"
+        )
+    );
+}
+
+#[test]
+fn retiring_an_unknown_key_is_an_error() {
+    let ws = Workspace::new();
+    let output = ws.run(&["keys", "retire", "no-such-kid"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output).trim(),
+        r#"error: no signing key with kid "no-such-kid""#
+    );
+    assert_eq!(stdout(&output), "");
+}
+
+#[test]
+fn a_rotated_key_has_the_configured_asymmetric_algorithm_and_never_hs256() {
+    let ws = Workspace::new();
+    let output = ws
+        .command()
+        .args(["keys", "rotate"])
+        .env("PORTCULLIS_SIGNING_ALGORITHM", "ES256")
+        .output()
+        .unwrap();
+    rotated_kid(&output, "ES256");
+
+    let refused = ws.run(&["keys", "rotate", "--algorithm", "HS256"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        stderr(&refused).contains("invalid value 'HS256' for '--algorithm <ALGORITHM>'"),
+        "{}",
+        stderr(&refused)
+    );
+}
+
+#[test]
+fn a_server_signs_with_the_rotated_key_and_refuses_to_start_under_another_secret() {
+    const SECRET: &str = "the-secret-the-key-was-created-under-0123456789";
+    let ws = Workspace::new();
+    let rotate = ws
+        .command()
+        .args(["keys", "rotate"])
+        .env("PORTCULLIS_JWT_SECRET", SECRET)
+        .output()
+        .unwrap();
+    let kid = rotated_kid(&rotate, "EdDSA");
+    let created = ws.run_with_stdin(
+        &["users", "create", "johndoe", "--password-stdin"],
+        "secret",
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+
+    let refused = ws
+        .command()
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("PORTCULLIS_SIGNING_ALGORITHM", "EdDSA")
+        .env(
+            "PORTCULLIS_JWT_SECRET",
+            "another-secret-of-at-least-thirty-two-bytes",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(
+        stderr(&refused).trim(),
+        format!(
+            "error: cannot sign with the current signing key {kid}: its private key does not \
+             decrypt with the configured JWT secret. Every instance needs the JWT secret \
+             (PORTCULLIS_JWT_SECRET or PORTCULLIS_JWT_SECRET_FILE) the key was created under; \
+             restore it, or run `portcullis keys rotate` to create a key under the configured one"
+        )
+    );
+
+    let mut command = ws.command();
+    command
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("PORTCULLIS_SIGNING_ALGORITHM", "EdDSA")
+        .env("PORTCULLIS_JWT_SECRET", SECRET);
+    let server = ServerProcess::start(command);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let token: serde_json::Value = runtime.block_on(async {
+        reqwest::Client::new()
+            .post(format!("{}/token", server.base_url))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body("username=johndoe&password=secret")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    let header = jsonwebtoken::decode_header(token["access_token"].as_str().unwrap()).unwrap();
+    assert_eq!(header.kid, Some(kid));
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::EdDSA);
+    assert!(server.terminate());
+}

@@ -22,6 +22,11 @@ struct Cluster {
 impl Cluster {
     /// Two instances started at the same moment on a fresh database (so their migrations race).
     async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// As [`Cluster::start`], both instances with the extra environment `env`.
+    async fn start_with(env: &[(&str, &str)]) -> Self {
         let base = std::env::var("TEST_DATABASE_URL").expect(
             "set TEST_DATABASE_URL to a PostgreSQL database to run the multi-instance tests",
         );
@@ -33,7 +38,8 @@ impl Cluster {
                 .args(["serve", "--bind", "127.0.0.1:0"])
                 .env("DATABASE_URL", &database_url)
                 .env("PORTCULLIS_JWT_SECRET", SHARED_SECRET)
-                .env("PORTCULLIS_DATA_DIR", workspace.path().join(name));
+                .env("PORTCULLIS_DATA_DIR", workspace.path().join(name))
+                .envs(env.iter().copied());
             command
         };
         let (command_a, command_b) = (spawn("a"), spawn("b"));
@@ -50,13 +56,19 @@ impl Cluster {
 
     /// Runs a `portcullis users …` command against the shared database.
     fn users(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+        self.cli("users", args, stdin)
+    }
+
+    /// Runs `portcullis <command> <args>` against the shared database, with the shared secret.
+    fn cli(&self, command: &str, args: &[&str], stdin: Option<&str>) -> std::process::Output {
         use std::io::Write as _;
         let mut child = self
             .workspace
             .command()
-            .arg("users")
+            .arg(command)
             .args(args)
             .env("DATABASE_URL", &self.database_url)
+            .env("PORTCULLIS_JWT_SECRET", SHARED_SECRET)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -193,4 +205,82 @@ async fn concurrent_creation_of_one_username_leaves_exactly_one_account() {
     for base in [&cluster.a.base_url, &cluster.b.base_url] {
         assert_eq!(cluster.login(base, "RACER", "pw").await.status(), 200);
     }
+}
+
+/// The `kid` header of a token.
+fn kid_of(token: &str) -> String {
+    jsonwebtoken::decode_header(token)
+        .unwrap()
+        .kid
+        .expect("an EdDSA token names its key")
+}
+
+/// Runs `portcullis keys rotate` and returns the new kid.
+fn rotate(cluster: &Cluster) -> String {
+    let output = cluster.cli("keys", &["rotate"], None);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.lines()
+        .next()
+        .and_then(|line| line.strip_prefix("created signing key "))
+        .and_then(|rest| rest.strip_suffix(" (EdDSA)"))
+        .unwrap_or_else(|| panic!("unexpected output {text:?}"))
+        .to_owned()
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (TEST_DATABASE_URL); CI runs it"]
+async fn a_key_rotated_from_the_command_line_signs_the_next_login_on_both_instances() {
+    let cluster = Cluster::start_with(&[("PORTCULLIS_SIGNING_ALGORITHM", "EdDSA")]).await;
+    cluster.create_user("johndoe", "secret");
+    let (a, b) = (&cluster.a.base_url, &cluster.b.base_url);
+    let before = cluster.token(a, "johndoe", "secret").await;
+
+    let kid = rotate(&cluster);
+
+    let token_a = cluster.token(a, "johndoe", "secret").await;
+    let token_b = cluster.token(b, "johndoe", "secret").await;
+    assert_eq!(kid_of(&token_a), kid);
+    assert_eq!(kid_of(&token_b), kid);
+    assert_ne!(kid_of(&before), kid);
+    for (base, token) in [(a, &token_b), (b, &token_a), (a, &before), (b, &before)] {
+        assert_eq!(cluster.me(base, token).await.0, 200, "{base}");
+    }
+}
+
+/// Both instances have already verified the old token and cached its key: the per-request
+/// check (the session query, which also requires the key not to be retired) notices it.
+#[tokio::test]
+#[ignore = "needs PostgreSQL (TEST_DATABASE_URL); CI runs it"]
+async fn a_key_retired_from_the_command_line_is_refused_by_both_instances_at_the_next_request() {
+    let cluster = Cluster::start_with(&[("PORTCULLIS_SIGNING_ALGORITHM", "EdDSA")]).await;
+    cluster.create_user("johndoe", "secret");
+    let (a, b) = (&cluster.a.base_url, &cluster.b.base_url);
+    let old = cluster.token(a, "johndoe", "secret").await;
+    for base in [a, b] {
+        assert_eq!(cluster.me(base, &old).await.0, 200);
+    }
+    rotate(&cluster);
+
+    let output = cluster.cli("keys", &["retire", &kid_of(&old)], None);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    for base in [a, b] {
+        let (status, body) = cluster.me(base, &old).await;
+        assert_eq!(status, 401, "{base}");
+        assert_eq!(
+            body,
+            serde_json::json!({"detail": "Could not validate credentials"})
+        );
+    }
+    let fresh = cluster.token(b, "johndoe", "secret").await;
+    assert_eq!(cluster.me(a, &fresh).await.0, 200);
 }

@@ -192,6 +192,9 @@ pub enum ApiError {
     /// Too many failed logins from this client; retry after this many seconds.
     #[error("login throttled")]
     Throttled { retry_after: u32 },
+    /// No public URL is configured and the request's `Host` cannot be the base of a URL.
+    #[error("missing or invalid Host header")]
+    InvalidHost,
     #[error("the database is unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error("internal error")]
@@ -228,6 +231,24 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::Unavailable(_) => Self::Unavailable(err.into()),
             StoreError::UsernameTaken | StoreError::Query(_) => Self::Internal(err.into()),
+        }
+    }
+}
+
+impl From<crate::auth::VerifyError> for ApiError {
+    fn from(err: crate::auth::VerifyError) -> Self {
+        match err {
+            crate::auth::VerifyError::Invalid(_) => Self::InvalidToken,
+            crate::auth::VerifyError::Store(err) => err.into(),
+        }
+    }
+}
+
+impl From<crate::auth::IssueError> for ApiError {
+    fn from(err: crate::auth::IssueError) -> Self {
+        match err {
+            crate::auth::IssueError::Key(crate::auth::keys::KeyError::Store(err)) => err.into(),
+            other => Self::Internal(other.into()),
         }
     }
 }
@@ -311,11 +332,12 @@ impl From<ApiError> for ProtectedError {
             ApiError::Unavailable(_) => {
                 Self::Unavailable(body("Service unavailable"), RETRY_AFTER_SECONDS)
             }
-            // Grant errors and throttling cannot arise outside `/token`; were they to, they stay
-            // opaque.
-            ApiError::Grant { .. } | ApiError::Throttled { .. } | ApiError::Internal(_) => {
-                Self::Internal(body("Internal server error"))
-            }
+            // Grant errors and throttling cannot arise outside `/token`, nor a bad Host outside
+            // the server metadata; were they to, they stay opaque.
+            ApiError::Grant { .. }
+            | ApiError::Throttled { .. }
+            | ApiError::InvalidHost
+            | ApiError::Internal(_) => Self::Internal(body("Internal server error")),
         }
     }
 }
@@ -422,6 +444,7 @@ impl From<ApiError> for TokenError {
             | ApiError::InvalidToken
             | ApiError::InsufficientScope { .. }
             | ApiError::InactiveUser
+            | ApiError::InvalidHost
             | ApiError::Internal(_) => Self::Internal(token_body(
                 OAuthErrorCode::ServerError,
                 "Internal server error",
@@ -467,6 +490,56 @@ impl From<ApiError> for RevocationError {
                 OAuthErrorCode::ServerError,
                 "Internal server error",
             )),
+        }
+    }
+}
+
+/// The errors of `GET /.well-known/jwks.json`.
+#[derive(Debug, ApiResponse)]
+pub enum KeySetError {
+    /// `Internal server error`.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// `Service unavailable`: the database does not answer.
+    #[oai(status = 503)]
+    Unavailable(
+        Json<ErrorBody>,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        u32,
+    ),
+}
+
+impl From<ApiError> for KeySetError {
+    fn from(err: ApiError) -> Self {
+        err.log();
+        match err {
+            ApiError::Unavailable(_) => {
+                Self::Unavailable(body("Service unavailable"), RETRY_AFTER_SECONDS)
+            }
+            _ => Self::Internal(body("Internal server error")),
+        }
+    }
+}
+
+/// The errors of `GET /.well-known/oauth-authorization-server`.
+#[derive(Debug, ApiResponse)]
+pub enum MetadataError {
+    /// `Invalid Host header`: no public URL is configured and the request's `Host` is missing
+    /// or not a host name or address with an optional port.
+    #[oai(status = 400)]
+    InvalidHost(Json<ErrorBody>),
+    /// `Internal server error`.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+}
+
+impl From<ApiError> for MetadataError {
+    fn from(err: ApiError) -> Self {
+        err.log();
+        match err {
+            ApiError::InvalidHost => Self::InvalidHost(body("Invalid Host header")),
+            _ => Self::Internal(body("Internal server error")),
         }
     }
 }

@@ -8,6 +8,7 @@ mod items;
 mod sessions;
 mod token;
 mod users;
+mod wellknown;
 
 use std::sync::Arc;
 
@@ -21,7 +22,7 @@ use serde_json::{Value, json};
 pub use error::ApiError;
 
 use crate::{
-    auth::{AccessTokens, LoginThrottle, PasswordHasher},
+    auth::{AccessTokens, LoginThrottle, PasswordHasher, SigningKeys},
     db::Store,
 };
 
@@ -31,6 +32,10 @@ pub struct AppState {
     pub store: Store,
     pub hasher: PasswordHasher,
     pub tokens: Arc<AccessTokens>,
+    /// The stored signing keys, published at `/.well-known/jwks.json`.
+    pub keys: SigningKeys,
+    /// Base of the absolute URLs in the server metadata; unset: from the request's `Host`.
+    pub public_url: Option<String>,
     pub throttle: LoginThrottle,
     pub sessions: crate::config::SessionSettings,
     /// Header holding the client address, set by a trusted proxy (else the socket's peer).
@@ -49,6 +54,8 @@ enum ApiTags {
     Items,
     /// Liveness and readiness probes.
     Health,
+    /// The keys that verify access tokens, and the server's metadata.
+    Discovery,
 }
 
 const DESCRIPTION: &str = "\
@@ -68,6 +75,7 @@ fn openapi_service() -> OpenApiService<
         sessions::SessionsApi,
         items::ItemsApi,
         health::HealthApi,
+        wellknown::WellKnownApi,
     ),
     (),
 > {
@@ -78,6 +86,7 @@ fn openapi_service() -> OpenApiService<
             sessions::SessionsApi,
             items::ItemsApi,
             health::HealthApi,
+            wellknown::WellKnownApi,
         ),
         "portcullis",
         env!("CARGO_PKG_VERSION"),

@@ -13,7 +13,7 @@ use super::{
     input::{FormBody, optional_string},
 };
 use crate::{
-    auth::{AttemptKeys, Verification, refresh},
+    auth::{AttemptKeys, Verification, VerifyError, refresh},
     db::{NewSession, Rotation},
     domain::{Scope, ScopeSet, Username},
 };
@@ -342,7 +342,7 @@ async fn password_grant(
         )
         .await?;
     tracing::info!(user_id = %user.id, session_id = %session.id, scope = %granted, "logged in: session started");
-    issue(state, &user, session.id, &granted, refresh.token)
+    issue(state, &user, session.id, &granted, refresh.token).await
 }
 
 async fn refresh_grant(state: &AppState, fields: TokenFields) -> Result<TokenResponse, ApiError> {
@@ -400,7 +400,7 @@ async fn refresh_grant(state: &AppState, fields: TokenFields) -> Result<TokenRes
         Rotation::Reused => return Err(reuse_detected(state, session.id).await),
     }
     tracing::info!(user_id = %user.id, session_id = %session.id, scope = %granted, "refreshed: refresh token rotated");
-    issue(state, &user, session.id, &granted, next.token)
+    issue(state, &user, session.id, &granted, next.token).await
 }
 
 /// A refresh token presented again after it was exchanged: whoever holds the session's tokens,
@@ -424,17 +424,14 @@ fn narrowed(requested: ScopeSet, allowed: &ScopeSet, holder: &str) -> Result<Sco
     }
 }
 
-fn issue(
+async fn issue(
     state: &AppState,
     user: &crate::db::User,
     session_id: uuid::Uuid,
     granted: &ScopeSet,
     refresh_token: String,
 ) -> Result<TokenResponse, ApiError> {
-    let issued = state
-        .tokens
-        .issue(user.id, session_id, granted)
-        .map_err(ApiError::internal)?;
+    let issued = state.tokens.issue(user.id, session_id, granted).await?;
     Ok(TokenResponse::Ok(
         Json(AccessToken {
             access_token: issued.token,
@@ -485,10 +482,10 @@ async fn revoke(
     let session = if refresh_first {
         match refresh_token_session(state, &token).await? {
             Some(session) => Some(session),
-            None => access_token_session(state, &token).await,
+            None => access_token_session(state, &token).await?,
         }
     } else {
-        match access_token_session(state, &token).await {
+        match access_token_session(state, &token).await? {
             Some(session) => Some(session),
             None => refresh_token_session(state, &token).await?,
         }
@@ -504,12 +501,16 @@ async fn revoke(
 }
 
 /// The session of a valid access token.
-async fn access_token_session(state: &AppState, token: &str) -> Option<uuid::Uuid> {
-    state
-        .tokens
-        .verify(token.trim())
-        .ok()
-        .map(|verified| verified.session_id)
+async fn access_token_session(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<uuid::Uuid>, ApiError> {
+    match state.tokens.verify(token.trim()).await {
+        Ok(verified) => Ok(Some(verified.session_id)),
+        Err(VerifyError::Invalid(_)) => Ok(None),
+        // Its key could not be looked up: not the same as a token that is not ours.
+        Err(VerifyError::Store(err)) => Err(err.into()),
+    }
 }
 
 /// The session of a known refresh token, spent or not.

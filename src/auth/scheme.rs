@@ -62,13 +62,17 @@ pub async fn authenticate(
     credentials: &OAuth2,
     needed: &[Scope],
 ) -> Result<Authenticated, ApiError> {
-    let verified = tokens.verify(credentials.token()).map_err(|err| {
+    let verified = tokens.verify(credentials.token()).await.map_err(|err| {
         tracing::debug!(reason = %err, "refused an access token");
-        ApiError::InvalidToken
+        ApiError::from(err)
     })?;
     // One query: the session, its user, and (for a `kid`) that the key is not retired.
     let (session, user) = store
-        .find_session_and_user(verified.session_id, verified.user_id, None)
+        .find_session_and_user(
+            verified.session_id,
+            verified.user_id,
+            verified.kid.as_deref(),
+        )
         .await?
         .ok_or(ApiError::InvalidToken)?;
     let now = chrono::Utc::now();

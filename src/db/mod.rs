@@ -5,6 +5,7 @@ pub mod entities;
 mod items;
 mod login_failures;
 mod sessions;
+mod signing_keys;
 mod users;
 
 use std::time::Duration;
@@ -15,6 +16,7 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, SqlErr};
 
 pub use items::Item;
 pub use sessions::{NewSession, Rotation, Session, StoredRefreshToken};
+pub use signing_keys::{NewSigningKey, StoredSigningKey};
 pub use users::{NewUser, User};
 
 use crate::config::DatabaseSettings;

@@ -8,6 +8,7 @@ mod helpers;
 mod hostile;
 mod housekeeping;
 mod items;
+mod keys;
 mod openapi;
 mod protected;
 mod throttle;

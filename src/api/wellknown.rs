@@ -1,0 +1,270 @@
+//! Discovery: the public keys that verify access tokens (a JWK Set, RFC 7517) and the server's
+//! metadata (RFC 8414), from which resource servers and clients configure themselves.
+
+use poem::Request;
+use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
+
+use super::{
+    ApiTags, AppState,
+    error::{ApiError, KeySetError, MetadataError},
+};
+use crate::{auth::keys::PublicJwk, domain::Scope};
+
+/// Both documents change only when a key is rotated or retired (or the service is
+/// reconfigured): a minute of caching spares the database, and a verifier that meets an unknown
+/// `kid` refetches anyway.
+const CACHE_CONTROL: &str = "public, max-age=60";
+
+/// A public key that verifies access tokens (RFC 7517; RFC 8037 for Ed25519).
+#[derive(Debug, Object)]
+#[oai(rename = "Jwk")]
+pub struct JwkBody {
+    /// Key type: `OKP` (Ed25519) or `EC` (P-256).
+    pub kty: String,
+    /// Curve: `Ed25519` or `P-256`.
+    pub crv: String,
+    /// The public key (Ed25519) or its x coordinate (P-256), base64url.
+    pub x: String,
+    /// The y coordinate (P-256 only), base64url.
+    #[oai(skip_serializing_if_is_none)]
+    pub y: Option<String>,
+    /// The key's RFC 7638 JWK thumbprint; the tokens it signs name it in their `kid` header.
+    pub kid: String,
+    /// `EdDSA` or `ES256`.
+    pub alg: String,
+    /// `sig`.
+    #[oai(rename = "use")]
+    pub usage: String,
+}
+
+impl From<PublicJwk> for JwkBody {
+    fn from(jwk: PublicJwk) -> Self {
+        Self {
+            kty: jwk.kty,
+            crv: jwk.crv,
+            x: jwk.x,
+            y: jwk.y,
+            kid: jwk.kid,
+            alg: jwk.alg,
+            usage: jwk.usage,
+        }
+    }
+}
+
+/// A JWK Set (RFC 7517 §5).
+#[derive(Debug, Object)]
+#[oai(rename = "JwkSet")]
+pub struct JwkSetBody {
+    /// Every key that is not retired, newest (the one signing new tokens) first. Empty while
+    /// tokens are signed with HS256, whose secret is never published.
+    pub keys: Vec<JwkBody>,
+}
+
+/// OAuth 2.0 authorization server metadata (RFC 8414).
+#[derive(Debug, Object)]
+#[oai(rename = "AuthorizationServerMetadata")]
+pub struct ServerMetadata {
+    /// The `iss` claim of access tokens (`PORTCULLIS_ISSUER`).
+    pub issuer: String,
+    /// Where to log in, and to refresh.
+    pub token_endpoint: String,
+    /// Where to revoke a refresh token (RFC 7009).
+    pub revocation_endpoint: String,
+    /// The JWK Set that verifies access tokens.
+    pub jwks_uri: String,
+    /// `password` and `refresh_token`.
+    pub grant_types_supported: Vec<String>,
+    /// Empty: there is no authorization endpoint.
+    pub response_types_supported: Vec<String>,
+    /// Every scope a token can carry.
+    pub scopes_supported: Vec<String>,
+    /// `none`: clients do not authenticate.
+    pub token_endpoint_auth_methods_supported: Vec<String>,
+    /// `none`: clients do not authenticate.
+    pub revocation_endpoint_auth_methods_supported: Vec<String>,
+    /// The API's documentation (Swagger UI).
+    pub service_documentation: String,
+}
+
+#[derive(ApiResponse)]
+pub enum JwksResponse {
+    /// The public signing keys.
+    #[oai(status = 200)]
+    Ok(
+        Json<JwkSetBody>,
+        /// `public, max-age=60`.
+        #[oai(header = "Cache-Control")]
+        String,
+    ),
+}
+
+#[derive(ApiResponse)]
+pub enum MetadataResponse {
+    /// The server's metadata.
+    #[oai(status = 200)]
+    Ok(
+        Json<ServerMetadata>,
+        /// `public, max-age=60`.
+        #[oai(header = "Cache-Control")]
+        String,
+    ),
+}
+
+pub struct WellKnownApi;
+
+#[OpenApi(tag = "ApiTags::Discovery")]
+impl WellKnownApi {
+    /// Signing keys
+    ///
+    /// The public keys that verify access tokens signed with EdDSA or ES256: a token's `kid`
+    /// header names one of them. A retired key is no longer listed and its tokens are refused.
+    #[oai(path = "/.well-known/jwks.json", method = "get", operation_id = "jwks")]
+    async fn jwks(&self, state: poem::web::Data<&AppState>) -> Result<JwksResponse, KeySetError> {
+        let set = state.keys.jwks().await.map_err(ApiError::from)?;
+        Ok(JwksResponse::Ok(
+            Json(JwkSetBody {
+                keys: set.keys.into_iter().map(JwkBody::from).collect(),
+            }),
+            CACHE_CONTROL.into(),
+        ))
+    }
+
+    /// Server metadata
+    ///
+    /// Where the endpoints are and what they support (RFC 8414). The URLs start with the
+    /// configured public URL, or else with `http://` and the request's `Host`.
+    #[oai(
+        path = "/.well-known/oauth-authorization-server",
+        method = "get",
+        operation_id = "authorization_server_metadata"
+    )]
+    async fn metadata(
+        &self,
+        request: &Request,
+        state: poem::web::Data<&AppState>,
+    ) -> Result<MetadataResponse, MetadataError> {
+        let base = match &state.public_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "http://{}",
+                request_host(request).ok_or(ApiError::InvalidHost)?
+            ),
+        };
+        let strings = |values: &[&str]| values.iter().map(|&v| v.to_owned()).collect();
+        Ok(MetadataResponse::Ok(
+            Json(ServerMetadata {
+                issuer: state.tokens.issuer().to_owned(),
+                token_endpoint: format!("{base}/token"),
+                revocation_endpoint: format!("{base}/token/revoke"),
+                jwks_uri: format!("{base}/.well-known/jwks.json"),
+                grant_types_supported: strings(&["password", "refresh_token"]),
+                response_types_supported: Vec::new(),
+                scopes_supported: Scope::ALL.iter().map(|s| s.as_str().to_owned()).collect(),
+                token_endpoint_auth_methods_supported: strings(&["none"]),
+                revocation_endpoint_auth_methods_supported: strings(&["none"]),
+                service_documentation: format!("{base}/docs"),
+            }),
+            CACHE_CONTROL.into(),
+        ))
+    }
+}
+
+/// The request's `Host` (HTTP/2: its authority), when it is a plain `host[:port]`.
+fn request_host(request: &Request) -> Option<&str> {
+    let host = match request.headers().get(poem::http::header::HOST) {
+        Some(value) => value.to_str().ok()?,
+        None => request.uri().authority()?.as_str(),
+    };
+    is_host_and_port(host).then_some(host)
+}
+
+/// Whether `raw` is a DNS name, an IPv4 address or a bracketed IPv6 address, with an optional
+/// port — and nothing else a URL could be bent with (user info, a path, spaces).
+fn is_host_and_port(raw: &str) -> bool {
+    let (host, port) = match raw.strip_prefix('[') {
+        Some(bracketed) => {
+            let Some((address, rest)) = bracketed.split_once(']') else {
+                return false;
+            };
+            if address.parse::<std::net::Ipv6Addr>().is_err() {
+                return false;
+            }
+            match rest {
+                "" => return true,
+                _ => return rest.strip_prefix(':').is_some_and(is_port),
+            }
+        }
+        None => match raw.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (raw, None),
+        },
+    };
+    is_dns_name(host) && port.is_none_or(is_port)
+}
+
+/// Letters, digits and hyphens in dot-separated labels (IPv4 addresses are such names too).
+fn is_dns_name(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+fn is_port(port: &str) -> bool {
+    !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names_and_addresses_with_optional_ports_are_accepted() {
+        for host in [
+            "localhost",
+            "localhost:8000",
+            "auth.example.com",
+            "auth-1.example.com:443",
+            "127.0.0.1:8000",
+            "[::1]",
+            "[::1]:8000",
+            "[2001:db8::7]:65535",
+        ] {
+            assert!(is_host_and_port(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn anything_else_in_host_is_refused() {
+        for host in [
+            "",
+            ":8000",
+            "example.com:",
+            "example.com:65536",
+            "example.com:80:80",
+            "example.com:+80",
+            "user@example.com",
+            "example.com/path",
+            "example.com?query",
+            "exa mple.com",
+            "example..com",
+            ".example.com",
+            "-example.com",
+            "exämple.com",
+            "[::1",
+            "[::1]x",
+            "[not-an-address]",
+            "::1",
+            "example.com\"><script>",
+        ] {
+            assert!(!is_host_and_port(host), "{host:?}");
+        }
+    }
+}

@@ -1,0 +1,976 @@
+//! Asymmetric signing keys for access tokens, kept in the database so that every instance signs
+//! with the same key and publishes the same set at `/.well-known/jwks.json`.
+//!
+//! The newest key that is not retired signs; every key that is not retired verifies. Rotating
+//! adds a newer key (tokens signed with older ones stay valid until those are retired);
+//! retiring a key refuses its tokens.
+//!
+//! A key's `kid` is its RFC 7638 JWK thumbprint: it is derived from the public key alone, so it
+//! can never name two different keys, verifiers can recompute it, and a row whose public key
+//! was altered no longer matches its kid (such a row is neither used nor published).
+//!
+//! Private keys are stored encrypted with ChaCha20-Poly1305 under a key derived by HKDF-SHA256
+//! from the JWT secret, with the kid as associated data: a copy of the database alone signs
+//! nothing, and a ciphertext moved to another row does not decrypt. Every instance therefore
+//! needs the same secret. Under another secret the stored keys still verify (their public
+//! halves are plain) but cannot sign; `portcullis keys rotate` then makes a new one.
+//!
+//! Errors: [`KeyError`] where a caller tells the database from an unusable key (503 or 500);
+//! `anyhow` for start-up and the command-line helpers, which only report.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+};
+
+use anyhow::Context as _;
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use chacha20poly1305::{
+    ChaCha20Poly1305, KeyInit as _, Nonce,
+    aead::{Aead as _, Payload},
+};
+use chrono::{DateTime, Utc};
+use ed25519_dalek::pkcs8::EncodePrivateKey as _;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use p256::elliptic_curve::sec1::ToEncodedPoint as _;
+use secrecy::{ExposeSecret as _, zeroize::Zeroizing};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::{
+    config::{SigningAlgorithm, TokenSettings},
+    db::{NewSigningKey, Store, StoreError, StoredSigningKey},
+};
+
+/// HKDF `info` of the key-encryption key: names its one use, so that the JWT secret can never
+/// yield the same key for anything else.
+const ENCRYPTION_KEY_INFO: &[u8] = b"portcullis signing-key encryption v1";
+/// Prefix of a stored ciphertext, naming the scheme above (a later scheme gets `v2.`).
+const SEALED_PREFIX: &str = "v1.";
+const NONCE_BYTES: usize = 12;
+/// An Ed25519 seed, a P-256 scalar, and each public coordinate: 32 bytes.
+const KEY_BYTES: usize = 32;
+
+/// The algorithm of a stored key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyAlgorithm {
+    /// Ed25519 (RFC 8037).
+    #[value(name = "EdDSA")]
+    EdDsa,
+    /// ECDSA with P-256 and SHA-256.
+    #[value(name = "ES256")]
+    Es256,
+}
+
+impl KeyAlgorithm {
+    /// The name in JWS headers, JWKs and the `algorithm` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EdDsa => "EdDSA",
+            Self::Es256 => "ES256",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::EdDsa, Self::Es256]
+            .into_iter()
+            .find(|algorithm| algorithm.as_str() == raw)
+    }
+
+    pub fn jwt(self) -> Algorithm {
+        match self {
+            Self::EdDsa => Algorithm::EdDSA,
+            Self::Es256 => Algorithm::ES256,
+        }
+    }
+
+    /// What a new key gets unless told otherwise: the configured algorithm when it is
+    /// asymmetric, else Ed25519.
+    pub fn default_for(configured: SigningAlgorithm) -> Self {
+        match configured {
+            SigningAlgorithm::Es256 => Self::Es256,
+            SigningAlgorithm::EdDsa | SigningAlgorithm::Hs256 => Self::EdDsa,
+        }
+    }
+}
+
+impl std::fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The key that signs new tokens.
+pub struct Signer {
+    pub kid: String,
+    pub algorithm: Algorithm,
+    pub key: EncodingKey,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .field("key", &"[REDACTED]")
+            .finish()
+    }
+}
+
+/// The public key that verifies the tokens of one kid.
+pub struct Verifier {
+    pub algorithm: Algorithm,
+    pub key: DecodingKey,
+}
+
+/// A public key as published (RFC 7517, with RFC 8037's `OKP` for Ed25519).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicJwk {
+    /// `OKP` (Ed25519) or `EC` (P-256).
+    pub kty: String,
+    /// `Ed25519` or `P-256`.
+    pub crv: String,
+    /// The public key (Ed25519) or its x coordinate (P-256), base64url.
+    pub x: String,
+    /// The y coordinate (P-256 only), base64url.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub y: Option<String>,
+    /// The key's RFC 7638 thumbprint, named by the `kid` header of the tokens it signs.
+    pub kid: String,
+    /// `EdDSA` or `ES256`.
+    pub alg: String,
+    /// Always `sig`.
+    #[serde(rename = "use")]
+    pub usage: String,
+}
+
+/// A JWK Set (RFC 7517 §5): every key that verifies tokens, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JwkSet {
+    pub keys: Vec<PublicJwk>,
+}
+
+/// Why no signer could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The key exists but cannot sign: its private half does not decrypt with the configured
+    /// secret, or its row was altered.
+    #[error("the signing key {kid} cannot be used: {reason}")]
+    Unusable { kid: String, reason: String },
+}
+
+/// Where a key stands, as `portcullis keys list` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    /// The newest key not retired: it signs.
+    Current,
+    /// Not retired: it verifies the tokens it signed.
+    Active,
+    /// Its tokens are refused.
+    Retired,
+}
+
+impl KeyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Current => "current",
+            Self::Active => "active",
+            Self::Retired => "retired",
+        }
+    }
+}
+
+/// One stored key, without its private half.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySummary {
+    pub kid: String,
+    pub algorithm: String,
+    pub created_at: DateTime<Utc>,
+    pub retired_at: Option<DateTime<Utc>>,
+    pub status: KeyStatus,
+}
+
+/// The signing keys of every instance: cheap to clone, shared by every request.
+#[derive(Clone)]
+pub struct SigningKeys(Arc<Inner>);
+
+struct Inner {
+    store: Store,
+    encryption: KeyEncryptionKey,
+    /// Given to a key created here, when every key has been retired.
+    new_key_algorithm: KeyAlgorithm,
+    /// Decrypted once per kid: a key's material never changes, only whether it is retired.
+    signers: Mutex<HashMap<String, Arc<Signer>>>,
+    verifiers: Mutex<HashMap<String, Arc<Verifier>>>,
+    /// Held while creating a key, so that logins racing after the last retirement create one
+    /// key between them rather than one each.
+    creating: tokio::sync::Mutex<()>,
+}
+
+impl SigningKeys {
+    /// With an asymmetric algorithm configured, makes sure a key that is not retired exists
+    /// (creating one on first start) and that the current one decrypts with the configured
+    /// secret; start-up fails otherwise, rather than every login later. With HS256 nothing is
+    /// created: the keys only verify and publish what `portcullis keys rotate` made.
+    pub async fn start(store: Store, settings: &TokenSettings) -> anyhow::Result<Self> {
+        let keys = Self::new(store, settings);
+        if settings.algorithm.is_asymmetric() {
+            let signer = keys.signer().await.map_err(|err| match err {
+                KeyError::Unusable { kid, reason } => anyhow::anyhow!(
+                    "cannot sign with the current signing key {kid}: {reason}. Every instance \
+                     needs the JWT secret (PORTCULLIS_JWT_SECRET or PORTCULLIS_JWT_SECRET_FILE) \
+                     the key was created under; restore it, or run `portcullis keys rotate` to \
+                     create a key under the configured one"
+                ),
+                KeyError::Store(err) => {
+                    anyhow::Error::new(err).context("cannot read the signing keys")
+                }
+            })?;
+            tracing::info!(kid = %signer.kid, algorithm = ?signer.algorithm, "signing access tokens with a stored key");
+        }
+        Ok(keys)
+    }
+
+    /// Keys read from `store` on demand; nothing is read or created yet.
+    pub(crate) fn new(store: Store, settings: &TokenSettings) -> Self {
+        Self(Arc::new(Inner {
+            store,
+            encryption: KeyEncryptionKey::derive(settings.secret.expose_secret()),
+            new_key_algorithm: KeyAlgorithm::default_for(settings.algorithm),
+            signers: Mutex::default(),
+            verifiers: Mutex::default(),
+            creating: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    /// The newest key not retired, read from the database on every call so that a rotation
+    /// by another instance or the command line takes effect at once. When every key has been
+    /// retired, a new one is created.
+    pub async fn signer(&self) -> Result<Arc<Signer>, KeyError> {
+        let stored = match self.0.store.newest_active_signing_key().await? {
+            Some(stored) => stored,
+            None => self.create_when_none_is_active().await?,
+        };
+        if let Some(signer) = locked(&self.0.signers).get(&stored.kid) {
+            return Ok(signer.clone());
+        }
+        let signer = Arc::new(signer_of(&stored, &self.0.encryption)?);
+        locked(&self.0.signers).insert(stored.kid, signer.clone());
+        Ok(signer)
+    }
+
+    async fn create_when_none_is_active(&self) -> Result<StoredSigningKey, StoreError> {
+        let _creating = self.0.creating.lock().await;
+        if let Some(created_meanwhile) = self.0.store.newest_active_signing_key().await? {
+            return Ok(created_meanwhile);
+        }
+        let created =
+            create_key(&self.0.store, &self.0.encryption, self.0.new_key_algorithm).await?;
+        tracing::info!(kid = %created.kid, algorithm = %created.algorithm, "no signing key was active: created one");
+        Ok(created)
+    }
+
+    /// The public key named `kid`, if it exists and was not retired when first loaded. Cached
+    /// per kid: refusing a key's tokens as soon as it is retired is the per-request check's
+    /// job. A kid that is not found is not cached, since another instance may create it.
+    pub async fn verifier(&self, kid: &str) -> Result<Option<Arc<Verifier>>, StoreError> {
+        if let Some(verifier) = locked(&self.0.verifiers).get(kid) {
+            return Ok(Some(verifier.clone()));
+        }
+        let Some(stored) = self.0.store.find_signing_key(kid).await? else {
+            return Ok(None);
+        };
+        if stored.retired_at.is_some() {
+            return Ok(None);
+        }
+        let public = match PublicKey::of_stored(&stored) {
+            Ok(public) => public,
+            Err(reason) => {
+                tracing::error!(kid, reason, "a stored public key is unusable");
+                return Ok(None);
+            }
+        };
+        let verifier = Arc::new(public.verifier());
+        locked(&self.0.verifiers).insert(stored.kid, verifier.clone());
+        Ok(Some(verifier))
+    }
+
+    /// Every key not retired, as a JWK Set, newest first. Only public halves, rebuilt from
+    /// their checked components (never a symmetric key, never anything else a row holds).
+    pub async fn jwks(&self) -> Result<JwkSet, StoreError> {
+        let keys = self
+            .0
+            .store
+            .active_signing_keys()
+            .await?
+            .iter()
+            .filter_map(|stored| match PublicKey::of_stored(stored) {
+                Ok(public) => Some(public.jwk()),
+                Err(reason) => {
+                    tracing::error!(kid = %stored.kid, reason, "not publishing an unusable stored public key");
+                    None
+                }
+            })
+            .collect();
+        Ok(JwkSet { keys })
+    }
+}
+
+/// Creates a key of `algorithm`, which signs from now on (it is the newest); returns its kid.
+/// Older keys keep verifying until retired.
+pub async fn rotate(
+    store: &Store,
+    settings: &TokenSettings,
+    algorithm: KeyAlgorithm,
+) -> anyhow::Result<String> {
+    let encryption = KeyEncryptionKey::derive(settings.secret.expose_secret());
+    let created = create_key(store, &encryption, algorithm)
+        .await
+        .context("cannot store the new signing key")?;
+    tracing::info!(kid = %created.kid, algorithm = %created.algorithm, "created a signing key");
+    Ok(created.kid)
+}
+
+/// Retires a key: its tokens are refused from then on. `Ok(false)` when it already was; an
+/// error when there is no such key.
+pub async fn retire(store: &Store, kid: &str) -> anyhow::Result<bool> {
+    if store.retire_signing_key(kid).await? {
+        tracing::info!(kid, "retired a signing key");
+        return Ok(true);
+    }
+    match store.find_signing_key(kid).await? {
+        Some(_) => Ok(false),
+        None => anyhow::bail!("no signing key with kid {kid:?}"),
+    }
+}
+
+/// Every stored key, newest first, with its status.
+pub async fn list(store: &Store) -> anyhow::Result<Vec<KeySummary>> {
+    let stored = store.list_signing_keys().await?;
+    // Newest first, so the first key not retired is the one that signs.
+    let current = stored
+        .iter()
+        .find(|key| key.retired_at.is_none())
+        .map(|key| key.kid.clone());
+    Ok(stored
+        .into_iter()
+        .map(|key| KeySummary {
+            status: match (key.retired_at, Some(&key.kid) == current.as_ref()) {
+                (Some(_), _) => KeyStatus::Retired,
+                (None, true) => KeyStatus::Current,
+                (None, false) => KeyStatus::Active,
+            },
+            kid: key.kid,
+            algorithm: key.algorithm,
+            created_at: key.created_at,
+            retired_at: key.retired_at,
+        })
+        .collect())
+}
+
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The maps hold only finished entries, so one left by a panicking thread is still sound.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+async fn create_key(
+    store: &Store,
+    encryption: &KeyEncryptionKey,
+    algorithm: KeyAlgorithm,
+) -> Result<StoredSigningKey, StoreError> {
+    let private = PrivateKey::generate(algorithm);
+    let public = private.public_key();
+    let kid = public.thumbprint();
+    let sealed = encryption.seal(&kid, &private.to_bytes());
+    let jwk = serde_json::to_string(&public.jwk()).expect("a JWK serializes");
+    store
+        .insert_signing_key(NewSigningKey {
+            kid,
+            algorithm: algorithm.as_str().to_owned(),
+            public_jwk: jwk,
+            encrypted_private_key: sealed,
+        })
+        .await
+}
+
+/// Decrypts a stored key and checks that it is the key its kid names.
+fn signer_of(stored: &StoredSigningKey, encryption: &KeyEncryptionKey) -> Result<Signer, KeyError> {
+    let unusable = |reason: &str| KeyError::Unusable {
+        kid: stored.kid.clone(),
+        reason: reason.to_owned(),
+    };
+    let algorithm = KeyAlgorithm::parse(&stored.algorithm)
+        .ok_or_else(|| unusable("its algorithm is unknown"))?;
+    let raw = encryption
+        .open(&stored.kid, &stored.encrypted_private_key)
+        .ok_or_else(|| {
+            unusable("its private key does not decrypt with the configured JWT secret")
+        })?;
+    let private = PrivateKey::from_bytes(algorithm, &raw)
+        .ok_or_else(|| unusable("its private key is malformed"))?;
+    if private.public_key().thumbprint() != stored.kid {
+        return Err(unusable("its private key is not the key its kid names"));
+    }
+    Ok(Signer {
+        kid: stored.kid.clone(),
+        algorithm: algorithm.jwt(),
+        key: private.encoding_key(),
+    })
+}
+
+/// A private key, in memory only to be encrypted or turned into an [`EncodingKey`]; both
+/// kinds wipe themselves when dropped.
+enum PrivateKey {
+    Ed25519(ed25519_dalek::SigningKey),
+    P256(p256::SecretKey),
+}
+
+impl PrivateKey {
+    fn generate(algorithm: KeyAlgorithm) -> Self {
+        loop {
+            let mut bytes = Zeroizing::new([0u8; KEY_BYTES]);
+            rand::RngCore::fill_bytes(&mut rand::rng(), bytes.as_mut_slice());
+            // Every Ed25519 seed is valid; a P-256 scalar is not when it is zero or at least
+            // the group order (odds about 2^-32), so draw again.
+            if let Some(key) = Self::from_bytes(algorithm, bytes.as_slice()) {
+                return key;
+            }
+        }
+    }
+
+    /// From an Ed25519 seed or a P-256 scalar (big-endian), exactly 32 bytes.
+    fn from_bytes(algorithm: KeyAlgorithm, bytes: &[u8]) -> Option<Self> {
+        let bytes: &[u8; KEY_BYTES] = bytes.try_into().ok()?;
+        match algorithm {
+            KeyAlgorithm::EdDsa => {
+                Some(Self::Ed25519(ed25519_dalek::SigningKey::from_bytes(bytes)))
+            }
+            KeyAlgorithm::Es256 => p256::SecretKey::from_slice(bytes).ok().map(Self::P256),
+        }
+    }
+
+    fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(match self {
+            Self::Ed25519(key) => key.as_bytes().to_vec(),
+            // Copied through a wiped buffer: `to_bytes` returns the scalar by value.
+            Self::P256(key) => Zeroizing::new(key.to_bytes()).to_vec(),
+        })
+    }
+
+    fn public_key(&self) -> PublicKey {
+        match self {
+            Self::Ed25519(key) => PublicKey::Ed25519 {
+                x: key.verifying_key().to_bytes(),
+            },
+            Self::P256(key) => {
+                let point = key.public_key().to_encoded_point(false);
+                let coordinate = |c: Option<&p256::FieldBytes>| {
+                    let mut out = [0u8; KEY_BYTES];
+                    out.copy_from_slice(c.expect("an uncompressed point has both coordinates"));
+                    out
+                };
+                PublicKey::P256 {
+                    x: coordinate(point.x()),
+                    y: coordinate(point.y()),
+                }
+            }
+        }
+    }
+
+    /// jsonwebtoken's RustCrypto backend reads private keys as PKCS#8 DER.
+    fn encoding_key(&self) -> EncodingKey {
+        match self {
+            Self::Ed25519(key) => EncodingKey::from_ed_der(
+                key.to_pkcs8_der()
+                    .expect("an Ed25519 key encodes as PKCS#8")
+                    .as_bytes(),
+            ),
+            Self::P256(key) => EncodingKey::from_ec_der(
+                key.to_pkcs8_der()
+                    .expect("a P-256 key encodes as PKCS#8")
+                    .as_bytes(),
+            ),
+        }
+    }
+}
+
+/// A checked public key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PublicKey {
+    Ed25519 {
+        x: [u8; KEY_BYTES],
+    },
+    P256 {
+        x: [u8; KEY_BYTES],
+        y: [u8; KEY_BYTES],
+    },
+}
+
+impl PublicKey {
+    fn algorithm(&self) -> KeyAlgorithm {
+        match self {
+            Self::Ed25519 { .. } => KeyAlgorithm::EdDsa,
+            Self::P256 { .. } => KeyAlgorithm::Es256,
+        }
+    }
+
+    /// The RFC 7638 thumbprint: base64url SHA-256 of the required members, in lexicographic
+    /// order, without spaces. (base64url text needs no JSON escaping.)
+    fn thumbprint(&self) -> String {
+        let canonical = match self {
+            Self::Ed25519 { x } => format!(
+                r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
+                URL_SAFE_NO_PAD.encode(x)
+            ),
+            Self::P256 { x, y } => format!(
+                r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+                URL_SAFE_NO_PAD.encode(x),
+                URL_SAFE_NO_PAD.encode(y)
+            ),
+        };
+        URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+    }
+
+    fn jwk(&self) -> PublicJwk {
+        let (kty, crv, x, y) = match self {
+            Self::Ed25519 { x } => ("OKP", "Ed25519", x, None),
+            Self::P256 { x, y } => ("EC", "P-256", x, Some(URL_SAFE_NO_PAD.encode(y))),
+        };
+        PublicJwk {
+            kty: kty.into(),
+            crv: crv.into(),
+            x: URL_SAFE_NO_PAD.encode(x),
+            y,
+            kid: self.thumbprint(),
+            alg: self.algorithm().as_str().into(),
+            usage: "sig".into(),
+        }
+    }
+
+    /// The public key of a stored row, if its JWK is well formed, agrees with the row's
+    /// algorithm and is the key the row's kid names.
+    fn of_stored(stored: &StoredSigningKey) -> Result<Self, &'static str> {
+        let jwk: PublicJwk =
+            serde_json::from_str(&stored.public_jwk).map_err(|_| "its JWK does not parse")?;
+        let public = Self::from_jwk(&jwk)?;
+        if public.algorithm().as_str() != stored.algorithm {
+            return Err("its JWK does not match its algorithm");
+        }
+        if public.thumbprint() != stored.kid {
+            return Err("its JWK is not the key its kid names");
+        }
+        Ok(public)
+    }
+
+    fn from_jwk(jwk: &PublicJwk) -> Result<Self, &'static str> {
+        let coordinate = |text: &str| -> Result<[u8; KEY_BYTES], &'static str> {
+            URL_SAFE_NO_PAD
+                .decode(text)
+                .ok()
+                .and_then(|bytes| bytes.try_into().ok())
+                .ok_or("a coordinate is not 32 bytes of base64url")
+        };
+        match (jwk.kty.as_str(), jwk.crv.as_str(), jwk.alg.as_str(), &jwk.y) {
+            ("OKP", "Ed25519", "EdDSA", None) => {
+                let x = coordinate(&jwk.x)?;
+                ed25519_dalek::VerifyingKey::from_bytes(&x)
+                    .map_err(|_| "not an Ed25519 public key")?;
+                Ok(Self::Ed25519 { x })
+            }
+            ("EC", "P-256", "ES256", Some(y)) => {
+                let (x, y) = (coordinate(&jwk.x)?, coordinate(y)?);
+                let mut point = [0u8; 1 + 2 * KEY_BYTES];
+                point[0] = 0x04;
+                point[1..=KEY_BYTES].copy_from_slice(&x);
+                point[1 + KEY_BYTES..].copy_from_slice(&y);
+                p256::PublicKey::from_sec1_bytes(&point).map_err(|_| "not a P-256 point")?;
+                Ok(Self::P256 { x, y })
+            }
+            _ => Err("its JWK is neither an Ed25519 nor a P-256 signing key"),
+        }
+    }
+
+    fn verifier(&self) -> Verifier {
+        let key = match self {
+            Self::Ed25519 { x } => DecodingKey::from_ed_components(&URL_SAFE_NO_PAD.encode(x)),
+            Self::P256 { x, y } => DecodingKey::from_ec_components(
+                &URL_SAFE_NO_PAD.encode(x),
+                &URL_SAFE_NO_PAD.encode(y),
+            ),
+        }
+        .expect("checked components decode");
+        Verifier {
+            algorithm: self.algorithm().jwt(),
+            key,
+        }
+    }
+}
+
+/// Encrypts private keys at rest: ChaCha20-Poly1305 under a key derived from the JWT secret.
+struct KeyEncryptionKey(ChaCha20Poly1305);
+
+impl KeyEncryptionKey {
+    fn derive(secret: &[u8]) -> Self {
+        let mut key = Zeroizing::new([0u8; 32]);
+        hkdf::Hkdf::<Sha256>::new(None, secret)
+            .expand(ENCRYPTION_KEY_INFO, key.as_mut_slice())
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        Self(ChaCha20Poly1305::new(key.as_slice().into()))
+    }
+
+    /// `v1.` + base64url(nonce ‖ ciphertext ‖ tag), bound to `kid`.
+    fn seal(&self, kid: &str, plaintext: &[u8]) -> String {
+        let mut nonce = [0u8; NONCE_BYTES];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut nonce);
+        let ciphertext = self
+            .0
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: kid.as_bytes(),
+                },
+            )
+            .expect("ChaCha20-Poly1305 encrypts any key-sized message");
+        let mut sealed = nonce.to_vec();
+        sealed.extend_from_slice(&ciphertext);
+        format!("{SEALED_PREFIX}{}", URL_SAFE_NO_PAD.encode(sealed))
+    }
+
+    /// The plaintext, or `None` when `sealed` was made under another secret or for another
+    /// kid, or was altered.
+    fn open(&self, kid: &str, sealed: &str) -> Option<Zeroizing<Vec<u8>>> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(sealed.strip_prefix(SEALED_PREFIX)?)
+            .ok()?;
+        let (nonce, ciphertext) = bytes.split_at_checked(NONCE_BYTES)?;
+        let nonce: [u8; NONCE_BYTES] = nonce.try_into().ok()?;
+        self.0
+            .decrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: kid.as_bytes(),
+                },
+            )
+            .ok()
+            .map(Zeroizing::new)
+    }
+}
+
+/// What unit tests elsewhere in the crate need to build keys.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::{sync::Arc, time::Duration};
+
+    use secrecy::SecretBox;
+
+    use crate::config::{DatabaseSettings, SigningAlgorithm, TokenSettings};
+    use crate::db::Store;
+
+    /// A migrated database in memory, gone with the last connection of its pool.
+    pub async fn store() -> Store {
+        let store = Store::connect(&DatabaseSettings {
+            url: "sqlite::memory:".into(),
+        })
+        .await
+        .expect("an in-memory database opens");
+        store.migrate().await.expect("migrations apply");
+        store
+    }
+
+    pub fn settings(secret: &[u8], algorithm: SigningAlgorithm) -> TokenSettings {
+        TokenSettings {
+            secret: Arc::new(SecretBox::new(secret.to_vec().into_boxed_slice())),
+            algorithm,
+            ttl: Duration::from_secs(1800),
+            issuer: "portcullis".into(),
+            audience: "portcullis".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = &[7u8; 32];
+
+    fn encryption() -> KeyEncryptionKey {
+        KeyEncryptionKey::derive(SECRET)
+    }
+
+    /// RFC 8037 Appendix A.1's Ed25519 private key (`d`) and A.2's public key (`x`).
+    const RFC8037_D: &str = "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A";
+    const RFC8037_X: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+
+    fn rfc8037_key() -> PrivateKey {
+        let d = URL_SAFE_NO_PAD.decode(RFC8037_D).unwrap();
+        PrivateKey::from_bytes(KeyAlgorithm::EdDsa, &d).unwrap()
+    }
+
+    #[test]
+    fn the_kid_is_the_rfc_8037_thumbprint_of_the_ed25519_example() {
+        let public = rfc8037_key().public_key();
+        let jwk = public.jwk();
+        assert_eq!(jwk.x, RFC8037_X);
+        // RFC 8037 Appendix A.3.
+        assert_eq!(
+            public.thumbprint(),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
+        assert_eq!(jwk.kid, "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+    }
+
+    #[test]
+    fn the_encoding_key_signs_as_rfc_8037_says() {
+        // RFC 8037 Appendix A.4: Ed25519 signatures are deterministic.
+        let signer = rfc8037_key().encoding_key();
+        let signing_input = "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc";
+        let signature =
+            jsonwebtoken::crypto::sign(signing_input.as_bytes(), &signer, Algorithm::EdDSA)
+                .unwrap();
+        assert_eq!(
+            signature,
+            "hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg"
+        );
+    }
+
+    #[test]
+    fn a_p256_thumbprint_hashes_crv_kty_x_y_in_that_order() {
+        // RFC 7515 Appendix A.3's P-256 key.
+        let d = URL_SAFE_NO_PAD
+            .decode("jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI")
+            .unwrap();
+        let public = PrivateKey::from_bytes(KeyAlgorithm::Es256, &d)
+            .unwrap()
+            .public_key();
+        let jwk = public.jwk();
+        assert_eq!(jwk.x, "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU");
+        assert_eq!(
+            jwk.y.as_deref(),
+            Some("x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0")
+        );
+        let canonical = r#"{"crv":"P-256","kty":"EC","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}"#;
+        assert_eq!(
+            public.thumbprint(),
+            URL_SAFE_NO_PAD.encode(Sha256::digest(canonical))
+        );
+        assert_eq!(
+            serde_json::to_value(&jwk).unwrap(),
+            serde_json::json!({
+                "kty": "EC", "crv": "P-256",
+                "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+                "kid": public.thumbprint(), "alg": "ES256", "use": "sig",
+            })
+        );
+    }
+
+    #[test]
+    fn a_sealed_key_opens_with_the_same_secret_and_kid() {
+        let sealed = encryption().seal("kid-1", b"thirty-two bytes of private key!");
+        assert!(sealed.starts_with("v1."), "{sealed}");
+        let opened = encryption().open("kid-1", &sealed).unwrap();
+        assert_eq!(opened.as_slice(), b"thirty-two bytes of private key!");
+    }
+
+    #[test]
+    fn a_sealed_key_does_not_open_with_another_secret() {
+        let sealed = encryption().seal("kid-1", b"private");
+        assert!(
+            KeyEncryptionKey::derive(&[8u8; 32])
+                .open("kid-1", &sealed)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_sealed_key_does_not_open_under_another_kid() {
+        let sealed = encryption().seal("kid-1", b"private");
+        assert!(encryption().open("kid-2", &sealed).is_none());
+    }
+
+    #[test]
+    fn an_altered_or_unversioned_ciphertext_does_not_open() {
+        let sealed = encryption().seal("kid-1", b"private");
+        let mut bytes = URL_SAFE_NO_PAD.decode(&sealed[3..]).unwrap();
+        *bytes.last_mut().unwrap() ^= 1;
+        let altered = format!("v1.{}", URL_SAFE_NO_PAD.encode(&bytes));
+        assert!(encryption().open("kid-1", &altered).is_none());
+        assert!(encryption().open("kid-1", &sealed[3..]).is_none());
+        assert!(encryption().open("kid-1", "v1.AAAA").is_none());
+    }
+
+    #[test]
+    fn every_seal_uses_a_fresh_nonce() {
+        assert_ne!(
+            encryption().seal("kid-1", b"private"),
+            encryption().seal("kid-1", b"private")
+        );
+    }
+
+    #[test]
+    fn generated_keys_round_trip_through_their_stored_form() {
+        for algorithm in [KeyAlgorithm::EdDsa, KeyAlgorithm::Es256] {
+            let private = PrivateKey::generate(algorithm);
+            let public = private.public_key();
+            let stored = StoredSigningKey {
+                kid: public.thumbprint(),
+                algorithm: algorithm.as_str().into(),
+                public_jwk: serde_json::to_string(&public.jwk()).unwrap(),
+                encrypted_private_key: encryption().seal(&public.thumbprint(), &private.to_bytes()),
+                created_at: Utc::now(),
+                retired_at: None,
+            };
+            assert_eq!(PublicKey::of_stored(&stored), Ok(public.clone()));
+            let signer = signer_of(&stored, &encryption()).unwrap();
+            assert_eq!(signer.algorithm, algorithm.jwt());
+            let message = b"header.payload";
+            let signature =
+                jsonwebtoken::crypto::sign(message, &signer.key, signer.algorithm).unwrap();
+            let verifier = public.verifier();
+            assert!(
+                jsonwebtoken::crypto::verify(
+                    &signature,
+                    message,
+                    &verifier.key,
+                    verifier.algorithm
+                )
+                .unwrap(),
+                "{algorithm}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_row_whose_public_key_was_swapped_is_refused() {
+        let (first, second) = (
+            PrivateKey::generate(KeyAlgorithm::EdDsa).public_key(),
+            PrivateKey::generate(KeyAlgorithm::EdDsa).public_key(),
+        );
+        let stored = StoredSigningKey {
+            kid: first.thumbprint(),
+            algorithm: "EdDSA".into(),
+            public_jwk: serde_json::to_string(&second.jwk()).unwrap(),
+            encrypted_private_key: String::new(),
+            created_at: Utc::now(),
+            retired_at: None,
+        };
+        assert_eq!(
+            PublicKey::of_stored(&stored),
+            Err("its JWK is not the key its kid names")
+        );
+    }
+
+    #[tokio::test]
+    async fn start_creates_one_key_of_the_configured_algorithm_and_reuses_it() {
+        let store = testing::store().await;
+        let settings = testing::settings(SECRET, SigningAlgorithm::Es256);
+        let keys = SigningKeys::start(store.clone(), &settings).await.unwrap();
+        let signer = keys.signer().await.unwrap();
+        assert_eq!(signer.algorithm, Algorithm::ES256);
+        SigningKeys::start(store.clone(), &settings).await.unwrap();
+        let listed = list(&store).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].kid, signer.kid);
+        assert_eq!(listed[0].status, KeyStatus::Current);
+    }
+
+    #[tokio::test]
+    async fn start_with_hs256_creates_no_key_and_publishes_none() {
+        let store = testing::store().await;
+        let settings = testing::settings(SECRET, SigningAlgorithm::Hs256);
+        let keys = SigningKeys::start(store.clone(), &settings).await.unwrap();
+        assert!(list(&store).await.unwrap().is_empty());
+        assert_eq!(keys.jwks().await.unwrap(), JwkSet { keys: vec![] });
+    }
+
+    #[tokio::test]
+    async fn start_fails_when_the_current_key_was_made_under_another_secret() {
+        let store = testing::store().await;
+        let before = testing::settings(SECRET, SigningAlgorithm::EdDsa);
+        let kid = rotate(&store, &before, KeyAlgorithm::EdDsa).await.unwrap();
+        let after = testing::settings(&[9u8; 32], SigningAlgorithm::EdDsa);
+        let err = SigningKeys::start(store, &after).await.err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot sign with the current signing key {kid}: its private key does not decrypt \
+                 with the configured JWT secret. Every instance needs the JWT secret \
+                 (PORTCULLIS_JWT_SECRET or PORTCULLIS_JWT_SECRET_FILE) the key was created under; \
+                 restore it, or run `portcullis keys rotate` to create a key under the configured \
+                 one"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rotation_elsewhere_signs_the_next_token_and_both_keys_verify() {
+        let store = testing::store().await;
+        let settings = testing::settings(SECRET, SigningAlgorithm::EdDsa);
+        let keys = SigningKeys::start(store.clone(), &settings).await.unwrap();
+        let old = keys.signer().await.unwrap().kid.clone();
+        let new = rotate(&store, &settings, KeyAlgorithm::Es256)
+            .await
+            .unwrap();
+        let signer = keys.signer().await.unwrap();
+        assert_eq!(
+            (signer.kid.as_str(), signer.algorithm),
+            (new.as_str(), Algorithm::ES256)
+        );
+        let published: Vec<String> = keys
+            .jwks()
+            .await
+            .unwrap()
+            .keys
+            .into_iter()
+            .map(|k| k.kid)
+            .collect();
+        assert_eq!(published, [new.clone(), old.clone()]);
+        assert_eq!(
+            keys.verifier(&old).await.unwrap().unwrap().algorithm,
+            Algorithm::EdDSA
+        );
+        assert_eq!(
+            keys.verifier(&new).await.unwrap().unwrap().algorithm,
+            Algorithm::ES256
+        );
+        assert!(keys.verifier("no-such-kid").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_retired_key_is_neither_published_nor_loaded_and_a_new_one_replaces_the_last() {
+        let store = testing::store().await;
+        let settings = testing::settings(SECRET, SigningAlgorithm::EdDsa);
+        let keys = SigningKeys::start(store.clone(), &settings).await.unwrap();
+        let old = keys.signer().await.unwrap().kid.clone();
+        assert!(retire(&store, &old).await.unwrap());
+        assert!(!retire(&store, &old).await.unwrap(), "already retired");
+        assert_eq!(
+            retire(&store, "nope").await.unwrap_err().to_string(),
+            r#"no signing key with kid "nope""#
+        );
+        assert!(keys.jwks().await.unwrap().keys.is_empty());
+        assert!(keys.verifier(&old).await.unwrap().is_none());
+
+        let replacement = keys.signer().await.unwrap();
+        assert_ne!(replacement.kid, old);
+        assert_eq!(replacement.algorithm, Algorithm::EdDSA);
+        let statuses: Vec<(String, KeyStatus)> = list(&store)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|key| (key.kid, key.status))
+            .collect();
+        assert_eq!(
+            statuses,
+            [
+                (replacement.kid.clone(), KeyStatus::Current),
+                (old, KeyStatus::Retired)
+            ]
+        );
+    }
+}

@@ -1,0 +1,126 @@
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _, SqlErr,
+};
+
+use super::{Store, StoreError, entities::signing_key};
+
+/// A signing key as stored: the public half as a JWK, the private half encrypted. What the
+/// columns mean is `auth::keys`' business; this module only moves rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSigningKey {
+    pub kid: String,
+    pub algorithm: String,
+    pub public_jwk: String,
+    pub encrypted_private_key: String,
+    pub created_at: DateTime<Utc>,
+    pub retired_at: Option<DateTime<Utc>>,
+}
+
+impl From<signing_key::Model> for StoredSigningKey {
+    fn from(row: signing_key::Model) -> Self {
+        Self {
+            kid: row.kid,
+            algorithm: row.algorithm,
+            public_jwk: row.public_jwk,
+            encrypted_private_key: row.encrypted_private_key,
+            created_at: row.created_at,
+            retired_at: row.retired_at,
+        }
+    }
+}
+
+/// What is needed to store a new key; it is created active, now.
+#[derive(Debug)]
+pub struct NewSigningKey {
+    pub kid: String,
+    pub algorithm: String,
+    pub public_jwk: String,
+    pub encrypted_private_key: String,
+}
+
+impl Store {
+    pub async fn insert_signing_key(
+        &self,
+        new: NewSigningKey,
+    ) -> Result<StoredSigningKey, StoreError> {
+        let row = signing_key::ActiveModel {
+            kid: Set(new.kid),
+            algorithm: Set(new.algorithm),
+            public_jwk: Set(new.public_jwk),
+            encrypted_private_key: Set(new.encrypted_private_key),
+            created_at: Set(super::now()),
+            retired_at: Set(None),
+        };
+        signing_key::Entity::insert(row)
+            .exec_with_returning(self.connection())
+            .await
+            .map(StoredSigningKey::from)
+            .map_err(|err| match err.sql_err() {
+                // The kid is a hash of a freshly generated key: a clash means a broken random
+                // source, not a taken name, so it must not read as `UsernameTaken`.
+                Some(SqlErr::UniqueConstraintViolation(_)) => StoreError::Query(err),
+                _ => StoreError::from(err),
+            })
+    }
+
+    /// The key that signs: the newest one not retired. Ties (keys created in the same
+    /// microsecond by two instances) are broken by kid, so every instance picks the same one.
+    pub async fn newest_active_signing_key(&self) -> Result<Option<StoredSigningKey>, StoreError> {
+        Ok(signing_key::Entity::find()
+            .filter(signing_key::Column::RetiredAt.is_null())
+            .order_by_desc(signing_key::Column::CreatedAt)
+            .order_by_desc(signing_key::Column::Kid)
+            .one(self.connection())
+            .await?
+            .map(StoredSigningKey::from))
+    }
+
+    pub async fn find_signing_key(
+        &self,
+        kid: &str,
+    ) -> Result<Option<StoredSigningKey>, StoreError> {
+        Ok(signing_key::Entity::find_by_id(kid)
+            .one(self.connection())
+            .await?
+            .map(StoredSigningKey::from))
+    }
+
+    /// Every key not retired, newest (the signing one) first.
+    pub async fn active_signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
+        self.signing_keys(true).await
+    }
+
+    /// Every key, retired ones included, newest first.
+    pub async fn list_signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
+        self.signing_keys(false).await
+    }
+
+    async fn signing_keys(&self, active_only: bool) -> Result<Vec<StoredSigningKey>, StoreError> {
+        let mut query = signing_key::Entity::find();
+        if active_only {
+            query = query.filter(signing_key::Column::RetiredAt.is_null());
+        }
+        Ok(query
+            .order_by_desc(signing_key::Column::CreatedAt)
+            .order_by_desc(signing_key::Column::Kid)
+            .all(self.connection())
+            .await?
+            .into_iter()
+            .map(StoredSigningKey::from)
+            .collect())
+    }
+
+    /// Retires a key; `false` when there is no such key or it was already retired (its
+    /// retirement date is kept).
+    pub async fn retire_signing_key(&self, kid: &str) -> Result<bool, StoreError> {
+        let result = signing_key::Entity::update_many()
+            .col_expr(signing_key::Column::RetiredAt, super::now().into())
+            .filter(signing_key::Column::Kid.eq(kid))
+            .filter(signing_key::Column::RetiredAt.is_null())
+            .exec(self.connection())
+            .await
+            .map_err(StoreError::from)?;
+        Ok(result.rows_affected > 0)
+    }
+}

@@ -1,0 +1,523 @@
+//! Asymmetric signing keys, seen from outside: tokens name a published key and verify with it
+//! under an independent implementation (`ring`); rotation and retirement; the algorithm pinned
+//! by configuration; and the two discovery documents, `/.well-known/jwks.json` and
+//! `/.well-known/oauth-authorization-server`.
+
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use portcullis::{
+    auth::keys::{self, KeyAlgorithm},
+    config::SigningAlgorithm,
+};
+use reqwest::{StatusCode, header::HeaderMap};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::helpers::*;
+
+const USERNAME: &str = "alice";
+const PASSWORD: &str = "pw-alice-keys";
+const PUBLIC_URL: &str = "https://auth.example.com";
+
+/// A server signing with `algorithm`, on a fresh database, with one user.
+async fn app_signing_with(algorithm: SigningAlgorithm) -> TestApp {
+    let (url, data_dir) = fresh_database().await;
+    let mut settings = test_settings(url);
+    settings.tokens.algorithm = algorithm;
+    let app = spawn_app_with(settings, data_dir).await;
+    app.create_user(USERNAME, PASSWORD).await;
+    app
+}
+
+async fn login(app: &TestApp) -> String {
+    app.login(USERNAME, PASSWORD).await
+}
+
+/// A compact JWS taken apart by hand, so that nothing of jsonwebtoken's is trusted.
+struct Jws {
+    header: Value,
+    claims: Value,
+    /// `base64url(header).base64url(claims)`, what the signature covers.
+    signing_input: String,
+    signature: Vec<u8>,
+}
+
+impl Jws {
+    fn parse(token: &str) -> Self {
+        let parts: Vec<&str> = token.split('.').collect();
+        assert_eq!(parts.len(), 3, "a compact JWS has three parts: {token}");
+        let json = |part: &str| -> Value {
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+        };
+        Self {
+            header: json(parts[0]),
+            claims: json(parts[1]),
+            signing_input: format!("{}.{}", parts[0], parts[1]),
+            signature: URL_SAFE_NO_PAD.decode(parts[2]).unwrap(),
+        }
+    }
+
+    fn kid(&self) -> String {
+        self.header["kid"]
+            .as_str()
+            .expect("the header names its key")
+            .to_owned()
+    }
+
+    /// The same token with `claims` in place of its own, and its original signature.
+    fn with_claims(&self, claims: &Value) -> String {
+        let header = self.signing_input.split('.').next().unwrap();
+        format!(
+            "{header}.{}.{}",
+            URL_SAFE_NO_PAD.encode(claims.to_string()),
+            URL_SAFE_NO_PAD.encode(&self.signature)
+        )
+    }
+}
+
+/// Whether `ring` accepts `signature` over `message` under the public JWK `jwk`.
+fn ring_verifies(jwk: &Value, message: &[u8], signature: &[u8]) -> bool {
+    use ring::signature::{ECDSA_P256_SHA256_FIXED, ED25519, UnparsedPublicKey};
+    let coordinate = |name: &str| URL_SAFE_NO_PAD.decode(jwk[name].as_str().unwrap()).unwrap();
+    match jwk["kty"].as_str().unwrap() {
+        "OKP" => UnparsedPublicKey::new(&ED25519, coordinate("x"))
+            .verify(message, signature)
+            .is_ok(),
+        "EC" => {
+            let mut point = vec![0x04];
+            point.extend(coordinate("x"));
+            point.extend(coordinate("y"));
+            UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
+                .verify(message, signature)
+                .is_ok()
+        }
+        other => panic!("unexpected key type {other}"),
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+}
+
+async fn get(app: &TestApp, path: &str, host: Option<&str>) -> Answer {
+    let mut request = app.client.get(app.url(path));
+    if let Some(host) = host {
+        request = request.header("Host", host);
+    }
+    let response = request.send().await.unwrap();
+    Answer {
+        status: response.status(),
+        headers: response.headers().clone(),
+        body: json_body(response).await,
+    }
+}
+
+/// `GET /.well-known/jwks.json`, checked for its status and headers.
+async fn jwks(app: &TestApp) -> Value {
+    let answer = get(app, "/.well-known/jwks.json", None).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(
+        answer.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+    assert_eq!(answer.header("cache-control"), Some("public, max-age=60"));
+    answer.body
+}
+
+fn published_kids(set: &Value) -> Vec<String> {
+    set["keys"]
+        .as_array()
+        .expect("a JWK Set has a `keys` list")
+        .iter()
+        .map(|key| key["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `GET /users/me` with `token`: the status, and for a 401 its exact body and challenge.
+async fn me_status(app: &TestApp, token: &str) -> u16 {
+    let response = app.get_me(token).await;
+    let status = response.status().as_u16();
+    if status == 401 {
+        assert_eq!(
+            header(response.headers(), "www-authenticate"),
+            Some("Bearer")
+        );
+        assert_eq!(
+            json_body(response).await,
+            json!({"detail": "Could not validate credentials"})
+        );
+    }
+    status
+}
+
+async fn a_token_names_a_published_key_that_verifies_it(
+    algorithm: SigningAlgorithm,
+    alg: &str,
+    kty: &str,
+    crv: &str,
+) {
+    let app = app_signing_with(algorithm).await;
+
+    let token = login(&app).await;
+    let set = jwks(&app).await;
+
+    let jws = Jws::parse(&token);
+    assert_eq!(jws.header["alg"], alg);
+    assert_eq!(jws.header["typ"], "at+jwt");
+    let kid = jws.kid();
+    let keys = set["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1, "{set}");
+    let jwk = &keys[0];
+    let mut members: Vec<&str> = jwk
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    members.sort_unstable();
+    let expected: &[&str] = if kty == "EC" {
+        &["alg", "crv", "kid", "kty", "use", "x", "y"]
+    } else {
+        &["alg", "crv", "kid", "kty", "use", "x"]
+    };
+    assert_eq!(members, expected, "{jwk}");
+    assert_eq!(
+        (
+            &jwk["kid"],
+            &jwk["alg"],
+            &jwk["kty"],
+            &jwk["crv"],
+            &jwk["use"]
+        ),
+        (
+            &json!(kid),
+            &json!(alg),
+            &json!(kty),
+            &json!(crv),
+            &json!("sig")
+        )
+    );
+
+    assert!(ring_verifies(
+        jwk,
+        jws.signing_input.as_bytes(),
+        &jws.signature
+    ));
+    let mut elevated = jws.claims.clone();
+    elevated["scope"] = json!("me items admin");
+    let tampered = jws.with_claims(&elevated);
+    let tampered_jws = Jws::parse(&tampered);
+    assert!(!ring_verifies(
+        jwk,
+        tampered_jws.signing_input.as_bytes(),
+        &tampered_jws.signature
+    ));
+    assert_eq!(me_status(&app, &tampered).await, 401);
+    assert_eq!(me_status(&app, &token).await, 200);
+}
+
+#[tokio::test]
+async fn an_eddsa_token_names_a_published_key_that_verifies_it() {
+    a_token_names_a_published_key_that_verifies_it(
+        SigningAlgorithm::EdDsa,
+        "EdDSA",
+        "OKP",
+        "Ed25519",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_es256_token_names_a_published_key_that_verifies_it() {
+    a_token_names_a_published_key_that_verifies_it(SigningAlgorithm::Es256, "ES256", "EC", "P-256")
+        .await;
+}
+
+#[tokio::test]
+async fn after_a_rotation_new_tokens_name_the_new_key_and_old_tokens_still_work() {
+    let app = app_signing_with(SigningAlgorithm::EdDsa).await;
+    let old_token = login(&app).await;
+    let old_kid = Jws::parse(&old_token).kid();
+
+    let new_kid = keys::rotate(&app.store, &app.settings.tokens, KeyAlgorithm::Es256)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        published_kids(&jwks(&app).await),
+        [new_kid.clone(), old_kid]
+    );
+    let new_token = login(&app).await;
+    let new_jws = Jws::parse(&new_token);
+    assert_eq!(new_jws.kid(), new_kid);
+    assert_eq!(new_jws.header["alg"], "ES256");
+    assert_eq!(me_status(&app, &new_token).await, 200);
+    assert_eq!(me_status(&app, &old_token).await, 200);
+}
+
+#[tokio::test]
+async fn a_retired_key_leaves_the_key_set() {
+    let app = app_signing_with(SigningAlgorithm::EdDsa).await;
+    let old_kid = Jws::parse(&login(&app).await).kid();
+    let new_kid = keys::rotate(&app.store, &app.settings.tokens, KeyAlgorithm::EdDsa)
+        .await
+        .unwrap();
+
+    assert!(keys::retire(&app.store, &old_kid).await.unwrap());
+
+    assert_eq!(published_kids(&jwks(&app).await), [new_kid]);
+}
+
+/// The key of a token already presented is cached: the per-request check (the session query,
+/// which also requires the token's key not to be retired) is what notices the retirement.
+#[tokio::test]
+async fn a_token_signed_with_a_key_retired_since_its_last_use_is_refused() {
+    let app = app_signing_with(SigningAlgorithm::EdDsa).await;
+    let old_token = login(&app).await;
+    assert_eq!(me_status(&app, &old_token).await, 200);
+    keys::rotate(&app.store, &app.settings.tokens, KeyAlgorithm::EdDsa)
+        .await
+        .unwrap();
+    let new_token = login(&app).await;
+
+    assert!(
+        keys::retire(&app.store, &Jws::parse(&old_token).kid())
+            .await
+            .unwrap()
+    );
+
+    assert_eq!(me_status(&app, &old_token).await, 401);
+    assert_eq!(me_status(&app, &new_token).await, 200);
+}
+
+#[tokio::test]
+async fn a_token_signed_with_a_key_retired_before_its_first_use_is_refused() {
+    let app = app_signing_with(SigningAlgorithm::EdDsa).await;
+    let old_token = login(&app).await;
+    keys::rotate(&app.store, &app.settings.tokens, KeyAlgorithm::EdDsa)
+        .await
+        .unwrap();
+
+    assert!(
+        keys::retire(&app.store, &Jws::parse(&old_token).kid())
+            .await
+            .unwrap()
+    );
+
+    assert_eq!(me_status(&app, &old_token).await, 401);
+}
+
+#[tokio::test]
+async fn when_every_key_is_retired_the_next_login_creates_a_new_one() {
+    let app = app_signing_with(SigningAlgorithm::Es256).await;
+    let old_kid = Jws::parse(&login(&app).await).kid();
+    assert!(keys::retire(&app.store, &old_kid).await.unwrap());
+    assert_eq!(jwks(&app).await, json!({"keys": []}));
+
+    let token = login(&app).await;
+
+    let jws = Jws::parse(&token);
+    assert_ne!(jws.kid(), old_kid);
+    assert_eq!(jws.header["alg"], "ES256");
+    assert_eq!(published_kids(&jwks(&app).await), [jws.kid()]);
+    assert_eq!(me_status(&app, &token).await, 200);
+}
+
+#[tokio::test]
+async fn servers_pinned_to_one_algorithm_refuse_tokens_of_the_other() {
+    // Two servers on one database and secret: the only difference is the configured algorithm.
+    let (url, data_dir) = fresh_database().await;
+    let mut settings = test_settings(url.clone());
+    settings.tokens.algorithm = SigningAlgorithm::EdDsa;
+    let eddsa = spawn_app_with(settings, data_dir).await;
+    let hs256 = spawn_app_with(test_settings(url), None).await;
+    let user = eddsa.create_user(USERNAME, PASSWORD).await;
+    let eddsa_token = login(&eddsa).await;
+    let hs256_token = login(&hs256).await;
+    assert_eq!(Jws::parse(&hs256_token).header["alg"], "HS256");
+
+    assert_eq!(me_status(&eddsa, &eddsa_token).await, 200);
+    assert_eq!(me_status(&hs256, &hs256_token).await, 200);
+    assert_eq!(me_status(&hs256, &eddsa_token).await, 401);
+    assert_eq!(me_status(&eddsa, &hs256_token).await, 401);
+
+    // Naming the real key does not make another algorithm acceptable: the secret, the public
+    // key used as an HMAC secret (algorithm confusion), or no signature at all.
+    let kid = Jws::parse(&eddsa_token).kid();
+    let public_x = jwks(&eddsa).await["keys"][0]["x"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let claims = valid_claims(user.id, "me");
+    let hs256_header = json!({"alg": "HS256", "typ": "at+jwt", "kid": kid});
+    let forged = [
+        sign(hs256_header.clone(), claims.clone(), TEST_SECRET),
+        sign(
+            hs256_header.clone(),
+            claims.clone(),
+            &URL_SAFE_NO_PAD.decode(&public_x).unwrap(),
+        ),
+        sign(hs256_header, claims.clone(), public_x.as_bytes()),
+        format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(json!({"alg": "none", "typ": "at+jwt", "kid": kid}).to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        ),
+    ];
+    for token in forged {
+        assert_eq!(me_status(&eddsa, &token).await, 401, "{token}");
+    }
+}
+
+#[tokio::test]
+async fn an_hs256_server_publishes_no_key() {
+    let app = app_signing_with(SigningAlgorithm::Hs256).await;
+    assert!(Jws::parse(&login(&app).await).header.get("kid").is_none());
+    assert_eq!(jwks(&app).await, json!({"keys": []}));
+}
+
+#[tokio::test]
+async fn an_hs256_server_publishes_a_key_made_ahead_of_a_switch_but_does_not_sign_with_it() {
+    let app = app_signing_with(SigningAlgorithm::Hs256).await;
+
+    let kid = keys::rotate(&app.store, &app.settings.tokens, KeyAlgorithm::EdDsa)
+        .await
+        .unwrap();
+
+    assert_eq!(published_kids(&jwks(&app).await), [kid]);
+    let jws = Jws::parse(&login(&app).await);
+    assert_eq!(jws.header["alg"], "HS256");
+    assert!(jws.header.get("kid").is_none());
+}
+
+fn metadata_based_on(base: &str) -> Value {
+    json!({
+        "issuer": ISSUER,
+        "token_endpoint": format!("{base}/token"),
+        "revocation_endpoint": format!("{base}/token/revoke"),
+        "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "grant_types_supported": ["password", "refresh_token"],
+        "response_types_supported": [],
+        "scopes_supported": ["me", "items", "admin"],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "revocation_endpoint_auth_methods_supported": ["none"],
+        "service_documentation": format!("{base}/docs"),
+    })
+}
+
+fn assert_metadata(answer: &Answer, base: &str) {
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body, metadata_based_on(base));
+    assert_eq!(
+        answer.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+    assert_eq!(answer.header("cache-control"), Some("public, max-age=60"));
+}
+
+const METADATA: &str = "/.well-known/oauth-authorization-server";
+
+#[tokio::test]
+async fn the_server_metadata_is_based_on_the_configured_public_url() {
+    let (url, data_dir) = fresh_database().await;
+    let mut settings = test_settings(url);
+    settings.public_url = Some(PUBLIC_URL.into());
+    let app = spawn_app_with(settings, data_dir).await;
+
+    let answer = get(&app, METADATA, Some("elsewhere.example.org")).await;
+
+    assert_metadata(&answer, PUBLIC_URL);
+}
+
+#[tokio::test]
+async fn without_a_public_url_the_server_metadata_is_based_on_the_request_host() {
+    let app = spawn_app().await;
+
+    assert_metadata(
+        &get(&app, METADATA, None).await,
+        &format!("http://{}", app.address),
+    );
+    for host in ["auth.internal:8443", "localhost", "[::1]:8000"] {
+        assert_metadata(
+            &get(&app, METADATA, Some(host)).await,
+            &format!("http://{host}"),
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_host_that_cannot_begin_a_url_is_refused() {
+    let app = spawn_app().await;
+    for host in [
+        "evil.example/path",
+        "user@auth.example.com",
+        "auth example com",
+        "auth.example.com:http",
+        "",
+    ] {
+        let answer = get(&app, METADATA, Some(host)).await;
+        assert_eq!(answer.status, 400, "{host:?}: {}", answer.body);
+        assert_eq!(
+            answer.body,
+            json!({"detail": "Invalid Host header"}),
+            "{host:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_request_without_host_is_refused() {
+    let app = spawn_app().await;
+    let mut stream = tokio::net::TcpStream::connect(app.address).await.unwrap();
+
+    // HTTP/1.0 allows a request without `Host`.
+    stream
+        .write_all(format!("GET {METADATA} HTTP/1.0\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.0 400 "), "{head}");
+    assert_eq!(
+        serde_json::from_str::<Value>(body).unwrap(),
+        json!({"detail": "Invalid Host header"})
+    );
+}
+
+#[test]
+fn the_discovery_documents_are_declared_public_and_cacheable() {
+    let doc: Value = serde_json::from_str(&portcullis::api::openapi_document()).unwrap();
+    for (path, schema) in [
+        ("/.well-known/jwks.json", "JwkSet"),
+        (METADATA, "AuthorizationServerMetadata"),
+    ] {
+        let operation = &doc["paths"][path]["get"];
+        assert_eq!(operation["security"], json!([]), "{path}");
+        assert_eq!(operation["tags"], json!(["Discovery"]), "{path}");
+        let ok = &operation["responses"]["200"];
+        assert_eq!(
+            ok["content"]["application/json; charset=utf-8"]["schema"]["$ref"],
+            format!("#/components/schemas/{schema}"),
+            "{path}"
+        );
+        assert!(ok["headers"]["Cache-Control"].is_object(), "{path}");
+    }
+    assert_eq!(
+        doc["paths"][METADATA]["get"]["responses"]["400"]["content"]["application/json; charset=utf-8"]
+            ["schema"]["$ref"],
+        "#/components/schemas/Error"
+    );
+    assert!(
+        doc["paths"]["/.well-known/jwks.json"]["get"]["responses"]["503"]["headers"]["Retry-After"]
+            .is_object()
+    );
+}
