@@ -672,8 +672,10 @@ pub(crate) mod testing {
 
     /// A migrated database in memory, gone with the last connection of its pool.
     pub async fn store() -> Store {
+        // One connection: each SQLite connection to `:memory:` is a database of its own.
         let store = Store::connect(&DatabaseSettings {
             url: "sqlite::memory:".into(),
+            max_connections: std::num::NonZeroU32::new(1),
         })
         .await
         .expect("an in-memory database opens");
