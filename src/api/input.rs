@@ -22,10 +22,12 @@ use super::error::{ApiError, ValidationIssue};
 pub trait BodyFormat {
     const CONTENT_TYPE: &'static str;
 
-    /// The body as an object; an empty body is `None`.
+    /// The body as an object; an empty body is `None`. `declared` names the members the
+    /// operation documents (a form field of another name given twice is not an error).
     fn parse(
         bytes: &[u8],
         mime: Option<&mime::Mime>,
+        declared: &[&str],
     ) -> Result<Option<Map<String, Value>>, ApiError>;
 }
 
@@ -41,6 +43,7 @@ impl BodyFormat for JsonFormat {
     fn parse(
         bytes: &[u8],
         mime: Option<&mime::Mime>,
+        _declared: &[&str],
     ) -> Result<Option<Map<String, Value>>, ApiError> {
         if bytes.is_empty() {
             return Ok(None);
@@ -61,10 +64,13 @@ impl BodyFormat for FormFormat {
     fn parse(
         bytes: &[u8],
         mime: Option<&mime::Mime>,
+        declared: &[&str],
     ) -> Result<Option<Map<String, Value>>, ApiError> {
         match mime {
-            Some(m) if m.essence_str() == Self::CONTENT_TYPE => form_object(bytes).map(Some),
-            Some(m) if is_json(m) => JsonFormat::parse(bytes, mime),
+            Some(m) if m.essence_str() == Self::CONTENT_TYPE => {
+                form_object(bytes, declared).map(Some)
+            }
+            Some(m) if is_json(m) => JsonFormat::parse(bytes, mime, declared),
             _ => Err(whole_body(
                 "Content-Type must be application/x-www-form-urlencoded or application/json",
                 "content_type",
@@ -181,8 +187,9 @@ impl<'de> serde::Deserialize<'de> for TopLevel {
     }
 }
 
-/// Form fields as string members; a field given twice is refused rather than guessed at.
-fn form_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+/// Form fields as string members; a documented field given twice is refused rather than
+/// guessed at (others are ignored anyway, so their repetition is too).
+fn form_object(bytes: &[u8], declared: &[&str]) -> Result<Map<String, Value>, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(bytes)
         .map_err(|err| whole_body(format!("Form decode error: {err}"), "value_error"))?;
     let mut object = Map::new();
@@ -190,6 +197,9 @@ fn form_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
     // Nameless fields (`&&=x`) carry nothing and are skipped.
     for (name, value) in pairs.into_iter().filter(|(name, _)| !name.is_empty()) {
         if object.contains_key(&name) {
+            if !declared.contains(&name.as_str()) {
+                continue;
+            }
             issues.push(ValidationIssue::new(
                 &["body", &name],
                 "Field given more than once",
@@ -283,18 +293,18 @@ impl<'a, F: BodyFormat + Send, T: Type> ApiExtractor<'a> for Body<F, T> {
     }
 }
 
-impl<F: BodyFormat, T> Body<F, T> {
+impl<F: BodyFormat, T: Type> Body<F, T> {
     /// The body as an object, or the 422 that says why it is not one.
     pub fn object(&self) -> Result<Map<String, Value>, ApiError> {
         self.check_size()?;
-        F::parse(&self.bytes, self.mime.as_ref())?
+        F::parse(&self.bytes, self.mime.as_ref(), &declared_fields::<T>())?
             .ok_or_else(|| ApiError::Validation(vec![ValidationIssue::missing(&["body"])]))
     }
 
     /// As [`Body::object`], an empty body being an empty object (every field absent).
     pub fn object_or_empty(&self) -> Result<Map<String, Value>, ApiError> {
         self.check_size()?;
-        Ok(F::parse(&self.bytes, self.mime.as_ref())?.unwrap_or_default())
+        Ok(F::parse(&self.bytes, self.mime.as_ref(), &declared_fields::<T>())?.unwrap_or_default())
     }
 
     fn check_size(&self) -> Result<(), ApiError> {
@@ -304,6 +314,17 @@ impl<F: BodyFormat, T> Body<F, T> {
             Ok(())
         }
     }
+}
+
+/// The member names `T`'s schema documents.
+fn declared_fields<T: Type>() -> Vec<&'static str> {
+    let mut registry = Registry::new();
+    T::register(&mut registry);
+    registry
+        .schemas
+        .get(T::name().as_ref())
+        .map(|schema| schema.properties.iter().map(|(name, _)| *name).collect())
+        .unwrap_or_default()
 }
 
 /// A required string member of a JSON object.
@@ -449,7 +470,14 @@ impl<T: Type> ParseFromParameter for Deferred<T> {
 mod tests {
     use super::*;
 
-    fn body(json: &str) -> JsonBody<()> {
+    /// A documented body for the tests: the members they use.
+    #[derive(poem_openapi::Object)]
+    struct Login {
+        username: String,
+        password: String,
+    }
+
+    fn body(json: &str) -> JsonBody<Login> {
         Body {
             too_large: false,
             bytes: json.as_bytes().to_vec(),
@@ -458,7 +486,7 @@ mod tests {
         }
     }
 
-    fn form(text: &str) -> FormBody<()> {
+    fn form(text: &str) -> FormBody<Login> {
         Body {
             too_large: false,
             bytes: text.as_bytes().to_vec(),
@@ -480,6 +508,13 @@ mod tests {
         );
         let object = form("username=a&password=").object().unwrap();
         assert_eq!(object["password"], "");
+    }
+
+    #[test]
+    fn an_undocumented_form_field_given_twice_is_ignored_like_any_other() {
+        let object = form("username=a&extra=1&extra=2").object().unwrap();
+        assert_eq!(object["username"], "a");
+        assert_eq!(object["extra"], "1");
     }
 
     fn issues(err: ApiError) -> Vec<ValidationIssue> {

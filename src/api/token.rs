@@ -35,7 +35,6 @@ struct TokenRequestSchema {
     #[oai(validator(min_length = 1))]
     password: Option<Password>,
     /// The refresh token; required by the refresh grant.
-    #[oai(validator(min_length = 1))]
     refresh_token: Option<Password>,
     /// Space-separated scopes to grant (`me`, `items`, `admin`). Password grant default: every
     /// scope the user holds except `admin`, which must be asked for by name. Refresh grant
