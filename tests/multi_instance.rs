@@ -232,6 +232,77 @@ fn rotate(cluster: &Cluster) -> String {
         .to_owned()
 }
 
+// --- Sessions and refresh tokens across instances --------------------------------------------
+// Ending a session, or spending a refresh token, on one instance holds on the other at once:
+// both read the session from the shared database on every request.
+
+/// A login's tokens.
+struct SessionTokens {
+    access_token: String,
+    refresh_token: String,
+}
+
+impl Cluster {
+    async fn post_form(&self, base: &str, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
+        let response = self
+            .client
+            .post(format!("{base}{path}"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(fields).unwrap())
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    async fn session(&self, base: &str, username: &str, password: &str) -> SessionTokens {
+        let response = self.login(base, username, password).await;
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        SessionTokens {
+            access_token: body["access_token"].as_str().unwrap().to_owned(),
+            refresh_token: body["refresh_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    async fn refresh(&self, base: &str, refresh_token: &str) -> (u16, Value) {
+        let (status, text) = self
+            .post_form(
+                base,
+                "/token",
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh_token),
+                ],
+            )
+            .await;
+        (status, serde_json::from_str(&text).unwrap())
+    }
+
+    async fn logout(&self, base: &str, token: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{base}/logout"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+}
+
+fn could_not_validate() -> Value {
+    serde_json::json!({"detail": "Could not validate credentials"})
+}
+
+fn invalid_refresh_token() -> Value {
+    serde_json::json!({
+        "detail": "Invalid refresh token",
+        "error": "invalid_grant",
+        "error_description": "Invalid refresh token",
+    })
+}
+
 #[tokio::test]
 #[ignore = "needs PostgreSQL (TEST_DATABASE_URL); CI runs it"]
 async fn a_key_rotated_from_the_command_line_signs_the_next_login_on_both_instances() {
@@ -283,4 +354,84 @@ async fn a_key_retired_from_the_command_line_is_refused_by_both_instances_at_the
     }
     let fresh = cluster.token(b, "johndoe", "secret").await;
     assert_eq!(cluster.me(a, &fresh).await.0, 200);
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (TEST_DATABASE_URL); CI runs it"]
+async fn a_logout_on_one_instance_is_refused_on_the_other_at_the_next_request() {
+    let cluster = Cluster::start().await;
+    cluster.create_user("johndoe", "secret");
+    let (a, b) = (&cluster.a.base_url, &cluster.b.base_url);
+    let session = cluster.session(a, "johndoe", "secret").await;
+    assert_eq!(cluster.me(a, &session.access_token).await.0, 200);
+
+    let (status, body) = cluster.logout(b, &session.access_token).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, serde_json::json!({"sessions_ended": 1}));
+
+    assert_eq!(
+        cluster.me(a, &session.access_token).await,
+        (401, could_not_validate())
+    );
+    assert_eq!(
+        cluster.refresh(a, &session.refresh_token).await,
+        (400, invalid_refresh_token())
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (TEST_DATABASE_URL); CI runs it"]
+async fn a_token_revoked_on_one_instance_is_refused_on_the_other_at_the_next_request() {
+    let cluster = Cluster::start().await;
+    cluster.create_user("johndoe", "secret");
+    let (a, b) = (&cluster.a.base_url, &cluster.b.base_url);
+    let session = cluster.session(a, "johndoe", "secret").await;
+    assert_eq!(cluster.me(a, &session.access_token).await.0, 200);
+
+    let (status, body) = cluster
+        .post_form(b, "/token/revoke", &[("token", &session.refresh_token)])
+        .await;
+    assert_eq!((status, body.as_str()), (200, ""));
+
+    assert_eq!(
+        cluster.me(a, &session.access_token).await,
+        (401, could_not_validate())
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (TEST_DATABASE_URL); CI runs it"]
+async fn a_refresh_token_rotated_on_one_instance_is_spent_on_the_other() {
+    // No grace: any second exchange of a spent token is reuse.
+    let cluster = Cluster::start_with(&[("PORTCULLIS_REFRESH_REUSE_GRACE_SECONDS", "0")]).await;
+    cluster.create_user("johndoe", "secret");
+    let (a, b) = (&cluster.a.base_url, &cluster.b.base_url);
+    let login = cluster.session(a, "johndoe", "secret").await;
+    let (status, rotated) = cluster.refresh(a, &login.refresh_token).await;
+    assert_eq!(status, 200, "{rotated}");
+    let newest_access = rotated["access_token"].as_str().unwrap();
+    let newest_refresh = rotated["refresh_token"].as_str().unwrap();
+    assert_eq!(cluster.me(a, newest_access).await.0, 200);
+    // Past the grace (0 s) by at least a clock tick.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+
+    assert_eq!(
+        cluster.refresh(b, &login.refresh_token).await,
+        (400, invalid_refresh_token()),
+        "the token spent on A is reused on B"
+    );
+
+    assert_eq!(
+        cluster.me(a, newest_access).await,
+        (401, could_not_validate()),
+        "the reuse on B ended the session on A"
+    );
+    assert_eq!(
+        cluster.me(a, &login.access_token).await,
+        (401, could_not_validate())
+    );
+    assert_eq!(
+        cluster.refresh(a, newest_refresh).await,
+        (400, invalid_refresh_token())
+    );
 }

@@ -419,17 +419,46 @@ impl ParseFromParameter for UuidPath {
 /// that a bad token is answered 401 before a bad parameter is answered 422.
 pub struct Deferred<T>(String, PhantomData<T>);
 
-impl<T: ParseFromParameter> Deferred<T> {
-    /// The value, or a 422 at `loc` (e.g. `["query", "scope"]`).
+impl<T: ParseFromParameter + Type> Deferred<T> {
+    /// The value, or a 422 at `loc` (e.g. `["query", "scope"]`); for an enumeration, the
+    /// message lists the values it takes.
     pub fn parse(&self, loc: &[&str]) -> Result<T, ApiError> {
         T::parse_from_parameter(&self.0).map_err(|err| {
-            ApiError::Validation(vec![ValidationIssue::new(
-                loc,
-                err.into_message(),
-                "value_error",
-            )])
+            let allowed = enum_values::<T>();
+            let issue = if allowed.is_empty() {
+                ValidationIssue::new(loc, err.into_message(), "value_error")
+            } else {
+                ValidationIssue::new(
+                    loc,
+                    format!("Input should be {}", allowed.join(", ")),
+                    "enum",
+                )
+            };
+            ApiError::Validation(vec![issue])
         })
     }
+
+    /// Whether the parameter was given empty (`?scope=`), which counts as absent.
+    pub fn is_blank(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The values an enumeration's schema lists, quoted (`'local'`); none for other types.
+fn enum_values<T: Type>() -> Vec<String> {
+    let mut registry = Registry::new();
+    T::register(&mut registry);
+    registry
+        .schemas
+        .get(T::name().as_ref())
+        .map(|schema| {
+            schema
+                .enum_items
+                .iter()
+                .map(|item| format!("'{}'", item.as_str().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl<T: Type> Type for Deferred<T> {

@@ -103,10 +103,11 @@ pub fn openapi_document() -> String {
 
 /// Members that are always present, `null` when unset. poem-openapi can only say "optional";
 /// clients generated from the document must know they may be `null`, not absent.
-const NULLABLE_MEMBERS: [(&str, &str); 3] = [
+const NULLABLE_MEMBERS: [(&str, &str); 4] = [
     ("User", "email"),
     ("User", "full_name"),
     ("Item", "description"),
+    ("Session", "user_agent"),
 ];
 
 /// What poem-openapi cannot express, added to its document: operations without credentials

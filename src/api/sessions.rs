@@ -115,7 +115,8 @@ impl SessionsApi {
         scope: Query<Option<Deferred<LogoutScope>>>,
     ) -> Result<LogoutResponse, ProtectedError> {
         let caller = authenticate(&state.tokens, &state.store, &auth, &[]).await?;
-        let scope = match &scope.0 {
+        // `?scope=` counts as absent, as empty fields do at `/token`.
+        let scope = match scope.0.as_ref().filter(|raw| !raw.is_blank()) {
             Some(raw) => raw.parse(&["query", "scope"])?,
             None => LogoutScope::Local,
         };
