@@ -7,8 +7,11 @@
 //! request can be no faster than this.
 //!
 //! ```sh
-//! cargo run --release --example lookup_limit -- [TASKS] [SECONDS]   # defaults: 64 and 5
+//! cargo run --release --example lookup_limit -- [TASKS] [SECONDS] [QUERY]   # defaults: 64, 5, session
 //! ```
+//!
+//! `QUERY` `user` runs the user lookup alone (`Store::find_user_by_id`, what the check was
+//! before sessions), for comparison.
 
 use std::{
     sync::{
@@ -28,14 +31,19 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let tasks: usize = args.next().map_or(Ok(64), |a| a.parse())?;
     let seconds: u64 = args.next().map_or(Ok(5), |a| a.parse())?;
+    let user_only = match args.next().as_deref() {
+        None | Some("session") => false,
+        Some("user") => true,
+        Some(other) => anyhow::bail!("QUERY is session or user, not {other:?}"),
+    };
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?
-        .block_on(run(tasks, Duration::from_secs(seconds)))
+        .block_on(run(tasks, Duration::from_secs(seconds), user_only))
 }
 
-async fn run(tasks: usize, duration: Duration) -> anyhow::Result<()> {
+async fn run(tasks: usize, duration: Duration, user_only: bool) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("portcullis-lookup-{}", uuid::Uuid::new_v4()));
     let settings = DatabaseSettings {
         url: format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()),
@@ -73,11 +81,15 @@ async fn run(tasks: usize, duration: Duration) -> anyhow::Result<()> {
             let (store, done) = (store.clone(), done.clone());
             tokio::spawn(async move {
                 while Instant::now() < deadline {
-                    let found = store
-                        .find_session_and_user(session.id, user.id, None)
-                        .await
-                        .expect("the lookup succeeds");
-                    assert!(found.is_some());
+                    let found = if user_only {
+                        store.find_user_by_id(user.id).await.map(|u| u.is_some())
+                    } else {
+                        store
+                            .find_session_and_user(session.id, user.id, None)
+                            .await
+                            .map(|found| found.is_some())
+                    };
+                    assert!(found.expect("the lookup succeeds"));
                     done.fetch_add(1, Ordering::Relaxed);
                 }
             })
