@@ -20,6 +20,16 @@ const TEST_TIMEOUT_MS = 120_000;
 
 const USERS_ME = '#operations-Users-read_current_user';
 const LIST_ITEMS = '#operations-Items-list_items';
+const LIST_SESSIONS = '#operations-Sessions-list_sessions';
+/** The token-lifecycle operations, each shown as a block of its tag. */
+const LIFECYCLE_OPERATIONS = [
+  '#operations-Auth-revoke_token',
+  '#operations-Sessions-logout',
+  LIST_SESSIONS,
+  '#operations-Sessions-end_session',
+  '#operations-Discovery-jwks',
+  '#operations-Discovery-authorization_server_metadata',
+];
 
 let browser;
 
@@ -204,5 +214,21 @@ test('wrong password: the Authorize dialog shows the error and no Logout button'
   await dialog.locator('#oauth_password').waitFor();
   await dialog.locator('.auth-btn-wrapper .btn.modal-btn.auth.authorize').waitFor();
   assert.equal(await page.locator('.scheme-container .btn.authorize.locked').count(), 0);
+  page.passed();
+});
+
+test('the session operations are shown, and Try it out GET /users/me/sessions marks the current one', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+  const page = await openDocs(t);
+  for (const operation of LIFECYCLE_OPERATIONS) {
+    assert.equal(await page.locator(operation).count(), 1, `${operation} is shown`);
+  }
+  const token = await (await logIn(page, { username: 'johndoe', password: 'secret' })).response.json();
+  assert.ok(token.refresh_token, 'the login returns a refresh token');
+
+  const call = await tryItOut(page, LIST_SESSIONS, '/users/me/sessions');
+  assert.equal(call.request.headers()['authorization'], `Bearer ${token.access_token}`);
+  assert.equal(call.status, '200', `live response: ${call.status} ${call.body}`);
+  assert.match(call.body, /"current": true/);
+  assert.doesNotMatch(call.body, /refresh_token|access_token|hash/i);
   page.passed();
 });
