@@ -368,13 +368,13 @@ fn string_value(value: &Value, field: &str, issues: &mut Vec<ValidationIssue>) -
     }
 }
 
-/// A UUID path parameter, documented as one, parsed by [`UuidPath::parse`] after
+/// A UUID path parameter, documented as one, parsed by [`Deferred::parse_uuid`] after
 /// authentication.
-pub struct UuidPath(String);
+pub type UuidPath = Deferred<Uuid>;
 
-impl UuidPath {
+impl Deferred<Uuid> {
     /// The UUID, or a 422 naming the parameter.
-    pub fn parse(&self, name: &str) -> Result<Uuid, ApiError> {
+    pub fn parse_uuid(&self, name: &str) -> Result<Uuid, ApiError> {
         Uuid::parse_str(&self.0).map_err(|err| {
             ApiError::Validation(vec![ValidationIssue::new(
                 &["path", name],
@@ -385,38 +385,9 @@ impl UuidPath {
     }
 }
 
-impl Type for UuidPath {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = Self;
-    type RawElementValueType = Self;
-
-    fn name() -> Cow<'static, str> {
-        Uuid::name()
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
-        Uuid::schema_ref()
-    }
-
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(
-        &'a self,
-    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-        Box::new(self.as_raw_value().into_iter())
-    }
-}
-
-impl ParseFromParameter for UuidPath {
-    fn parse_from_parameter(value: &str) -> ParseResult<Self> {
-        Ok(Self(value.to_owned()))
-    }
-}
-
 /// A parameter documented as `T` but parsed by [`Deferred::parse`] after authentication, so
 /// that a bad token is answered 401 before a bad parameter is answered 422.
+#[derive(Debug)]
 pub struct Deferred<T>(String, PhantomData<T>);
 
 impl<T: ParseFromParameter + Type> Deferred<T> {
@@ -603,10 +574,21 @@ mod tests {
 
     #[test]
     fn a_malformed_uuid_names_its_parameter() {
-        let found = issues(UuidPath("x".into()).parse("id").unwrap_err());
+        let found = issues(
+            UuidPath::parse_from_parameter("x")
+                .unwrap()
+                .parse_uuid("id")
+                .unwrap_err(),
+        );
         assert_eq!(found[0].loc, ["path", "id"]);
         assert_eq!(found[0].kind, "uuid_parsing");
         let id = Uuid::new_v4();
-        assert_eq!(UuidPath(id.to_string()).parse("id").unwrap(), id);
+        assert_eq!(
+            UuidPath::parse_from_parameter(&id.to_string())
+                .unwrap()
+                .parse_uuid("id")
+                .unwrap(),
+            id
+        );
     }
 }

@@ -151,7 +151,7 @@ impl ItemsApi {
         id: Path<UuidPath>,
     ) -> Result<DeleteItemResponse, ProtectedError> {
         let caller = authenticate(&state.tokens, &state.store, &auth, &[Scope::Items]).await?;
-        let id = id.0.parse("id")?;
+        let id = id.0.parse_uuid("id")?;
         if state
             .store
             .delete_item(caller.user.id, id)

@@ -194,7 +194,7 @@ impl SessionsApi {
             &[crate::domain::Scope::Me],
         )
         .await?;
-        let id = id.0.parse("id")?;
+        let id = id.0.parse_uuid("id")?;
         if state
             .store
             .revoke_user_session(caller.user.id, id)
