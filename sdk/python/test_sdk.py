@@ -4,23 +4,34 @@ Run by ../run, which generates the package into ./generated/portcullis_client an
 PORTCULLIS_URL to a running `portcullis serve --demo`.
 """
 
+import json
 import os
 import sys
+from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent / "generated"))
 
 from portcullis_client import AuthenticatedClient, Client  # noqa: E402
-from portcullis_client.api.auth import login_for_access_token  # noqa: E402
+from portcullis_client.api.auth import login_for_access_token, revoke_token  # noqa: E402
+from portcullis_client.api.discovery import authorization_server_metadata, jwks  # noqa: E402
 from portcullis_client.api.items import create_item, list_items  # noqa: E402
+from portcullis_client.api.sessions import end_session, list_sessions, logout  # noqa: E402
 from portcullis_client.api.users import read_current_user  # noqa: E402
 from portcullis_client.models import (  # noqa: E402
     AccessToken,
+    AuthorizationServerMetadata,
+    Error,
     Item,
     ItemCreate,
+    JwkSet,
+    LogoutResult,
+    LogoutScope,
     OAuthErrorCode,
+    RevocationRequest,
     Scope,
+    Session,
     TokenErrorBody,
     TokenRequest,
     User,
@@ -36,17 +47,71 @@ def log_in(username: str, password: str):
         )
 
 
-def authenticated() -> AuthenticatedClient:
-    response = log_in("johndoe", "secret")
+def refresh(refresh_token: str):
+    with Client(base_url=BASE_URL, raise_on_unexpected_status=True) as client:
+        return login_for_access_token.sync_detailed(
+            client=client,
+            body=TokenRequest(grant_type="refresh_token", refresh_token=refresh_token),
+        )
+
+
+def checked_token(response) -> AccessToken:
     assert response.status_code == HTTPStatus.OK, response.content
     token = response.parsed
     assert isinstance(token, AccessToken), token
     assert token.token_type == "bearer"
     assert token.expires_in > 0
     assert set(token.scope.split()) == {"me", "items"}
+    assert len(token.refresh_token) == 43, token.refresh_token
+    return token
+
+
+def bearer(token: AccessToken) -> AuthenticatedClient:
     return AuthenticatedClient(
         base_url=BASE_URL, token=token.access_token, raise_on_unexpected_status=True
     )
+
+
+def authenticated() -> AuthenticatedClient:
+    return bearer(checked_token(log_in("johndoe", "secret")))
+
+
+def current_session(client: AuthenticatedClient) -> tuple[Session, list[Session]]:
+    """The session of the client's token, and every live session listed."""
+    response = list_sessions.sync_detailed(client=client)
+    assert response.status_code == HTTPStatus.OK, response.content
+    sessions = response.parsed
+    assert isinstance(sessions, list), sessions
+    assert all(isinstance(session, Session) for session in sessions), sessions
+    current = [session for session in sessions if session.current]
+    assert len(current) == 1, sessions
+    return current[0], sessions
+
+
+def assert_invalid_refresh_token(response) -> None:
+    """The typed 400 of a refresh token that is spent, revoked or of an ended session."""
+    assert response.status_code == HTTPStatus.BAD_REQUEST, response.content
+    error = response.parsed
+    assert isinstance(error, TokenErrorBody), error
+    assert error.detail == "Invalid refresh token"
+    assert error.error == OAuthErrorCode.INVALID_GRANT
+    assert error.error_description == "Invalid refresh token"
+    assert error.to_dict() == {
+        "detail": "Invalid refresh token",
+        "error": "invalid_grant",
+        "error_description": "Invalid refresh token",
+    }
+    assert json.loads(response.content) == error.to_dict()
+
+
+def assert_session_ended(client: AuthenticatedClient) -> None:
+    """A token of an ended session: the typed 401 of a protected operation."""
+    response = read_current_user.sync_detailed(client=client)
+    assert response.status_code == HTTPStatus.UNAUTHORIZED, response.content
+    error = response.parsed
+    assert isinstance(error, Error), error
+    assert error.detail == "Could not validate credentials"
+    assert response.headers["www-authenticate"] == "Bearer"
 
 
 def test_read_me():
@@ -96,3 +161,91 @@ def test_wrong_password_is_a_typed_error():
     assert error.detail == "Incorrect username or password"
     assert error.error == OAuthErrorCode.INVALID_GRANT
     assert error.error_description == "Incorrect username or password"
+
+
+def test_sessions_refresh_revocation_and_logout():
+    # Log in, then refresh: a new access token and a new refresh token, in the same session.
+    first = checked_token(log_in("johndoe", "secret"))
+    refreshed = checked_token(refresh(first.refresh_token))
+    assert refreshed.refresh_token != first.refresh_token
+    assert refreshed.access_token != first.access_token
+    # The spent refresh token is not presented again here: within the reuse grace it would still
+    # be accepted. Revoking it (below) ends the session, which every later check relies on.
+    client = bearer(refreshed)
+    me = read_current_user.sync(client=client)
+    assert isinstance(me, User), me
+    assert me.username == "johndoe"
+
+    # List the sessions: this one is marked current.
+    mine, sessions = current_session(client)
+    now = datetime.now(UTC)
+    assert mine.created_at <= now < mine.expires_at, mine
+    assert mine.last_used_at <= now, mine
+    assert mine.client_address == "127.0.0.1", mine
+    assert mine.user_agent is not None and mine.user_agent.startswith("python-httpx/"), mine
+    # The access token of the login and the refreshed one belong to the same session.
+    first_mine, _ = current_session(bearer(first))
+    assert first_mine.id == mine.id
+
+    # A second login is a second session; end it from the first.
+    second = bearer(checked_token(log_in("johndoe", "secret")))
+    theirs, _ = current_session(second)
+    assert theirs.id != mine.id
+    mine_again, sessions = current_session(client)
+    assert mine_again.id == mine.id
+    listed = {session.id: session for session in sessions}
+    assert theirs.id in listed and listed[theirs.id].current is False
+    ended = end_session.sync_detailed(client=client, id=theirs.id)
+    assert ended.status_code == HTTPStatus.NO_CONTENT, ended.content
+    assert ended.content == b""
+    assert_session_ended(second)
+    _, sessions = current_session(client)
+    assert theirs.id not in {session.id for session in sessions}
+    # Ended already: the typed 404.
+    again = end_session.sync_detailed(client=client, id=theirs.id)
+    assert again.status_code == HTTPStatus.NOT_FOUND, again.content
+    assert isinstance(again.parsed, Error), again.parsed
+    assert again.parsed.detail == "Session not found"
+
+    # Revoke the spent refresh token of the first session: 200, no body, and the whole session
+    # ends — its current refresh token gets the typed 400, its access tokens 401.
+    with Client(base_url=BASE_URL, raise_on_unexpected_status=True) as anonymous:
+        revoked = revoke_token.sync_detailed(
+            client=anonymous,
+            body=RevocationRequest(token=first.refresh_token, token_type_hint="refresh_token"),
+        )
+    assert revoked.status_code == HTTPStatus.OK, revoked.content
+    assert revoked.content == b""
+    assert_invalid_refresh_token(refresh(refreshed.refresh_token))
+    assert_session_ended(client)
+    assert_session_ended(bearer(first))
+
+    # Log out everywhere: at least this session ends, and its token is refused.
+    last = bearer(checked_token(log_in("johndoe", "secret")))
+    out = logout.sync_detailed(client=last, scope=LogoutScope.GLOBAL)
+    assert out.status_code == HTTPStatus.OK, out.content
+    assert isinstance(out.parsed, LogoutResult), out.parsed
+    assert out.parsed.sessions_ended >= 1
+    assert_session_ended(last)
+    # A second logout with the same token: the typed 401 too.
+    twice = logout.sync_detailed(client=last, scope=LogoutScope.GLOBAL)
+    assert twice.status_code == HTTPStatus.UNAUTHORIZED, twice.content
+    assert isinstance(twice.parsed, Error), twice.parsed
+    assert twice.parsed.detail == "Could not validate credentials"
+
+
+def test_discovery():
+    with Client(base_url=BASE_URL, raise_on_unexpected_status=True) as client:
+        keys = jwks.sync(client=client)
+        metadata = authorization_server_metadata.sync(client=client)
+    # The demo server signs with HS256, whose secret is never published.
+    assert isinstance(keys, JwkSet), keys
+    assert keys.keys == []
+    assert isinstance(metadata, AuthorizationServerMetadata), metadata
+    assert "refresh_token" in metadata.grant_types_supported
+    assert "password" in metadata.grant_types_supported
+    assert metadata.token_endpoint == f"{BASE_URL}/token"
+    assert metadata.revocation_endpoint == f"{BASE_URL}/token/revoke"
+    assert metadata.jwks_uri == f"{BASE_URL}/.well-known/jwks.json"
+    assert metadata.response_types_supported == []
+    assert set(metadata.scopes_supported) == {"me", "items", "admin"}

@@ -9,17 +9,97 @@ mod generated {
     include!(concat!(env!("OUT_DIR"), "/codegen.rs"));
 }
 
-use generated::{Client, Error, types};
+use generated::{Client, Error, ResponseValue, types};
 
 fn token_request(username: &str, password: &str) -> types::TokenRequest {
     types::TokenRequest {
-        username: username.parse().expect("a valid username"),
-        password: password.parse().expect("a valid password"),
+        username: Some(username.parse().expect("a valid username")),
+        password: Some(password.parse().expect("a valid password")),
         grant_type: None,
+        refresh_token: None,
         scope: None,
         client_id: None,
         client_secret: None,
     }
+}
+
+fn refresh_request(refresh_token: &str) -> types::TokenRequest {
+    types::TokenRequest {
+        grant_type: Some("refresh_token".to_owned()),
+        refresh_token: Some(refresh_token.to_owned()),
+        ..types::TokenRequest::default()
+    }
+}
+
+/// A token response of the demo user: the checks every login and refresh must pass.
+fn check_token(token: &types::AccessToken) {
+    assert_eq!(token.token_type, "bearer");
+    assert!(token.expires_in > 0);
+    let granted: BTreeSet<&str> = token.scope.split(' ').collect();
+    assert_eq!(granted, BTreeSet::from(["items", "me"]));
+    assert_eq!(token.refresh_token.len(), 43);
+}
+
+async fn password_login(anonymous: &Client) -> types::AccessToken {
+    let token = anonymous
+        .login_for_access_token(&token_request("johndoe", "secret"))
+        .await
+        .expect("login")
+        .into_inner();
+    check_token(&token);
+    token
+}
+
+/// The generated client leaves authentication to the reqwest::Client it is given.
+fn bearer(base_url: &str, access_token: &str) -> Client {
+    let mut headers = HeaderMap::new();
+    let bearer = HeaderValue::from_str(&format!("Bearer {access_token}")).unwrap();
+    headers.insert(AUTHORIZATION, bearer);
+    let http = reqwest::Client::builder()
+        .default_headers(headers)
+        .timeout(std::time::Duration::from_secs(15))
+        .build()
+        .unwrap();
+    Client::new_with_client(base_url, http)
+}
+
+/// The session of the client's token, and every live session listed.
+async fn current_session(client: &Client) -> (types::Session, Vec<types::Session>) {
+    let sessions = client
+        .list_sessions()
+        .await
+        .expect("list sessions")
+        .into_inner();
+    let current: Vec<&types::Session> = sessions.iter().filter(|s| s.current).collect();
+    assert_eq!(current.len(), 1, "{sessions:?}");
+    (current[0].clone(), sessions)
+}
+
+/// The message of a generated `Error` response with this status.
+fn error_message<T: std::fmt::Debug>(
+    result: Result<ResponseValue<T>, Error<types::Error>>,
+    status: u16,
+) -> String {
+    match result {
+        Err(Error::ErrorResponse(response)) => {
+            assert_eq!(response.status().as_u16(), status);
+            match &response.detail {
+                types::ErrorDetail::String(detail) => detail.clone(),
+                other => panic!("detail is not a message: {other:?}"),
+            }
+        }
+        other => panic!("expected a {status} Error, got {other:?}"),
+    }
+}
+
+/// A token of an ended session: the typed 401 of a protected operation.
+async fn assert_session_ended(client: &Client) {
+    let result = client.read_current_user().await;
+    if let Err(Error::ErrorResponse(response)) = &result {
+        let challenge = response.headers().get("www-authenticate");
+        assert_eq!(challenge.and_then(|v| v.to_str().ok()), Some("Bearer"));
+    }
+    assert_eq!(error_message(result, 401), "Could not validate credentials");
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -30,26 +110,8 @@ async fn main() {
     let anonymous = Client::new(&base_url);
 
     // Log in: the form body.
-    let token = anonymous
-        .login_for_access_token(&token_request("johndoe", "secret"))
-        .await
-        .expect("login")
-        .into_inner();
-    assert_eq!(token.token_type, "bearer");
-    assert!(token.expires_in > 0);
-    let granted: BTreeSet<&str> = token.scope.split(' ').collect();
-    assert_eq!(granted, BTreeSet::from(["items", "me"]));
-
-    // The generated client leaves authentication to the reqwest::Client it is given.
-    let mut headers = HeaderMap::new();
-    let bearer = HeaderValue::from_str(&format!("Bearer {}", token.access_token)).unwrap();
-    headers.insert(AUTHORIZATION, bearer);
-    let http = reqwest::Client::builder()
-        .default_headers(headers)
-        .timeout(std::time::Duration::from_secs(15))
-        .build()
-        .unwrap();
-    let client = Client::new_with_client(&base_url, http);
+    let token = password_login(&anonymous).await;
+    let client = bearer(&base_url, &token.access_token);
 
     // Read your account.
     let me = client
@@ -132,5 +194,137 @@ async fn main() {
         other => panic!("expected a 401 TokenErrorBody, got {other:?}"),
     }
 
-    println!("rust scenario: 5 checks passed");
+    // Refresh: a new access token and a new refresh token, in the same session. The spent
+    // refresh token is not presented again here: within the reuse grace it would still be
+    // accepted. Revoking it (below) ends the session, which the later checks rely on.
+    let refreshed = anonymous
+        .login_for_access_token(&refresh_request(&token.refresh_token))
+        .await
+        .expect("refresh")
+        .into_inner();
+    check_token(&refreshed);
+    assert_ne!(refreshed.refresh_token, token.refresh_token);
+    assert_ne!(refreshed.access_token, token.access_token);
+    let session = bearer(&base_url, &refreshed.access_token);
+    let me = session
+        .read_current_user()
+        .await
+        .expect("read me, refreshed")
+        .into_inner();
+    assert_eq!(me.username, "johndoe");
+
+    // List the sessions: this one is marked current, for the login's token and the refreshed one.
+    let (mine, _) = current_session(&session).await;
+    let now = chrono::Utc::now();
+    assert!(mine.created_at <= now && mine.last_used_at <= now && now < mine.expires_at);
+    assert_eq!(mine.client_address, "127.0.0.1");
+    // reqwest sends no User-Agent unless told: a nullable member, read as None.
+    assert_eq!(mine.user_agent, None, "{mine:?}");
+    let (mine_from_login, _) = current_session(&client).await;
+    assert_eq!(mine_from_login.id, mine.id);
+
+    // A second login is a second session; end it from the first.
+    let second = bearer(&base_url, &password_login(&anonymous).await.access_token);
+    let (theirs, _) = current_session(&second).await;
+    assert_ne!(theirs.id, mine.id);
+    let (mine_again, sessions) = current_session(&session).await;
+    assert_eq!(mine_again.id, mine.id);
+    assert!(sessions.iter().any(|s| s.id == theirs.id && !s.current));
+    let ended = session.end_session(&theirs.id).await.expect("end session");
+    assert_eq!(ended.status().as_u16(), 204);
+    assert_session_ended(&second).await;
+    let (_, sessions) = current_session(&session).await;
+    assert!(sessions.iter().all(|s| s.id != theirs.id));
+    // Ended already: the generated error type (404).
+    assert_eq!(
+        error_message(session.end_session(&theirs.id).await, 404),
+        "Session not found"
+    );
+
+    // Revoke the spent refresh token of the first session: 200, no body, and the whole session
+    // ends — its current refresh token gets the typed 400, its access tokens 401.
+    let revoked = anonymous
+        .revoke_token(&types::RevocationRequest {
+            token: token.refresh_token.parse().expect("a non-empty token"),
+            token_type_hint: Some("refresh_token".to_owned()),
+            client_id: None,
+            client_secret: None,
+        })
+        .await
+        .expect("revoke");
+    assert_eq!(revoked.status().as_u16(), 200);
+    match anonymous
+        .login_for_access_token(&refresh_request(&refreshed.refresh_token))
+        .await
+    {
+        Err(Error::ErrorResponse(response)) => {
+            assert_eq!(response.status().as_u16(), 400);
+            let body: &types::TokenErrorBody = &response;
+            assert_eq!(body.error, types::OAuthErrorCode::InvalidGrant);
+            assert_eq!(
+                serde_json::to_value(body).unwrap(),
+                serde_json::json!({
+                    "detail": "Invalid refresh token",
+                    "error": "invalid_grant",
+                    "error_description": "Invalid refresh token",
+                })
+            );
+        }
+        other => panic!("expected a 400 TokenErrorBody, got {other:?}"),
+    }
+    assert_session_ended(&session).await;
+    assert_session_ended(&client).await;
+
+    // Log out everywhere: at least this session ends, and its token is refused.
+    let last = bearer(&base_url, &password_login(&anonymous).await.access_token);
+    let out = last
+        .logout(Some(types::LogoutScope::Global))
+        .await
+        .expect("logout")
+        .into_inner();
+    assert!(out.sessions_ended >= 1, "{out:?}");
+    assert_session_ended(&last).await;
+    assert_eq!(
+        error_message(last.logout(Some(types::LogoutScope::Global)).await, 401),
+        "Could not validate credentials"
+    );
+
+    // Discovery: no published keys (the demo server signs with HS256), and the endpoints.
+    let keys = anonymous.jwks().await.expect("jwks").into_inner();
+    assert!(keys.keys.is_empty(), "{keys:?}");
+    let metadata = anonymous
+        .authorization_server_metadata()
+        .await
+        .expect("discovery")
+        .into_inner();
+    assert!(
+        metadata
+            .grant_types_supported
+            .iter()
+            .any(|g| g == "refresh_token")
+    );
+    assert!(
+        metadata
+            .grant_types_supported
+            .iter()
+            .any(|g| g == "password")
+    );
+    assert_eq!(metadata.token_endpoint, format!("{base_url}/token"));
+    assert_eq!(
+        metadata.revocation_endpoint,
+        format!("{base_url}/token/revoke")
+    );
+    assert_eq!(
+        metadata.jwks_uri,
+        format!("{base_url}/.well-known/jwks.json")
+    );
+    assert!(metadata.response_types_supported.is_empty());
+    let scopes: BTreeSet<&str> = metadata
+        .scopes_supported
+        .iter()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(scopes, BTreeSet::from(["admin", "items", "me"]));
+
+    println!("rust scenario: 11 checks passed");
 }

@@ -5,17 +5,30 @@ import assert from 'node:assert/strict';
 import { createClient, createConfig } from './generated/client/index.js';
 import type { Client } from './generated/client/index.js';
 import {
+  authorizationServerMetadata,
   createItem,
+  endSession,
+  jwks,
   listItems,
+  listSessions,
   loginForAccessToken,
+  logout,
   readCurrentUser,
+  revokeToken,
 } from './generated/sdk.gen.js';
 import type {
+  AccessToken,
+  AuthorizationServerMetadata,
   ClientOptions,
+  Error as ApiError,
+  JwkSet,
   LoginForAccessTokenError,
   LoginForAccessTokenErrors,
+  LogoutResult,
   OAuthErrorCode,
   Scope,
+  Session,
+  TokenErrorBody,
 } from './generated/types.gen.js';
 
 const baseUrl = process.env.PORTCULLIS_URL;
@@ -31,6 +44,67 @@ function isUnauthorized(
   return status === 401;
 }
 
+/** The same, for a 400 (a refresh token that is spent, revoked or of an ended session). */
+function isBadRequest(
+  status: number,
+  _error: LoginForAccessTokenError,
+): _error is LoginForAccessTokenErrors[400] {
+  return status === 400;
+}
+
+function bearer(token: AccessToken): Client {
+  return createClient(createConfig<ClientOptions>({ baseUrl, auth: token.access_token }));
+}
+
+/** A token response of the demo user: the checks every login and refresh must pass. */
+function checkToken(token: AccessToken | undefined, what: string): AccessToken {
+  assert.ok(token, `no token from ${what}`);
+  assert.equal(token.token_type, 'bearer');
+  assert.ok(token.expires_in > 0);
+  assert.deepEqual(token.scope.split(' ').sort(), ['items', 'me']);
+  assert.equal(token.refresh_token.length, 43);
+  return token;
+}
+
+async function passwordLogin(): Promise<AccessToken> {
+  const login = await loginForAccessToken({
+    client: anonymous,
+    body: { username: 'johndoe', password: 'secret' },
+  });
+  assert.equal(login.response.status, 200, JSON.stringify(login.error));
+  return checkToken(login.data, 'login');
+}
+
+async function refresh(refreshToken: string) {
+  return loginForAccessToken({
+    client: anonymous,
+    body: { grant_type: 'refresh_token', refresh_token: refreshToken },
+  });
+}
+
+/** The session of the client's token, and every live session listed. */
+async function currentSession(client: Client): Promise<[Session, Session[]]> {
+  const listed = await listSessions({ client });
+  assert.equal(listed.response.status, 200, JSON.stringify(listed.error));
+  assert.ok(listed.data);
+  const sessions: Session[] = listed.data;
+  const current = sessions.filter((session) => session.current);
+  assert.equal(current.length, 1, JSON.stringify(sessions));
+  assert.ok(current[0]);
+  return [current[0], sessions];
+}
+
+/** A token of an ended session: the typed 401 of a protected operation. */
+async function assertSessionEnded(client: Client): Promise<void> {
+  const me = await readCurrentUser({ client });
+  assert.equal(me.data, undefined);
+  assert.equal(me.response.status, 401);
+  assert.ok(me.error !== undefined);
+  const error: ApiError = me.error;
+  assert.equal(error.detail, 'Could not validate credentials');
+  assert.equal(me.response.headers.get('www-authenticate'), 'Bearer');
+}
+
 async function main(): Promise<void> {
   // Log in: form body, no JSON.
   const login = await loginForAccessToken({
@@ -43,6 +117,7 @@ async function main(): Promise<void> {
   assert.equal(token.token_type, 'bearer');
   assert.ok(token.expires_in > 0);
   assert.deepEqual(token.scope.split(' ').sort(), ['items', 'me']);
+  assert.equal(token.refresh_token.length, 43);
 
   const client: Client = createClient(createConfig<ClientOptions>({ baseUrl, auth: token.access_token }));
 
@@ -104,7 +179,104 @@ async function main(): Promise<void> {
   assert.equal(code, 'invalid_grant');
   assert.equal(bad.error.error_description, 'Incorrect username or password');
 
-  console.log('typescript scenario: 5 checks passed');
+  // Refresh: a new access token and a new refresh token, in the same session. The spent refresh
+  // token is not presented again here: within the reuse grace it would still be accepted.
+  // Revoking it (below) ends the session, which the later checks rely on.
+  const refreshedResult = await refresh(token.refresh_token);
+  assert.equal(refreshedResult.response.status, 200, JSON.stringify(refreshedResult.error));
+  const refreshed = checkToken(refreshedResult.data, 'refresh');
+  assert.notEqual(refreshed.refresh_token, token.refresh_token);
+  assert.notEqual(refreshed.access_token, token.access_token);
+  const session = bearer(refreshed);
+  const meAgain = await readCurrentUser({ client: session });
+  assert.equal(meAgain.response.status, 200, JSON.stringify(meAgain.error));
+  assert.equal(meAgain.data?.username, 'johndoe');
+
+  // List the sessions: this one is marked current, for the login's token and the refreshed one.
+  const [mine] = await currentSession(session);
+  const now = Date.now();
+  assert.ok(Date.parse(mine.created_at) <= now, mine.created_at);
+  assert.ok(Date.parse(mine.last_used_at) <= now, mine.last_used_at);
+  assert.ok(Date.parse(mine.expires_at) > now, mine.expires_at);
+  assert.equal(mine.client_address, '127.0.0.1');
+  const userAgent: string | null = mine.user_agent;
+  assert.equal(typeof userAgent, 'string', JSON.stringify(mine));
+  const [mineFromLogin] = await currentSession(client);
+  assert.equal(mineFromLogin.id, mine.id);
+
+  // A second login is a second session; end it from the first.
+  const second = bearer(await passwordLogin());
+  const [theirs] = await currentSession(second);
+  assert.notEqual(theirs.id, mine.id);
+  const [mineAgain, sessions] = await currentSession(session);
+  assert.equal(mineAgain.id, mine.id);
+  assert.equal(sessions.find((s) => s.id === theirs.id)?.current, false);
+  const ended = await endSession({ client: session, path: { id: theirs.id } });
+  assert.equal(ended.response.status, 204, JSON.stringify(ended.error));
+  await assertSessionEnded(second);
+  const [, afterEnd] = await currentSession(session);
+  assert.ok(!afterEnd.some((s) => s.id === theirs.id), 'ended session still listed');
+  // Ended already: the typed 404.
+  const again = await endSession({ client: session, path: { id: theirs.id } });
+  assert.equal(again.response.status, 404);
+  assert.ok(again.error !== undefined);
+  assert.equal(again.error.detail, 'Session not found');
+
+  // Revoke the spent refresh token of the first session: 200, no body, and the whole session
+  // ends — its current refresh token gets the typed 400, its access tokens 401.
+  const revoked = await revokeToken({
+    client: anonymous,
+    body: { token: token.refresh_token, token_type_hint: 'refresh_token' },
+  });
+  assert.equal(revoked.response.status, 200, JSON.stringify(revoked.error));
+  const spent = await refresh(refreshed.refresh_token);
+  assert.equal(spent.data, undefined);
+  assert.equal(spent.response.status, 400);
+  assert.ok(spent.error !== undefined);
+  assert.ok(isBadRequest(spent.response.status, spent.error));
+  const invalidGrant: TokenErrorBody = spent.error;
+  const grantCode: OAuthErrorCode = invalidGrant.error;
+  assert.equal(grantCode, 'invalid_grant');
+  assert.deepEqual(invalidGrant, {
+    detail: 'Invalid refresh token',
+    error: 'invalid_grant',
+    error_description: 'Invalid refresh token',
+  });
+  await assertSessionEnded(session);
+  await assertSessionEnded(client);
+
+  // Log out everywhere: at least this session ends, and its token is refused.
+  const last = bearer(await passwordLogin());
+  const out = await logout({ client: last, query: { scope: 'global' } });
+  assert.equal(out.response.status, 200, JSON.stringify(out.error));
+  assert.ok(out.data);
+  const result: LogoutResult = out.data;
+  assert.ok(result.sessions_ended >= 1, JSON.stringify(result));
+  await assertSessionEnded(last);
+  const twice = await logout({ client: last, query: { scope: 'global' } });
+  assert.equal(twice.response.status, 401);
+  assert.ok(twice.error !== undefined);
+  assert.equal(twice.error.detail, 'Could not validate credentials');
+
+  // Discovery: no published keys (the demo server signs with HS256), and the endpoints.
+  const keys = await jwks({ client: anonymous });
+  assert.equal(keys.response.status, 200, JSON.stringify(keys.error));
+  assert.ok(keys.data);
+  const keySet: JwkSet = keys.data;
+  assert.deepEqual(keySet.keys, []);
+  const discovery = await authorizationServerMetadata({ client: anonymous });
+  assert.equal(discovery.response.status, 200, JSON.stringify(discovery.error));
+  assert.ok(discovery.data);
+  const metadata: AuthorizationServerMetadata = discovery.data;
+  assert.ok(metadata.grant_types_supported.includes('refresh_token'));
+  assert.ok(metadata.grant_types_supported.includes('password'));
+  assert.equal(metadata.token_endpoint, `${baseUrl}/token`);
+  assert.equal(metadata.revocation_endpoint, `${baseUrl}/token/revoke`);
+  assert.equal(metadata.jwks_uri, `${baseUrl}/.well-known/jwks.json`);
+  assert.deepEqual(metadata.response_types_supported, []);
+  assert.deepEqual([...metadata.scopes_supported].sort(), ['admin', 'items', 'me']);
+
+  console.log('typescript scenario: 11 checks passed');
 }
 
 main().catch((err: unknown) => {
