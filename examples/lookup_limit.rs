@@ -64,6 +64,7 @@ async fn run(tasks: usize, duration: Duration, user_only: bool) -> anyhow::Resul
     let session = store
         .start_session(
             NewSession {
+                id: uuid::Uuid::now_v7(),
                 user_id: user.id,
                 scopes: ScopeSet::default_for_new_users(),
                 user_agent: None,

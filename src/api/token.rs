@@ -13,7 +13,7 @@ use super::{
     input::{FormBody, optional_string},
 };
 use crate::{
-    auth::{AttemptKeys, Verification, VerifyError, refresh},
+    auth::{AttemptKeys, IssuedToken, Verification, VerifyError, refresh},
     db::{NewSession, Rotation},
     domain::{Scope, ScopeSet, Username},
 };
@@ -326,11 +326,16 @@ async fn password_grant(
         None => user.scopes.without(Scope::Admin),
         Some(requested) => narrowed(requested, &user.scopes, "user")?,
     };
+    // Signed before the session is stored: a signing failure leaves no session behind that
+    // nobody holds a token of.
+    let session_id = uuid::Uuid::now_v7();
+    let access = state.tokens.issue(user.id, session_id, &granted).await?;
     let refresh = refresh::generate();
-    let session = state
+    state
         .store
         .start_session(
             NewSession {
+                id: session_id,
                 user_id: user.id,
                 scopes: granted.clone(),
                 user_agent: client.user_agent,
@@ -340,8 +345,8 @@ async fn password_grant(
             refresh.hash,
         )
         .await?;
-    tracing::info!(user_id = %user.id, session_id = %session.id, scope = %granted, "logged in: session started");
-    issue(state, &user, session.id, &granted, refresh.token).await
+    tracing::info!(user_id = %user.id, %session_id, scope = %granted, "logged in: session started");
+    Ok(token_response(access, &granted, refresh.token))
 }
 
 async fn refresh_grant(state: &AppState, fields: TokenFields) -> Result<TokenResponse, ApiError> {
@@ -389,6 +394,9 @@ async fn refresh_grant(state: &AppState, fields: TokenFields) -> Result<TokenRes
         None => allowed,
         Some(requested) => narrowed(requested, &allowed, "session")?,
     };
+    // Signed before the presented token is spent: a signing failure leaves the client its
+    // token to retry with, rather than a spent one whose next use would end the session.
+    let access = state.tokens.issue(user.id, session.id, &granted).await?;
     let next = refresh::generate();
     match state
         .store
@@ -397,9 +405,13 @@ async fn refresh_grant(state: &AppState, fields: TokenFields) -> Result<TokenRes
     {
         Rotation::Rotated => {}
         Rotation::Reused => return Err(reuse_detected(state, session.id).await),
+        Rotation::SessionEnded => {
+            tracing::info!(session_id = %session.id, "refresh refused: session ended meanwhile");
+            return Err(invalid_refresh_token());
+        }
     }
     tracing::info!(user_id = %user.id, session_id = %session.id, scope = %granted, "refreshed: refresh token rotated");
-    issue(state, &user, session.id, &granted, next.token).await
+    Ok(token_response(access, &granted, next.token))
 }
 
 /// A refresh token presented again after it was exchanged: whoever holds the session's tokens,
@@ -423,25 +435,18 @@ fn narrowed(requested: ScopeSet, allowed: &ScopeSet, holder: &str) -> Result<Sco
     }
 }
 
-async fn issue(
-    state: &AppState,
-    user: &crate::db::User,
-    session_id: uuid::Uuid,
-    granted: &ScopeSet,
-    refresh_token: String,
-) -> Result<TokenResponse, ApiError> {
-    let issued = state.tokens.issue(user.id, session_id, granted).await?;
-    Ok(TokenResponse::Ok(
+fn token_response(access: IssuedToken, granted: &ScopeSet, refresh_token: String) -> TokenResponse {
+    TokenResponse::Ok(
         Json(AccessToken {
-            access_token: issued.token,
+            access_token: access.token,
             token_type: "bearer".into(),
-            expires_in: issued.expires_in,
+            expires_in: access.expires_in,
             scope: granted.to_string(),
             refresh_token,
         }),
         "no-store".into(),
         "no-cache".into(),
-    ))
+    )
 }
 
 fn inactive_user() -> ApiError {

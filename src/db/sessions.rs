@@ -108,6 +108,8 @@ impl UserWithSession {
 /// What a login records about its session.
 #[derive(Debug)]
 pub struct NewSession {
+    /// Chosen by the caller, who signs the session's first access token before storing it.
+    pub id: Uuid,
     pub user_id: Uuid,
     pub scopes: ScopeSet,
     pub user_agent: Option<String>,
@@ -130,6 +132,8 @@ pub enum Rotation {
     /// The presented token had already been exchanged, longer ago than the grace period
     /// allows: nothing was stored.
     Reused,
+    /// The session was revoked, or expired, since it was read: nothing was stored.
+    SessionEnded,
 }
 
 /// The longest user agent kept; the rest is cut (it is for people to recognise a device).
@@ -144,7 +148,7 @@ impl Store {
     ) -> Result<Session, StoreError> {
         let now = super::now();
         let row = session::ActiveModel {
-            id: Set(Uuid::now_v7()),
+            id: Set(new.id),
             user_id: Set(new.user_id),
             scope: Set(new.scopes.to_string()),
             created_at: Set(now),
@@ -193,6 +197,10 @@ impl Store {
     /// racing with one token, exactly one spends it. The other, and any later one, still gets
     /// a new token while the spent one was spent less than `grace` ago (two tabs refreshing at
     /// once); after that it is [`Rotation::Reused`] and nothing is stored.
+    ///
+    /// A session has one live refresh token at a time: an exchange within the grace spends the
+    /// token the first exchange gave, so a replayed token cannot start a second chain that
+    /// would never be detected (that token, too, may still be exchanged within its own grace).
     pub async fn rotate_refresh_token(
         &self,
         session_id: Uuid,
@@ -202,6 +210,19 @@ impl Store {
     ) -> Result<Rotation, StoreError> {
         let now = super::now();
         let txn = self.connection().begin().await?;
+        // First, the session: still live, and (on PostgreSQL) locked against a revocation
+        // committing while this exchange runs.
+        let live = session::Entity::update_many()
+            .col_expr(session::Column::LastUsedAt, Expr::value(now))
+            .filter(session::Column::Id.eq(session_id))
+            .filter(session::Column::RevokedAt.is_null())
+            .filter(session::Column::ExpiresAt.gt(now))
+            .exec(&txn)
+            .await?;
+        if live.rows_affected == 0 {
+            txn.rollback().await?;
+            return Ok(Rotation::SessionEnded);
+        }
         let spent = refresh_token::Entity::update_many()
             .col_expr(refresh_token::Column::RotatedAt, Expr::value(now))
             .filter(refresh_token::Column::TokenHash.eq(old_hash))
@@ -213,11 +234,17 @@ impl Store {
                 .one(&txn)
                 .await?
                 .and_then(|token| token.rotated_at);
-            let within_grace = rotated_at.is_some_and(|at| now - at <= grace);
-            if !within_grace {
+            if rotated_at.is_none_or(|at| now - at > grace) {
                 txn.rollback().await?;
                 return Ok(Rotation::Reused);
             }
+            // Within the grace: the session's live token (the first exchange's) is spent too.
+            refresh_token::Entity::update_many()
+                .col_expr(refresh_token::Column::RotatedAt, Expr::value(now))
+                .filter(refresh_token::Column::SessionId.eq(session_id))
+                .filter(refresh_token::Column::RotatedAt.is_null())
+                .exec(&txn)
+                .await?;
         }
         refresh_token::Entity::insert(refresh_token::ActiveModel {
             token_hash: Set(new_hash),
@@ -227,11 +254,6 @@ impl Store {
         })
         .exec(&txn)
         .await?;
-        session::Entity::update_many()
-            .col_expr(session::Column::LastUsedAt, Expr::value(now))
-            .filter(session::Column::Id.eq(session_id))
-            .exec(&txn)
-            .await?;
         txn.commit().await?;
         Ok(Rotation::Rotated)
     }

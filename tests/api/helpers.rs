@@ -200,6 +200,7 @@ impl TestApp {
             .store
             .start_session(
                 NewSession {
+                    id: uuid::Uuid::now_v7(),
                     user_id,
                     scopes: ScopeSet::default_for_new_users(),
                     user_agent: None,

@@ -635,3 +635,63 @@ async fn eight_tabs_refreshing_at_once_with_one_token_all_succeed() {
         [login.session_id()]
     );
 }
+
+#[tokio::test]
+async fn a_token_replayed_within_the_grace_cannot_start_a_second_chain() {
+    // Arrange: the user refreshes; a thief replays the spent login token within the grace.
+    let (app, _) =
+        app_with_user_and(chrono::Duration::days(30), chrono::Duration::seconds(3)).await;
+    let login = log_in(&app).await;
+    let users = refreshed(&app, &login.refresh_token).await;
+    let thiefs = refreshed(&app, &login.refresh_token).await;
+    // Past the grace of every token spent so far.
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+
+    // Act: the user's token was spent by the thief's exchange; using it now is reuse.
+    let answer = refresh(&app, &users.refresh_token, None).await;
+
+    // Assert: the whole session ends, the thief's chain with it.
+    assert_invalid_refresh_token(&answer, "the user's token, spent by the replay");
+    assert_session_ended(&app, &thiefs, "the thief's chain").await;
+    assert_access_refused(&app, &users.access_token, "the user's access token").await;
+}
+
+#[tokio::test]
+async fn an_exchange_for_a_session_ended_meanwhile_stores_nothing() {
+    // Arrange: a session, ended after its refresh token was read (as by a racing logout).
+    let (app, user) = app_with_user().await;
+    let subject = app.start_session(user.id).await;
+    let login = log_in(&app).await;
+    let hash = portcullis::auth::refresh::hash(&login.refresh_token);
+    let session = uuid::Uuid::parse_str(&login.session_id()).unwrap();
+    assert!(app.store.revoke_session(session).await.unwrap());
+
+    // Act
+    let next = portcullis::auth::refresh::generate();
+    let rotation = app
+        .store
+        .rotate_refresh_token(
+            session,
+            &hash,
+            next.hash.clone(),
+            chrono::Duration::seconds(5),
+        )
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(rotation, portcullis::db::Rotation::SessionEnded);
+    assert!(
+        app.store
+            .find_refresh_token(&next.hash)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let stored = app.store.find_refresh_token(&hash).await.unwrap().unwrap();
+    assert_eq!(stored.rotated_at, None, "the presented token is not spent");
+    // Another session of the user is untouched.
+    let sessions = app.store.live_sessions(user.id).await.unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0].id, subject.session_id);
+}
