@@ -89,15 +89,24 @@ enum UsersCommand {
 
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
-    /// List the signing keys: the current one signs, active ones verify, retired ones are refused.
+    /// List the signing keys. The current key of each algorithm signs on the instances whose
+    /// PORTCULLIS_SIGNING_ALGORITHM is that algorithm; active ones verify there; retired ones
+    /// are refused. Every key not retired is published.
     List,
-    /// Create a signing key; every instance signs new tokens with it from its next login on.
-    /// Tokens signed with older keys stay valid until those keys are retired.
+    /// Create a signing key; every instance configured with its algorithm signs new tokens with
+    /// it from its next login on (the others only publish it). Tokens signed with older keys
+    /// stay valid until those keys are retired. Refused when the configured JWT secret does not
+    /// open the newest stored key.
     Rotate {
         /// Algorithm of the new key. Default: PORTCULLIS_SIGNING_ALGORITHM when it is EdDSA or
         /// ES256, else EdDSA.
         #[arg(long, value_enum)]
         algorithm: Option<KeyAlgorithm>,
+        /// Create the key even though the configured JWT secret does not open the newest stored
+        /// key: for a secret changed on purpose. Instances still on the old secret keep signing
+        /// with the newest key they can open.
+        #[arg(long)]
+        force: bool,
     },
     /// Retire a signing key: the tokens it signed are refused from the next request on.
     Retire {
@@ -271,15 +280,15 @@ async fn signing_keys(config: &ConfigArgs, command: KeysCommand) -> anyhow::Resu
                 );
             }
         }
-        KeysCommand::Rotate { algorithm } => {
+        KeysCommand::Rotate { algorithm, force } => {
             let tokens = config.tokens()?;
             let algorithm = algorithm.unwrap_or(KeyAlgorithm::default_for(tokens.algorithm));
-            let kid = keys::rotate(&store, &tokens, algorithm).await?;
+            let kid = keys::rotate(&store, &tokens, algorithm, force).await?;
             println!("created signing key {kid} ({algorithm})");
             println!(
-                "instances whose PORTCULLIS_SIGNING_ALGORITHM is EdDSA or ES256 sign new tokens \
-                 with it from now on; tokens signed with older keys stay valid until those keys \
-                 are retired"
+                "instances whose PORTCULLIS_SIGNING_ALGORITHM is {algorithm} sign new tokens with \
+                 it from now on (the others only publish it); tokens signed with older keys stay \
+                 valid until those keys are retired"
             );
         }
         KeysCommand::Retire { kid } => {
@@ -288,10 +297,14 @@ async fn signing_keys(config: &ConfigArgs, command: KeysCommand) -> anyhow::Resu
                 return Ok(());
             }
             println!("retired signing key {kid}: the tokens it signed are refused from now on");
-            if store.newest_active_signing_key().await?.is_none() {
+            let Some(retired) = store.find_signing_key(&kid).await? else {
+                return Ok(());
+            };
+            let algorithm = retired.algorithm;
+            if store.newest_active_signing_key(&algorithm).await?.is_none() {
                 println!(
-                    "no signing key is active now: instances signing with EdDSA or ES256 create \
-                     a new one at their next login"
+                    "no {algorithm} signing key is active now: instances whose \
+                     PORTCULLIS_SIGNING_ALGORITHM is {algorithm} create a new one at their next login"
                 );
             }
         }

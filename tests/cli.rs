@@ -275,10 +275,11 @@ fn rotated_kid(output: &Output, algorithm: &str) -> String {
         .to_owned();
     assert_eq!(
         lines.collect::<Vec<_>>(),
-        [
-            "instances whose PORTCULLIS_SIGNING_ALGORITHM is EdDSA or ES256 sign new tokens with it \
-          from now on; tokens signed with older keys stay valid until those keys are retired"
-        ]
+        [format!(
+            "instances whose PORTCULLIS_SIGNING_ALGORITHM is {algorithm} sign new tokens with it \
+             from now on (the others only publish it); tokens signed with older keys stay valid \
+             until those keys are retired"
+        )]
     );
     // A SHA-256 thumbprint in base64url.
     assert_eq!(kid.len(), 43, "{kid}");
@@ -324,9 +325,15 @@ fn signing_keys_are_rotated_listed_and_retired() {
         &ws.run(&["keys", "rotate", "--algorithm", "ES256"]),
         "ES256",
     );
+    let ed2 = rotated_kid(
+        &ws.run(&["keys", "rotate", "--algorithm", "EdDSA"]),
+        "EdDSA",
+    );
+    // The newest key of each algorithm is current: it signs where that algorithm is configured.
     assert_eq!(
         listed_keys(&ws),
         [
+            (ed2.clone(), "EdDSA".to_owned(), "current".to_owned()),
             (es.clone(), "ES256".to_owned(), "current".to_owned()),
             (ed.clone(), "EdDSA".to_owned(), "active".to_owned()),
         ]
@@ -345,20 +352,27 @@ fn signing_keys_are_rotated_listed_and_retired() {
         format!("signing key {ed} was already retired\n")
     );
     let listed = listed_keys(&ws);
-    assert_eq!(listed[0], (es.clone(), "ES256".into(), "current".into()));
     assert_eq!(
-        (&listed[1].0, listed[1].2.split_once(' ').unwrap().0),
+        listed[..2],
+        [
+            (ed2.clone(), "EdDSA".into(), "current".into()),
+            (es.clone(), "ES256".into(), "current".into())
+        ]
+    );
+    assert_eq!(
+        (&listed[2].0, listed[2].2.split_once(' ').unwrap().0),
         (&ed, "retired")
     );
 
+    // The last key of an algorithm: its instances will create one.
     let last = ws.run(&["keys", "retire", &es]);
     assert!(last.status.success(), "{}", stderr(&last));
     assert_eq!(
         stdout(&last),
         format!(
             "retired signing key {es}: the tokens it signed are refused from now on\n\
-             no signing key is active now: instances signing with EdDSA or ES256 create a new one \
-             at their next login\n"
+             no ES256 signing key is active now: instances whose PORTCULLIS_SIGNING_ALGORITHM is \
+             ES256 create a new one at their next login\n"
         )
     );
 }
@@ -429,7 +443,8 @@ fn a_server_signs_with_the_rotated_key_and_refuses_to_start_under_another_secret
             "error: cannot sign with the current signing key {kid}: its private key does not \
              decrypt with the configured JWT secret. Every instance needs the JWT secret \
              (PORTCULLIS_JWT_SECRET or PORTCULLIS_JWT_SECRET_FILE) the key was created under; \
-             restore it, or run `portcullis keys rotate` to create a key under the configured one"
+             restore it, or run `portcullis keys rotate --force` to create a key under the \
+             configured one"
         )
     );
 
@@ -455,5 +470,100 @@ fn a_server_signs_with_the_rotated_key_and_refuses_to_start_under_another_secret
     let header = jsonwebtoken::decode_header(token["access_token"].as_str().unwrap()).unwrap();
     assert_eq!(header.kid, Some(kid));
     assert_eq!(header.alg, jsonwebtoken::Algorithm::EdDSA);
+    assert!(server.terminate());
+}
+
+const SERVERS_SECRET: &str = "the-secret-every-server-is-configured-with-0123";
+
+/// `keys rotate` with `PORTCULLIS_JWT_SECRET` set to `secret`, or without it (the data
+/// directory's generated secret, as in an operator's shell that lacks it).
+fn rotate_under(ws: &Workspace, secret: Option<&str>, extra: &[&str]) -> Output {
+    let mut command = ws.command();
+    command.args(["keys", "rotate"]).args(extra);
+    if let Some(secret) = secret {
+        command.env("PORTCULLIS_JWT_SECRET", secret);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn keys_rotate_under_another_secret_is_refused_unless_forced() {
+    let ws = Workspace::new();
+    let kid = rotated_kid(&rotate_under(&ws, Some(SERVERS_SECRET), &[]), "EdDSA");
+
+    // Without the servers' secret: refused, whichever algorithm, and nothing is created.
+    for extra in [
+        &[][..],
+        &["--algorithm", "ES256"],
+        &["--algorithm", "EdDSA"],
+    ] {
+        let refused = rotate_under(&ws, None, extra);
+        assert_eq!(refused.status.code(), Some(1), "{extra:?}");
+        assert_eq!(stdout(&refused), "", "{extra:?}");
+        assert_eq!(
+            stderr(&refused),
+            format!(
+                "error: the configured JWT secret does not open the stored signing keys (the \
+                 newest, {kid}, does not decrypt with it): set PORTCULLIS_JWT_SECRET or \
+                 PORTCULLIS_JWT_SECRET_FILE to the secret the servers use, or pass --force if the \
+                 secret was changed on purpose\n"
+            ),
+            "{extra:?}"
+        );
+    }
+    assert_eq!(listed_keys(&ws).len(), 1);
+
+    // With it, or forced under another: created.
+    rotated_kid(&rotate_under(&ws, Some(SERVERS_SECRET), &[]), "EdDSA");
+    let forced = rotated_kid(&rotate_under(&ws, None, &["--force"]), "EdDSA");
+    assert_eq!(listed_keys(&ws)[0].0, forced);
+    // The forced key is the newest: now the servers' secret is the one refused.
+    assert_eq!(
+        rotate_under(&ws, Some(SERVERS_SECRET), &[]).status.code(),
+        Some(1)
+    );
+}
+
+#[test]
+fn a_running_server_skips_a_newer_key_it_cannot_decrypt() {
+    let ws = Workspace::new();
+    let created = ws.run_with_stdin(
+        &["users", "create", "johndoe", "--password-stdin"],
+        "secret",
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+    let mut command = ws.command();
+    command
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("PORTCULLIS_SIGNING_ALGORITHM", "EdDSA")
+        .env("PORTCULLIS_JWT_SECRET", SERVERS_SECRET);
+    let server = ServerProcess::start(command);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let login = || {
+        runtime.block_on(async {
+            let response = reqwest::Client::new()
+                .post(format!("{}/token", server.base_url))
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body("username=johndoe&password=secret")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            let body: serde_json::Value = response.json().await.unwrap();
+            let token = body["access_token"].as_str().unwrap().to_owned();
+            jsonwebtoken::decode_header(&token).unwrap().kid.unwrap()
+        })
+    };
+    let kid = login();
+
+    // An operator's shell without PORTCULLIS_JWT_SECRET: refused, then forced.
+    assert_eq!(rotate_under(&ws, None, &[]).status.code(), Some(1));
+    let unreadable = rotated_kid(&rotate_under(&ws, None, &["--force"]), "EdDSA");
+
+    // The server goes on signing with the newest key it can decrypt, not 500.
+    assert_ne!(unreadable, kid);
+    for _ in 0..3 {
+        assert_eq!(login(), kid);
+    }
     assert!(server.terminate());
 }

@@ -217,7 +217,11 @@ fn kid_of(token: &str) -> String {
 
 /// Runs `portcullis keys rotate` and returns the new kid.
 fn rotate(cluster: &Cluster) -> String {
-    let output = cluster.cli("keys", &["rotate"], None);
+    created_kid(&cluster.cli("keys", &["rotate"], None), "EdDSA")
+}
+
+/// The kid `keys rotate` printed, after checking that it succeeded.
+fn created_kid(output: &std::process::Output, algorithm: &str) -> String {
     assert!(
         output.status.success(),
         "{}",
@@ -227,9 +231,41 @@ fn rotate(cluster: &Cluster) -> String {
     text.lines()
         .next()
         .and_then(|line| line.strip_prefix("created signing key "))
-        .and_then(|rest| rest.strip_suffix(" (EdDSA)"))
+        .and_then(|rest| rest.strip_suffix(&format!(" ({algorithm})")))
         .unwrap_or_else(|| panic!("unexpected output {text:?}"))
         .to_owned()
+}
+
+impl Cluster {
+    /// `portcullis keys <args>` from an operator's shell that lacks `PORTCULLIS_JWT_SECRET`:
+    /// the command line falls back to a secret generated in its data directory.
+    fn keys_without_the_secret(&self, args: &[&str]) -> std::process::Output {
+        self.workspace
+            .command()
+            .arg("keys")
+            .args(args)
+            .env("DATABASE_URL", &self.database_url)
+            .output()
+            .unwrap()
+    }
+
+    async fn published_kids(&self, base: &str) -> Vec<String> {
+        let set: Value = self
+            .client
+            .get(format!("{base}/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        set["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|key| key["kid"].as_str().unwrap().to_owned())
+            .collect()
+    }
 }
 
 // --- Sessions and refresh tokens across instances --------------------------------------------
@@ -320,6 +356,48 @@ async fn a_key_rotated_from_the_command_line_signs_the_next_login_on_both_instan
     assert_ne!(kid_of(&before), kid);
     for (base, token) in [(a, &token_b), (b, &token_a), (a, &before), (b, &before)] {
         assert_eq!(cluster.me(base, token).await.0, 200, "{base}");
+    }
+}
+
+/// The two ways a rotation used to change what a running EdDSA cluster signs with: a key of
+/// the other algorithm (published, signs nothing here), and a key sealed under another secret
+/// (refused; forced, it is skipped by both instances rather than failing every login).
+#[tokio::test]
+#[ignore = "needs PostgreSQL (TEST_DATABASE_URL); CI runs it"]
+async fn rotations_that_cannot_sign_here_leave_both_instances_signing_with_their_key() {
+    let cluster = Cluster::start_with(&[("PORTCULLIS_SIGNING_ALGORITHM", "EdDSA")]).await;
+    cluster.create_user("johndoe", "secret");
+    let (a, b) = (&cluster.a.base_url, &cluster.b.base_url);
+    let kid = kid_of(&cluster.token(a, "johndoe", "secret").await);
+
+    let es = created_kid(
+        &cluster.cli("keys", &["rotate", "--algorithm", "ES256"], None),
+        "ES256",
+    );
+    let refused = cluster.keys_without_the_secret(&["rotate"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.lines().last().unwrap().starts_with(&format!(
+            "error: the configured JWT secret does not open the stored signing keys (the newest, \
+             {es}, does not decrypt with it): set PORTCULLIS_JWT_SECRET or \
+             PORTCULLIS_JWT_SECRET_FILE"
+        )),
+        "{stderr}"
+    );
+    let forced = created_kid(
+        &cluster.keys_without_the_secret(&["rotate", "--force"]),
+        "EdDSA",
+    );
+
+    for (signer, verifier) in [(a, b), (b, a)] {
+        let token = cluster.token(signer, "johndoe", "secret").await;
+        assert_eq!(kid_of(&token), kid, "{signer}");
+        assert_eq!(cluster.me(verifier, &token).await.0, 200, "{verifier}");
+        assert_eq!(
+            cluster.published_kids(signer).await,
+            [forced.clone(), es.clone(), kid.clone()]
+        );
     }
 }
 

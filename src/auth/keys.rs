@@ -1,9 +1,11 @@
 //! Asymmetric signing keys for access tokens, kept in the database so that every instance signs
 //! with the same key and publishes the same set at `/.well-known/jwks.json`.
 //!
-//! The newest key that is not retired signs; every key that is not retired verifies. Rotating
-//! adds a newer key (tokens signed with older ones stay valid until those are retired);
-//! retiring a key refuses its tokens.
+//! The algorithm is pinned by configuration: with `EdDSA` (or `ES256`) configured, the newest
+//! key of that algorithm that is not retired signs, and only keys of that algorithm verify.
+//! Keys of the other algorithm are published (ahead of a switch) but neither sign nor verify.
+//! Rotating adds a newer key (tokens signed with older ones stay valid until those are
+//! retired); retiring a key refuses its tokens.
 //!
 //! A key's `kid` is its RFC 7638 JWK thumbprint: it is derived from the public key alone, so it
 //! can never name two different keys, verifiers can recompute it, and a row whose public key
@@ -13,7 +15,10 @@
 //! from the JWT secret, with the kid as associated data: a copy of the database alone signs
 //! nothing, and a ciphertext moved to another row does not decrypt. Every instance therefore
 //! needs the same secret. Under another secret the stored keys still verify (their public
-//! halves are plain) but cannot sign; `portcullis keys rotate` then makes a new one.
+//! halves are plain) but cannot sign: an instance then signs with the newest key it can
+//! decrypt (logging an error once per key it cannot), and refuses to start when there is none.
+//! `portcullis keys rotate` refuses to seal a key under a secret that does not open the newest
+//! stored key, unless forced (the secret was changed on purpose).
 //!
 //! Errors: [`KeyError`] where a caller tells the database from an unusable key (503 or 500);
 //! `anyhow` for start-up and the command-line helpers, which only report.
@@ -84,8 +89,9 @@ impl KeyAlgorithm {
         }
     }
 
-    /// What a new key gets unless told otherwise: the configured algorithm when it is
-    /// asymmetric, else Ed25519.
+    /// What a new key gets unless told otherwise, and the keys that sign and verify: the
+    /// configured algorithm when it is asymmetric, else Ed25519 (under HS256 the stored keys
+    /// neither sign nor verify).
     pub fn default_for(configured: SigningAlgorithm) -> Self {
         match configured {
             SigningAlgorithm::Es256 => Self::Es256,
@@ -161,12 +167,15 @@ pub enum KeyError {
     Unusable { kid: String, reason: String },
 }
 
-/// Where a key stands, as `portcullis keys list` shows it.
+/// Where a key stands, as `portcullis keys list` shows it. Independent of the configuration
+/// of whoever asks: the command line need not be configured like the servers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyStatus {
-    /// The newest key not retired: it signs.
+    /// The newest key of its algorithm not retired: it signs on the instances configured with
+    /// that algorithm (and verifies there), and is published by every instance.
     Current,
-    /// Not retired: it verifies the tokens it signed.
+    /// Not retired, not the newest of its algorithm: it verifies the tokens it signed on the
+    /// instances configured with its algorithm, and is published.
     Active,
     /// Its tokens are refused.
     Retired,
@@ -199,10 +208,13 @@ pub struct SigningKeys(Arc<Inner>);
 struct Inner {
     store: Store,
     encryption: KeyEncryptionKey,
-    /// Given to a key created here, when every key has been retired.
-    new_key_algorithm: KeyAlgorithm,
+    /// The configured algorithm: only keys of it sign and verify, and a key created here (when
+    /// every key of it has been retired) has it.
+    algorithm: KeyAlgorithm,
     /// Decrypted once per kid: a key's material never changes, only whether it is retired.
     signers: Mutex<HashMap<String, Arc<Signer>>>,
+    /// Keys that cannot sign here (the reason, by kid): tried and logged once, then skipped.
+    unusable: Mutex<HashMap<String, String>>,
     verifiers: Mutex<HashMap<String, Arc<Verifier>>>,
     /// Held while creating a key, so that logins racing after the last retirement create one
     /// key between them rather than one each.
@@ -210,10 +222,10 @@ struct Inner {
 }
 
 impl SigningKeys {
-    /// With an asymmetric algorithm configured, makes sure a key that is not retired exists
-    /// (creating one on first start) and that the current one decrypts with the configured
-    /// secret; start-up fails otherwise, rather than every login later. With HS256 nothing is
-    /// created: the keys only verify and publish what `portcullis keys rotate` made.
+    /// With an asymmetric algorithm configured, makes sure a key of that algorithm that is not
+    /// retired exists (creating one on first start) and that one of them decrypts with the
+    /// configured secret; start-up fails otherwise, rather than every login later. With HS256
+    /// nothing is created: the keys are only published.
     pub async fn start(store: Store, settings: &TokenSettings) -> anyhow::Result<Self> {
         let keys = Self::new(store, settings);
         if settings.algorithm.is_asymmetric() {
@@ -221,8 +233,8 @@ impl SigningKeys {
                 KeyError::Unusable { kid, reason } => anyhow::anyhow!(
                     "cannot sign with the current signing key {kid}: {reason}. Every instance \
                      needs the JWT secret (PORTCULLIS_JWT_SECRET or PORTCULLIS_JWT_SECRET_FILE) \
-                     the key was created under; restore it, or run `portcullis keys rotate` to \
-                     create a key under the configured one"
+                     the key was created under; restore it, or run `portcullis keys rotate \
+                     --force` to create a key under the configured one"
                 ),
                 KeyError::Store(err) => {
                     anyhow::Error::new(err).context("cannot read the signing keys")
@@ -238,43 +250,109 @@ impl SigningKeys {
         Self(Arc::new(Inner {
             store,
             encryption: KeyEncryptionKey::derive(settings.secret.expose_secret()),
-            new_key_algorithm: KeyAlgorithm::default_for(settings.algorithm),
+            algorithm: KeyAlgorithm::default_for(settings.algorithm),
             signers: Mutex::default(),
+            unusable: Mutex::default(),
             verifiers: Mutex::default(),
             creating: tokio::sync::Mutex::new(()),
         }))
     }
 
-    /// The newest key not retired, read from the database on every call so that a rotation
-    /// by another instance or the command line takes effect at once. When every key has been
-    /// retired, a new one is created.
+    /// The newest key of the configured algorithm that is not retired and decrypts with the
+    /// configured secret. Read from the database on every call, so that a rotation by another
+    /// instance or the command line takes effect at once. When every key of the algorithm has
+    /// been retired, a new one is created.
+    ///
+    /// A newer key that does not decrypt (made under another secret) is skipped for the newest
+    /// older one that does, with an error logged once per skipped key: a key sealed under the
+    /// wrong secret must not stop every login. When none decrypts, the newest one's reason.
     pub async fn signer(&self) -> Result<Arc<Signer>, KeyError> {
-        let stored = match self.0.store.newest_active_signing_key().await? {
-            Some(stored) => stored,
-            None => self.create_when_none_is_active().await?,
-        };
-        if let Some(signer) = locked(&self.0.signers).get(&stored.kid) {
-            return Ok(signer.clone());
+        let mut candidates = self
+            .0
+            .store
+            .active_signing_keys_of(self.0.algorithm.as_str())
+            .await?;
+        if candidates.is_empty() {
+            candidates.push(self.create_when_none_is_active().await?);
         }
-        let signer = Arc::new(signer_of(&stored, &self.0.encryption)?);
-        locked(&self.0.signers).insert(stored.kid, signer.clone());
-        Ok(signer)
+        let mut skipped = Vec::new();
+        let mut chosen = None;
+        for stored in &candidates {
+            if let Some(signer) = locked(&self.0.signers).get(&stored.kid) {
+                chosen = Some(signer.clone());
+                break;
+            }
+            if locked(&self.0.unusable).contains_key(&stored.kid) {
+                continue;
+            }
+            match signer_of(stored, &self.0.encryption) {
+                Ok(signer) => {
+                    let signer = Arc::new(signer);
+                    locked(&self.0.signers).insert(stored.kid.clone(), signer.clone());
+                    chosen = Some(signer);
+                    break;
+                }
+                Err(KeyError::Unusable { kid, reason }) => {
+                    // Only the request that finds it first reports it.
+                    if locked(&self.0.unusable)
+                        .insert(kid.clone(), reason.clone())
+                        .is_none()
+                    {
+                        skipped.push((kid, reason));
+                    }
+                }
+                Err(err @ KeyError::Store(_)) => return Err(err),
+            }
+        }
+        // When none can sign, the caller reports the error (start-up fails, a login answers
+        // 500 and logs it).
+        if let Some(signer) = &chosen {
+            for (kid, reason) in skipped {
+                tracing::error!(
+                    kid,
+                    reason,
+                    instead = %signer.kid,
+                    "a signing key cannot be used, signing with an older one: every instance \
+                     needs the JWT secret the keys were created under; retire the key, or \
+                     restore that secret"
+                );
+            }
+        }
+        chosen.ok_or_else(|| {
+            // Non-empty: the newest one's reason.
+            let newest = &candidates[0].kid;
+            let reason = locked(&self.0.unusable)
+                .get(newest)
+                .cloned()
+                .unwrap_or_default();
+            KeyError::Unusable {
+                kid: newest.clone(),
+                reason,
+            }
+        })
     }
 
     async fn create_when_none_is_active(&self) -> Result<StoredSigningKey, StoreError> {
         let _creating = self.0.creating.lock().await;
-        if let Some(created_meanwhile) = self.0.store.newest_active_signing_key().await? {
+        let algorithm = self.0.algorithm;
+        if let Some(created_meanwhile) = self
+            .0
+            .store
+            .newest_active_signing_key(algorithm.as_str())
+            .await?
+        {
             return Ok(created_meanwhile);
         }
-        let created =
-            create_key(&self.0.store, &self.0.encryption, self.0.new_key_algorithm).await?;
-        tracing::info!(kid = %created.kid, algorithm = %created.algorithm, "no signing key was active: created one");
+        let created = create_key(&self.0.store, &self.0.encryption, algorithm).await?;
+        tracing::info!(kid = %created.kid, algorithm = %created.algorithm, "no signing key of the configured algorithm was active: created one");
         Ok(created)
     }
 
-    /// The public key named `kid`, if it exists and was not retired when first loaded. Cached
-    /// per kid: refusing a key's tokens as soon as it is retired is the per-request check's
-    /// job. A kid that is not found is not cached, since another instance may create it.
+    /// The public key named `kid`, if it exists, has the configured algorithm and was not
+    /// retired when first loaded: a key of the other algorithm verifies nothing here, though it
+    /// is published. Cached per kid: refusing a key's tokens as soon as it is retired is the
+    /// per-request check's job. A kid that is not found is not cached, since another instance
+    /// may create it.
     pub async fn verifier(&self, kid: &str) -> Result<Option<Arc<Verifier>>, StoreError> {
         if let Some(verifier) = locked(&self.0.verifiers).get(kid) {
             return Ok(Some(verifier.clone()));
@@ -282,7 +360,7 @@ impl SigningKeys {
         let Some(stored) = self.0.store.find_signing_key(kid).await? else {
             return Ok(None);
         };
-        if stored.retired_at.is_some() {
+        if stored.retired_at.is_some() || stored.algorithm != self.0.algorithm.as_str() {
             return Ok(None);
         }
         let public = match PublicKey::of_stored(&stored) {
@@ -318,18 +396,57 @@ impl SigningKeys {
     }
 }
 
-/// Creates a key of `algorithm`, which signs from now on (it is the newest); returns its kid.
-/// Older keys keep verifying until retired.
+/// Creates a key of `algorithm`, which signs from now on on the instances configured with
+/// that algorithm (it is the newest of it); returns its kid. Older keys keep verifying until
+/// retired.
+///
+/// Unless `force`, refuses when the newest key not retired (of any algorithm) does not decrypt
+/// with the configured secret: the command line is then not configured with the servers'
+/// secret, and the new key would be sealed under the wrong one. `force` is for a secret
+/// changed on purpose.
 pub async fn rotate(
     store: &Store,
     settings: &TokenSettings,
     algorithm: KeyAlgorithm,
+    force: bool,
 ) -> anyhow::Result<String> {
     let encryption = KeyEncryptionKey::derive(settings.secret.expose_secret());
+    if !force {
+        let active = store
+            .active_signing_keys()
+            .await
+            .context("cannot read the signing keys")?;
+        let opens = |key: &StoredSigningKey| {
+            encryption
+                .open(&key.kid, &key.encrypted_private_key)
+                .is_some()
+        };
+        if let Some((newest, older)) = active.split_first()
+            && !opens(newest)
+        {
+            let kid = &newest.kid;
+            if older.iter().any(opens) {
+                // Most likely a key made under a wrong secret before this check existed.
+                anyhow::bail!(
+                    "the configured JWT secret does not open the newest stored signing key, \
+                     {kid} (older ones do decrypt with it): if {kid} was made under a wrong \
+                     secret, retire it (`portcullis keys retire {kid}`) and rotate again; else \
+                     set PORTCULLIS_JWT_SECRET or PORTCULLIS_JWT_SECRET_FILE to the secret the \
+                     servers use, or pass --force if the secret was changed on purpose"
+                );
+            }
+            anyhow::bail!(
+                "the configured JWT secret does not open the stored signing keys (the newest, \
+                 {kid}, does not decrypt with it): set PORTCULLIS_JWT_SECRET or \
+                 PORTCULLIS_JWT_SECRET_FILE to the secret the servers use, or pass --force if \
+                 the secret was changed on purpose"
+            );
+        }
+    }
     let created = create_key(store, &encryption, algorithm)
         .await
         .context("cannot store the new signing key")?;
-    tracing::info!(kid = %created.kid, algorithm = %created.algorithm, "created a signing key");
+    tracing::info!(kid = %created.kid, algorithm = %created.algorithm, force, "created a signing key");
     Ok(created.kid)
 }
 
@@ -346,26 +463,35 @@ pub async fn retire(store: &Store, kid: &str) -> anyhow::Result<bool> {
     }
 }
 
-/// Every stored key, newest first, with its status.
+/// Every stored key, newest first, with its status: the newest key of each algorithm that is
+/// not retired is `current` (it signs where that algorithm is configured).
 pub async fn list(store: &Store) -> anyhow::Result<Vec<KeySummary>> {
     let stored = store.list_signing_keys().await?;
-    // Newest first, so the first key not retired is the one that signs.
-    let current = stored
-        .iter()
-        .find(|key| key.retired_at.is_none())
-        .map(|key| key.kid.clone());
+    // Newest first, so the first key of an algorithm not retired is the one that signs.
+    let mut current: Vec<(String, String)> = Vec::new();
+    for key in stored.iter().filter(|key| key.retired_at.is_none()) {
+        if !current
+            .iter()
+            .any(|(algorithm, _)| *algorithm == key.algorithm)
+        {
+            current.push((key.algorithm.clone(), key.kid.clone()));
+        }
+    }
     Ok(stored
         .into_iter()
-        .map(|key| KeySummary {
-            status: match (key.retired_at, Some(&key.kid) == current.as_ref()) {
-                (Some(_), _) => KeyStatus::Retired,
-                (None, true) => KeyStatus::Current,
-                (None, false) => KeyStatus::Active,
-            },
-            kid: key.kid,
-            algorithm: key.algorithm,
-            created_at: key.created_at,
-            retired_at: key.retired_at,
+        .map(|key| {
+            let is_current = current.iter().any(|(_, kid)| *kid == key.kid);
+            KeySummary {
+                status: match (key.retired_at, is_current) {
+                    (Some(_), _) => KeyStatus::Retired,
+                    (None, true) => KeyStatus::Current,
+                    (None, false) => KeyStatus::Active,
+                },
+                kid: key.kid,
+                algorithm: key.algorithm,
+                created_at: key.created_at,
+                retired_at: key.retired_at,
+            }
         })
         .collect())
 }
@@ -894,7 +1020,9 @@ mod tests {
     async fn start_fails_when_the_current_key_was_made_under_another_secret() {
         let store = testing::store().await;
         let before = testing::settings(SECRET, SigningAlgorithm::EdDsa);
-        let kid = rotate(&store, &before, KeyAlgorithm::EdDsa).await.unwrap();
+        let kid = rotate(&store, &before, KeyAlgorithm::EdDsa, false)
+            .await
+            .unwrap();
         let after = testing::settings(&[9u8; 32], SigningAlgorithm::EdDsa);
         let err = SigningKeys::start(store, &after).await.err().unwrap();
         assert_eq!(
@@ -903,10 +1031,14 @@ mod tests {
                 "cannot sign with the current signing key {kid}: its private key does not decrypt \
                  with the configured JWT secret. Every instance needs the JWT secret \
                  (PORTCULLIS_JWT_SECRET or PORTCULLIS_JWT_SECRET_FILE) the key was created under; \
-                 restore it, or run `portcullis keys rotate` to create a key under the configured \
-                 one"
+                 restore it, or run `portcullis keys rotate --force` to create a key under the \
+                 configured one"
             )
         );
+    }
+
+    fn kids(set: JwkSet) -> Vec<String> {
+        set.keys.into_iter().map(|key| key.kid).collect()
     }
 
     #[tokio::test]
@@ -915,32 +1047,247 @@ mod tests {
         let settings = testing::settings(SECRET, SigningAlgorithm::EdDsa);
         let keys = SigningKeys::start(store.clone(), &settings).await.unwrap();
         let old = keys.signer().await.unwrap().kid.clone();
-        let new = rotate(&store, &settings, KeyAlgorithm::Es256)
+        let new = rotate(&store, &settings, KeyAlgorithm::EdDsa, false)
             .await
             .unwrap();
         let signer = keys.signer().await.unwrap();
         assert_eq!(
             (signer.kid.as_str(), signer.algorithm),
-            (new.as_str(), Algorithm::ES256)
+            (new.as_str(), Algorithm::EdDSA)
         );
-        let published: Vec<String> = keys
-            .jwks()
+        assert_eq!(kids(keys.jwks().await.unwrap()), [new.clone(), old.clone()]);
+        for kid in [&old, &new] {
+            assert_eq!(
+                keys.verifier(kid).await.unwrap().unwrap().algorithm,
+                Algorithm::EdDSA
+            );
+        }
+        assert!(keys.verifier("no-such-kid").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_key_of_the_other_algorithm_is_published_but_neither_signs_nor_verifies() {
+        let store = testing::store().await;
+        let eddsa = testing::settings(SECRET, SigningAlgorithm::EdDsa);
+        let keys = SigningKeys::start(store.clone(), &eddsa).await.unwrap();
+        let ed = keys.signer().await.unwrap().kid.clone();
+
+        let es = rotate(&store, &eddsa, KeyAlgorithm::Es256, false)
             .await
-            .unwrap()
-            .keys
-            .into_iter()
-            .map(|k| k.kid)
-            .collect();
-        assert_eq!(published, [new.clone(), old.clone()]);
+            .unwrap();
+
+        let signer = keys.signer().await.unwrap();
         assert_eq!(
-            keys.verifier(&old).await.unwrap().unwrap().algorithm,
-            Algorithm::EdDSA
+            (signer.kid.as_str(), signer.algorithm),
+            (ed.as_str(), Algorithm::EdDSA)
         );
+        assert_eq!(kids(keys.jwks().await.unwrap()), [es.clone(), ed.clone()]);
+        assert!(keys.verifier(&es).await.unwrap().is_none());
+        assert!(keys.verifier(&ed).await.unwrap().is_some());
+
+        // The same database under ES256: the other way round.
+        let es256 = testing::settings(SECRET, SigningAlgorithm::Es256);
+        let switched = SigningKeys::start(store.clone(), &es256).await.unwrap();
+        let signer = switched.signer().await.unwrap();
         assert_eq!(
-            keys.verifier(&new).await.unwrap().unwrap().algorithm,
+            (signer.kid.as_str(), signer.algorithm),
+            (es.as_str(), Algorithm::ES256)
+        );
+        assert!(switched.verifier(&ed).await.unwrap().is_none());
+        assert_eq!(
+            switched.verifier(&es).await.unwrap().unwrap().algorithm,
             Algorithm::ES256
         );
-        assert!(keys.verifier("no-such-kid").await.unwrap().is_none());
+        // Both are the current key of their algorithm.
+        let statuses: Vec<(String, KeyStatus)> = list(&store)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|key| (key.kid, key.status))
+            .collect();
+        assert_eq!(
+            statuses,
+            [(es, KeyStatus::Current), (ed, KeyStatus::Current)]
+        );
+    }
+
+    #[tokio::test]
+    async fn with_only_keys_of_the_other_algorithm_start_creates_one_of_the_configured() {
+        let store = testing::store().await;
+        let es256 = testing::settings(SECRET, SigningAlgorithm::Es256);
+        let es = rotate(&store, &es256, KeyAlgorithm::Es256, false)
+            .await
+            .unwrap();
+
+        let eddsa = testing::settings(SECRET, SigningAlgorithm::EdDsa);
+        let keys = SigningKeys::start(store.clone(), &eddsa).await.unwrap();
+
+        let signer = keys.signer().await.unwrap();
+        assert_ne!(signer.kid, es);
+        assert_eq!(signer.algorithm, Algorithm::EdDSA);
+        assert_eq!(
+            kids(keys.jwks().await.unwrap()),
+            [signer.kid.clone(), es.clone()]
+        );
+    }
+
+    #[tokio::test]
+    async fn rotate_refuses_a_secret_that_does_not_open_the_newest_key_unless_forced() {
+        let store = testing::store().await;
+        let right = testing::settings(SECRET, SigningAlgorithm::EdDsa);
+        let wrong = testing::settings(&[9u8; 32], SigningAlgorithm::EdDsa);
+        // Nothing stored yet: nothing to compare the secret with.
+        let first = rotate(&store, &right, KeyAlgorithm::EdDsa, false)
+            .await
+            .unwrap();
+
+        // Neither algorithm may be sealed under the wrong secret.
+        for algorithm in [KeyAlgorithm::EdDsa, KeyAlgorithm::Es256] {
+            let err = rotate(&store, &wrong, algorithm, false).await.unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "the configured JWT secret does not open the stored signing keys (the \
+                     newest, {first}, does not decrypt with it): set PORTCULLIS_JWT_SECRET or \
+                     PORTCULLIS_JWT_SECRET_FILE to the secret the servers use, or pass --force \
+                     if the secret was changed on purpose"
+                )
+            );
+        }
+        assert_eq!(list(&store).await.unwrap().len(), 1, "nothing was created");
+
+        let forced = rotate(&store, &wrong, KeyAlgorithm::EdDsa, true)
+            .await
+            .unwrap();
+        assert_ne!(forced, first);
+        // The newest key is now the forced one: the new secret is the one that rotates...
+        rotate(&store, &wrong, KeyAlgorithm::Es256, false)
+            .await
+            .unwrap();
+        // ...and the old one is told that only older keys open with it.
+        let err = rotate(&store, &right, KeyAlgorithm::EdDsa, false)
+            .await
+            .unwrap_err();
+        let newest = list(&store).await.unwrap()[0].kid.clone();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "the configured JWT secret does not open the newest stored signing key, \
+                 {newest} (older ones do decrypt with it): if {newest} was made under a wrong \
+                 secret, retire it (`portcullis keys retire {newest}`) and rotate again; else \
+                 set PORTCULLIS_JWT_SECRET or PORTCULLIS_JWT_SECRET_FILE to the secret the \
+                 servers use, or pass --force if the secret was changed on purpose"
+            )
+        );
+
+        // A retired key is not compared with.
+        let store = testing::store().await;
+        let retired = rotate(&store, &right, KeyAlgorithm::EdDsa, false)
+            .await
+            .unwrap();
+        assert!(retire(&store, &retired).await.unwrap());
+        rotate(&store, &wrong, KeyAlgorithm::EdDsa, false)
+            .await
+            .unwrap();
+    }
+
+    /// Counts the error events naming each kid.
+    #[derive(Clone, Default)]
+    struct ErrorsByKid(Arc<Mutex<HashMap<String, usize>>>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ErrorsByKid {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            struct Kid(Option<String>);
+            impl tracing::field::Visit for Kid {
+                fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                    if field.name() == "kid" {
+                        self.0 = Some(value.to_owned());
+                    }
+                }
+                fn record_debug(
+                    &mut self,
+                    field: &tracing::field::Field,
+                    value: &dyn std::fmt::Debug,
+                ) {
+                    if field.name() == "kid" {
+                        self.0 = Some(format!("{value:?}"));
+                    }
+                }
+            }
+            if *event.metadata().level() != tracing::Level::ERROR {
+                return;
+            }
+            let mut kid = Kid(None);
+            event.record(&mut kid);
+            *locked(&self.0)
+                .entry(kid.0.unwrap_or_default())
+                .or_default() += 1;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_newest_key_that_does_not_decrypt_is_skipped_for_an_older_one_and_logged_once() {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let errors = ErrorsByKid::default();
+        // The test runs on one thread (tokio's current-thread runtime).
+        let _logging =
+            tracing::subscriber::set_default(tracing_subscriber::registry().with(errors.clone()));
+        let store = testing::store().await;
+        let settings = testing::settings(SECRET, SigningAlgorithm::EdDsa);
+        let keys = SigningKeys::start(store.clone(), &settings).await.unwrap();
+        let good = keys.signer().await.unwrap().kid.clone();
+        // What `keys rotate --force` under another secret leaves behind.
+        let wrong = testing::settings(&[9u8; 32], SigningAlgorithm::EdDsa);
+        let bad = rotate(&store, &wrong, KeyAlgorithm::EdDsa, true)
+            .await
+            .unwrap();
+
+        for _ in 0..3 {
+            assert_eq!(keys.signer().await.unwrap().kid, good);
+        }
+        // A fresh instance falls back too, and starts.
+        let restarted = SigningKeys::start(store.clone(), &settings).await.unwrap();
+        assert_eq!(restarted.signer().await.unwrap().kid, good);
+
+        assert_eq!(
+            *locked(&errors.0),
+            HashMap::from([(bad.clone(), 2)]),
+            "once per instance and key"
+        );
+        // The skipped key still verifies (its public half needs no secret) and is published.
+        assert!(keys.verifier(&bad).await.unwrap().is_some());
+        assert_eq!(
+            kids(keys.jwks().await.unwrap()),
+            [bad.clone(), good.clone()]
+        );
+
+        // Once the good key is retired, nothing can sign: the newest key's reason.
+        assert!(retire(&store, &good).await.unwrap());
+        let err = keys.signer().await.unwrap_err();
+        assert!(
+            matches!(&err, KeyError::Unusable { kid, reason } if *kid == bad
+                && reason == "its private key does not decrypt with the configured JWT secret"),
+            "{err:?}"
+        );
+        assert!(SigningKeys::start(store, &settings).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn an_undecryptable_key_of_the_other_algorithm_does_not_matter() {
+        let store = testing::store().await;
+        let settings = testing::settings(SECRET, SigningAlgorithm::EdDsa);
+        let keys = SigningKeys::start(store.clone(), &settings).await.unwrap();
+        let good = keys.signer().await.unwrap().kid.clone();
+        let wrong = testing::settings(&[9u8; 32], SigningAlgorithm::EdDsa);
+        rotate(&store, &wrong, KeyAlgorithm::Es256, true)
+            .await
+            .unwrap();
+        assert_eq!(keys.signer().await.unwrap().kid, good);
+        SigningKeys::start(store, &settings).await.unwrap();
     }
 
     #[tokio::test]

@@ -446,14 +446,23 @@ mod tests {
         let tokens = tokens_with(&settings, store.clone()).await;
         let ed_kid = keys::list(&store).await.unwrap()[0].kid.clone();
         // An ES256 key signs a token that claims to be from the Ed25519 key.
-        keys::rotate(&store, &settings, keys::KeyAlgorithm::Es256)
+        keys::rotate(&store, &settings, keys::KeyAlgorithm::Es256, false)
             .await
             .unwrap();
-        let es = SigningKeys::new(store, &settings).signer().await.unwrap();
+        let es256 = testing::settings(SECRET, SigningAlgorithm::Es256);
+        let es = SigningKeys::new(store, &es256).signer().await.unwrap();
         let forged =
             jsonwebtoken::encode(&header(Algorithm::ES256, Some(ed_kid)), &claims(), &es.key)
                 .unwrap();
         assert!(invalid(tokens.verify(&forged).await));
+        // Nor is an ES256 token naming its own, published key: EdDSA is what is configured.
+        let honest = jsonwebtoken::encode(
+            &header(Algorithm::ES256, Some(es.kid.clone())),
+            &claims(),
+            &es.key,
+        )
+        .unwrap();
+        assert!(invalid(tokens.verify(&honest).await));
     }
 
     #[tokio::test]

@@ -64,11 +64,16 @@ impl Store {
             })
     }
 
-    /// The key that signs: the newest one not retired. Ties (keys created in the same
-    /// microsecond by two instances) are broken by kid, so every instance picks the same one.
-    pub async fn newest_active_signing_key(&self) -> Result<Option<StoredSigningKey>, StoreError> {
+    /// The newest key of `algorithm` not retired: with that algorithm configured, the key that
+    /// signs. Ties (keys created in the same microsecond by two instances) are broken by kid,
+    /// so every instance picks the same one.
+    pub async fn newest_active_signing_key(
+        &self,
+        algorithm: &str,
+    ) -> Result<Option<StoredSigningKey>, StoreError> {
         Ok(signing_key::Entity::find()
             .filter(signing_key::Column::RetiredAt.is_null())
+            .filter(signing_key::Column::Algorithm.eq(algorithm))
             .order_by_desc(signing_key::Column::CreatedAt)
             .order_by_desc(signing_key::Column::Kid)
             .one(self.connection())
@@ -86,20 +91,35 @@ impl Store {
             .map(StoredSigningKey::from))
     }
 
-    /// Every key not retired, newest (the signing one) first.
+    /// Every key not retired, of either algorithm, newest first.
     pub async fn active_signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
-        self.signing_keys(true).await
+        self.signing_keys(true, None).await
+    }
+
+    /// Every key of `algorithm` not retired, newest (the one that signs, if it can) first.
+    pub async fn active_signing_keys_of(
+        &self,
+        algorithm: &str,
+    ) -> Result<Vec<StoredSigningKey>, StoreError> {
+        self.signing_keys(true, Some(algorithm)).await
     }
 
     /// Every key, retired ones included, newest first.
     pub async fn list_signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
-        self.signing_keys(false).await
+        self.signing_keys(false, None).await
     }
 
-    async fn signing_keys(&self, active_only: bool) -> Result<Vec<StoredSigningKey>, StoreError> {
+    async fn signing_keys(
+        &self,
+        active_only: bool,
+        algorithm: Option<&str>,
+    ) -> Result<Vec<StoredSigningKey>, StoreError> {
         let mut query = signing_key::Entity::find();
         if active_only {
             query = query.filter(signing_key::Column::RetiredAt.is_null());
+        }
+        if let Some(algorithm) = algorithm {
+            query = query.filter(signing_key::Column::Algorithm.eq(algorithm));
         }
         Ok(query
             .order_by_desc(signing_key::Column::CreatedAt)

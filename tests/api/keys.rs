@@ -1,11 +1,13 @@
 //! Asymmetric signing keys, seen from outside: tokens name a published key and verify with it
 //! under an independent implementation (`ring`); rotation and retirement; the algorithm pinned
-//! by configuration; and the two discovery documents, `/.well-known/jwks.json` and
+//! by configuration (a key of the other algorithm is published but neither signs nor
+//! verifies); a key sealed under another secret skipped rather than failing every login; and
+//! the two discovery documents, `/.well-known/jwks.json` and
 //! `/.well-known/oauth-authorization-server`.
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use portcullis::{
-    auth::keys::{self, KeyAlgorithm},
+    auth::keys::{self, KeyAlgorithm, SigningKeys},
     config::SigningAlgorithm,
 };
 use reqwest::{StatusCode, header::HeaderMap};
@@ -242,11 +244,11 @@ async fn an_es256_token_names_a_published_key_that_verifies_it() {
 
 #[tokio::test]
 async fn after_a_rotation_new_tokens_name_the_new_key_and_old_tokens_still_work() {
-    let app = app_signing_with(SigningAlgorithm::EdDsa).await;
+    let app = app_signing_with(SigningAlgorithm::Es256).await;
     let old_token = login(&app).await;
     let old_kid = Jws::parse(&old_token).kid();
 
-    let new_kid = keys::rotate(&app.store, &app.settings.tokens, KeyAlgorithm::Es256)
+    let new_kid = keys::rotate(&app.store, &app.settings.tokens, KeyAlgorithm::Es256, false)
         .await
         .unwrap();
 
@@ -262,11 +264,193 @@ async fn after_a_rotation_new_tokens_name_the_new_key_and_old_tokens_still_work(
     assert_eq!(me_status(&app, &old_token).await, 200);
 }
 
+/// A token signed with the stored key `kid` (of `algorithm`), claiming a live session of
+/// `USERNAME`: everything about it is valid but, perhaps, its algorithm.
+async fn token_signed_with(app: &TestApp, algorithm: SigningAlgorithm, kid: &str) -> String {
+    let mut settings = app.settings.tokens.clone();
+    settings.algorithm = algorithm;
+    let signer = SigningKeys::start(app.store.clone(), &settings)
+        .await
+        .unwrap()
+        .signer()
+        .await
+        .unwrap();
+    assert_eq!(signer.kid, kid, "the newest key of {algorithm:?}");
+    let user = app
+        .store
+        .find_user_by_username(&portcullis::domain::Username::parse(USERNAME).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let subject = app.start_session(user.id).await;
+    let mut header = jsonwebtoken::Header::new(signer.algorithm);
+    header.typ = Some("at+jwt".into());
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, &valid_claims(subject, "me"), &signer.key).unwrap()
+}
+
+#[tokio::test]
+async fn a_key_of_the_other_algorithm_is_published_but_neither_signs_nor_verifies() {
+    for (configured, other, other_configured, other_alg) in [
+        (
+            SigningAlgorithm::EdDsa,
+            KeyAlgorithm::Es256,
+            SigningAlgorithm::Es256,
+            "ES256",
+        ),
+        (
+            SigningAlgorithm::Es256,
+            KeyAlgorithm::EdDsa,
+            SigningAlgorithm::EdDsa,
+            "EdDSA",
+        ),
+    ] {
+        let app = app_signing_with(configured).await;
+        let before = login(&app).await;
+        let current = Jws::parse(&before).kid();
+
+        let other_kid = keys::rotate(&app.store, &app.settings.tokens, other, false)
+            .await
+            .unwrap();
+
+        // Published ahead of a switch, newest first...
+        assert_eq!(
+            published_kids(&jwks(&app).await),
+            [other_kid.clone(), current.clone()]
+        );
+        // ...but the configured algorithm's key still signs...
+        let after = login(&app).await;
+        assert_eq!(Jws::parse(&after).kid(), current, "{configured:?}");
+        assert_eq!(me_status(&app, &after).await, 200);
+        // ...and a token signed with the other key, naming it, for a live session, is refused.
+        let foreign = token_signed_with(&app, other_configured, &other_kid).await;
+        let jws = Jws::parse(&foreign);
+        assert_eq!(jws.header["alg"], other_alg);
+        let published = jwks(&app).await;
+        assert!(
+            ring_verifies(
+                &published["keys"][0],
+                jws.signing_input.as_bytes(),
+                &jws.signature
+            ),
+            "a genuine signature of a published key"
+        );
+        assert_eq!(me_status(&app, &foreign).await, 401, "{configured:?}");
+    }
+}
+
+#[tokio::test]
+async fn servers_configured_with_eddsa_and_es256_refuse_each_others_tokens() {
+    // Two servers on one database and secret: the only difference is the configured algorithm.
+    let (url, data_dir) = fresh_database().await;
+    let mut settings = test_settings(url.clone());
+    settings.tokens.algorithm = SigningAlgorithm::EdDsa;
+    let eddsa = spawn_app_with(settings, data_dir).await;
+    let mut settings = test_settings(url);
+    settings.tokens.algorithm = SigningAlgorithm::Es256;
+    let es256 = spawn_app_with(settings, None).await;
+    eddsa.create_user(USERNAME, PASSWORD).await;
+
+    let eddsa_token = login(&eddsa).await;
+    let es256_token = login(&es256).await;
+
+    let (ed_kid, es_kid) = (
+        Jws::parse(&eddsa_token).kid(),
+        Jws::parse(&es256_token).kid(),
+    );
+    assert_eq!(Jws::parse(&eddsa_token).header["alg"], "EdDSA");
+    assert_eq!(Jws::parse(&es256_token).header["alg"], "ES256");
+    // Both publish both keys (newest first: the ES256 server created its key second).
+    for app in [&eddsa, &es256] {
+        assert_eq!(
+            published_kids(&jwks(app).await),
+            [es_kid.clone(), ed_kid.clone()]
+        );
+    }
+    assert_eq!(me_status(&eddsa, &eddsa_token).await, 200);
+    assert_eq!(me_status(&es256, &es256_token).await, 200);
+    assert_eq!(me_status(&eddsa, &es256_token).await, 401);
+    assert_eq!(me_status(&es256, &eddsa_token).await, 401);
+    // Logging in again does not change that: each keeps its own algorithm's key.
+    assert_eq!(Jws::parse(&login(&eddsa).await).kid(), ed_kid);
+    assert_eq!(Jws::parse(&login(&es256).await).kid(), es_kid);
+}
+
+#[tokio::test]
+async fn switching_the_configured_algorithm_signs_with_the_key_made_ahead() {
+    let (url, data_dir) = fresh_database().await;
+    let mut settings = test_settings(url.clone());
+    settings.tokens.algorithm = SigningAlgorithm::EdDsa;
+    let before = spawn_app_with(settings, data_dir).await;
+    before.create_user(USERNAME, PASSWORD).await;
+    let old_token = login(&before).await;
+    let es_kid = keys::rotate(
+        &before.store,
+        &before.settings.tokens,
+        KeyAlgorithm::Es256,
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(Jws::parse(&login(&before).await).header["alg"], "EdDSA");
+
+    // The same database, restarted with ES256.
+    let mut settings = test_settings(url);
+    settings.tokens.algorithm = SigningAlgorithm::Es256;
+    let after = spawn_app_with(settings, None).await;
+
+    let new_token = login(&after).await;
+    let jws = Jws::parse(&new_token);
+    assert_eq!((jws.kid(), &jws.header["alg"]), (es_kid, &json!("ES256")));
+    assert_eq!(me_status(&after, &new_token).await, 200);
+    assert_eq!(
+        me_status(&after, &old_token).await,
+        401,
+        "the EdDSA tokens from before the switch"
+    );
+}
+
+#[tokio::test]
+async fn a_key_sealed_under_another_secret_is_refused_then_skipped_when_forced() {
+    let app = app_signing_with(SigningAlgorithm::EdDsa).await;
+    let good = Jws::parse(&login(&app).await).kid();
+    let mut wrong = app.settings.tokens.clone();
+    wrong.secret = std::sync::Arc::new(secrecy::SecretBox::new(
+        b"another-secret-of-at-least-thirty-two-bytes"
+            .to_vec()
+            .into(),
+    ));
+
+    let refused = keys::rotate(&app.store, &wrong, KeyAlgorithm::EdDsa, false).await;
+    assert!(
+        refused
+            .unwrap_err()
+            .to_string()
+            .starts_with("the configured JWT secret does not open the stored signing keys"),
+    );
+    assert_eq!(
+        published_kids(&jwks(&app).await),
+        std::slice::from_ref(&good)
+    );
+
+    // Forced: the newest key is one this server cannot decrypt. Logins go on with the newest
+    // key it can (and the skipped key is logged once, not at every login).
+    let bad = keys::rotate(&app.store, &wrong, KeyAlgorithm::EdDsa, true)
+        .await
+        .unwrap();
+    assert_eq!(published_kids(&jwks(&app).await), [bad, good.clone()]);
+    for _ in 0..2 {
+        let token = login(&app).await;
+        assert_eq!(Jws::parse(&token).kid(), good);
+        assert_eq!(me_status(&app, &token).await, 200);
+    }
+}
+
 #[tokio::test]
 async fn a_retired_key_leaves_the_key_set() {
     let app = app_signing_with(SigningAlgorithm::EdDsa).await;
     let old_kid = Jws::parse(&login(&app).await).kid();
-    let new_kid = keys::rotate(&app.store, &app.settings.tokens, KeyAlgorithm::EdDsa)
+    let new_kid = keys::rotate(&app.store, &app.settings.tokens, KeyAlgorithm::EdDsa, false)
         .await
         .unwrap();
 
@@ -282,7 +466,7 @@ async fn a_token_signed_with_a_key_retired_since_its_last_use_is_refused() {
     let app = app_signing_with(SigningAlgorithm::EdDsa).await;
     let old_token = login(&app).await;
     assert_eq!(me_status(&app, &old_token).await, 200);
-    keys::rotate(&app.store, &app.settings.tokens, KeyAlgorithm::EdDsa)
+    keys::rotate(&app.store, &app.settings.tokens, KeyAlgorithm::EdDsa, false)
         .await
         .unwrap();
     let new_token = login(&app).await;
@@ -301,7 +485,7 @@ async fn a_token_signed_with_a_key_retired_since_its_last_use_is_refused() {
 async fn a_token_signed_with_a_key_retired_before_its_first_use_is_refused() {
     let app = app_signing_with(SigningAlgorithm::EdDsa).await;
     let old_token = login(&app).await;
-    keys::rotate(&app.store, &app.settings.tokens, KeyAlgorithm::EdDsa)
+    keys::rotate(&app.store, &app.settings.tokens, KeyAlgorithm::EdDsa, false)
         .await
         .unwrap();
 
@@ -387,7 +571,7 @@ async fn an_hs256_server_publishes_no_key() {
 async fn an_hs256_server_publishes_a_key_made_ahead_of_a_switch_but_does_not_sign_with_it() {
     let app = app_signing_with(SigningAlgorithm::Hs256).await;
 
-    let kid = keys::rotate(&app.store, &app.settings.tokens, KeyAlgorithm::EdDsa)
+    let kid = keys::rotate(&app.store, &app.settings.tokens, KeyAlgorithm::EdDsa, false)
         .await
         .unwrap();
 
