@@ -55,8 +55,9 @@ impl From<PublicJwk> for JwkBody {
 #[derive(Debug, Object)]
 #[oai(rename = "JwkSet")]
 pub struct JwkSetBody {
-    /// Every key that is not retired, newest (the one signing new tokens) first. Empty while
-    /// tokens are signed with HS256, whose secret is never published.
+    /// Every EdDSA and ES256 key that is not retired, newest first: the one signing new tokens
+    /// is the newest of the configured algorithm; others are published ahead of a switch. The
+    /// HS256 secret is never published.
     pub keys: Vec<JwkBody>,
 }
 
