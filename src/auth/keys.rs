@@ -343,9 +343,18 @@ impl SigningKeys {
         {
             return Ok(created_meanwhile);
         }
-        let created = create_key(&self.0.store, &self.0.encryption, algorithm).await?;
-        tracing::info!(kid = %created.kid, algorithm = %created.algorithm, "no signing key of the configured algorithm was active: created one");
-        Ok(created)
+        // Another instance may be doing the same: the store keeps one of the two keys.
+        let candidate = new_key(&self.0.encryption, algorithm);
+        let candidate_kid = candidate.kid.clone();
+        let key = self
+            .0
+            .store
+            .insert_signing_key_unless_active(candidate)
+            .await?;
+        if key.kid == candidate_kid {
+            tracing::info!(kid = %key.kid, algorithm = %key.algorithm, "no signing key of the configured algorithm was active: created one");
+        }
+        Ok(key)
     }
 
     /// The public key named `kid`, if it exists, has the configured algorithm and was not
@@ -506,19 +515,24 @@ async fn create_key(
     encryption: &KeyEncryptionKey,
     algorithm: KeyAlgorithm,
 ) -> Result<StoredSigningKey, StoreError> {
+    store
+        .insert_signing_key(new_key(encryption, algorithm))
+        .await
+}
+
+/// A freshly generated key, sealed, ready to store.
+fn new_key(encryption: &KeyEncryptionKey, algorithm: KeyAlgorithm) -> NewSigningKey {
     let private = PrivateKey::generate(algorithm);
     let public = private.public_key();
     let kid = public.thumbprint();
     let sealed = encryption.seal(&kid, &private.to_bytes());
     let jwk = serde_json::to_string(&public.jwk()).expect("a JWK serializes");
-    store
-        .insert_signing_key(NewSigningKey {
-            kid,
-            algorithm: algorithm.as_str().to_owned(),
-            public_jwk: jwk,
-            encrypted_private_key: sealed,
-        })
-        .await
+    NewSigningKey {
+        kid,
+        algorithm: algorithm.as_str().to_owned(),
+        public_jwk: jwk,
+        encrypted_private_key: sealed,
+    }
 }
 
 /// Decrypts a stored key and checks that it is the key its kid names.
@@ -991,6 +1005,20 @@ mod tests {
             PublicKey::of_stored(&stored),
             Err("its JWK is not the key its kid names")
         );
+    }
+
+    #[tokio::test]
+    async fn instances_starting_together_on_an_empty_database_create_one_key() {
+        let store = testing::store().await;
+        let settings = testing::settings(SECRET, SigningAlgorithm::EdDsa);
+        // Two instances: separate caches and separate in-process locks, one database.
+        let (a, b) = (
+            SigningKeys::new(store.clone(), &settings),
+            SigningKeys::new(store.clone(), &settings),
+        );
+        let (from_a, from_b) = tokio::join!(a.signer(), b.signer());
+        assert_eq!(from_a.unwrap().kid, from_b.unwrap().kid);
+        assert_eq!(store.list_signing_keys().await.unwrap().len(), 1);
     }
 
     #[tokio::test]

@@ -64,6 +64,52 @@ impl Store {
             })
     }
 
+    /// Stores `new` unless a key of its algorithm is active, which is then returned instead:
+    /// instances starting together on an empty database create one key between them. The check
+    /// and the insert hold the database's write lock (PostgreSQL: an advisory lock; SQLite: a
+    /// write transaction from its first statement).
+    pub async fn insert_signing_key_unless_active(
+        &self,
+        new: NewSigningKey,
+    ) -> Result<StoredSigningKey, StoreError> {
+        use sea_orm::{ConnectionTrait as _, DbBackend, TransactionTrait as _};
+
+        const KEY_CREATION_LOCK: i64 = 0x706f_7274_6b65; // "portke"
+        let txn = self.connection().begin().await?;
+        let lock = match txn.get_database_backend() {
+            DbBackend::Postgres => format!("SELECT pg_advisory_xact_lock({KEY_CREATION_LOCK})"),
+            // An UPDATE takes SQLite's write lock even when it matches nothing.
+            _ => "UPDATE signing_keys SET kid = kid WHERE 1 = 0".to_owned(),
+        };
+        txn.execute_unprepared(&lock).await?;
+        let existing = signing_key::Entity::find()
+            .filter(signing_key::Column::RetiredAt.is_null())
+            .filter(signing_key::Column::Algorithm.eq(new.algorithm.as_str()))
+            .order_by_desc(signing_key::Column::CreatedAt)
+            .order_by_desc(signing_key::Column::Kid)
+            .one(&txn)
+            .await?;
+        let key = match existing {
+            Some(existing) => existing,
+            None => signing_key::Entity::insert(signing_key::ActiveModel {
+                kid: Set(new.kid),
+                algorithm: Set(new.algorithm),
+                public_jwk: Set(new.public_jwk),
+                encrypted_private_key: Set(new.encrypted_private_key),
+                created_at: Set(super::now()),
+                retired_at: Set(None),
+            })
+            .exec_with_returning(&txn)
+            .await
+            .map_err(|err| match err.sql_err() {
+                Some(SqlErr::UniqueConstraintViolation(_)) => StoreError::Query(err),
+                _ => StoreError::from(err),
+            })?,
+        };
+        txn.commit().await?;
+        Ok(key.into())
+    }
+
     /// The newest key of `algorithm` not retired: with that algorithm configured, the key that
     /// signs. Ties (keys created in the same microsecond by two instances) are broken by kid,
     /// so every instance picks the same one.
