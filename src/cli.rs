@@ -79,8 +79,12 @@ enum UsersCommand {
     },
     /// Disable a user: their tokens stop working at their next request.
     Disable { username: String },
-    /// Enable a disabled user.
+    /// Enable a disabled user. Their sessions resume: end them first with `users logout` if the
+    /// account was compromised.
     Enable { username: String },
+    /// End every session of a user: their access and refresh tokens are refused from the next
+    /// request on, on every instance (e.g. a compromised account, before or after `disable`).
+    Logout { username: String },
     /// Delete a user and their items.
     Delete { username: String },
     /// List users.
@@ -231,6 +235,15 @@ async fn users(config: &ConfigArgs, command: UsersCommand) -> anyhow::Result<()>
         UsersCommand::Enable { username } => {
             set_disabled(&store, &username, false).await?;
             println!("enabled user {username}");
+        }
+        UsersCommand::Logout { username } => {
+            let name = parse_username(&username)?;
+            let Some(user) = store.find_user_by_username(&name).await? else {
+                anyhow::bail!("no user named {username:?}");
+            };
+            let ended = store.revoke_user_sessions(user.id, None).await?;
+            tracing::info!(user_id = %user.id, sessions_ended = ended, "sessions ended from the command line");
+            println!("ended {ended} session(s) of user {username}");
         }
         UsersCommand::Delete { username } => {
             let name = parse_username(&username)?;

@@ -123,7 +123,7 @@ fn a_duplicate_username_in_any_case_is_refused() {
 #[test]
 fn unknown_users_are_reported_by_name() {
     let ws = Workspace::new();
-    for action in ["disable", "enable", "delete"] {
+    for action in ["disable", "enable", "logout", "delete"] {
         let output = ws.run(&["users", action, "nobody"]);
         assert_eq!(output.status.code(), Some(1), "{action}");
         assert_eq!(
@@ -565,5 +565,76 @@ fn a_running_server_skips_a_newer_key_it_cannot_decrypt() {
     for _ in 0..3 {
         assert_eq!(login(), kid);
     }
+    assert!(server.terminate());
+}
+
+/// Logs johndoe in; the access and refresh tokens.
+async fn demo_login(client: &reqwest::Client, base: &str) -> (String, String) {
+    let response = client
+        .post(format!("{base}/token"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("username=johndoe&password=secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    (
+        body["access_token"].as_str().unwrap().to_owned(),
+        body["refresh_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn status_of_me(client: &reqwest::Client, base: &str, token: &str) -> u16 {
+    let response = client
+        .get(format!("{base}/users/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    response.status().as_u16()
+}
+
+async fn status_of_refresh(client: &reqwest::Client, base: &str, refresh_token: &str) -> u16 {
+    let response = client
+        .post(format!("{base}/token"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=refresh_token&refresh_token={refresh_token}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    response.status().as_u16()
+}
+
+#[test]
+fn users_logout_ends_every_session_of_the_user_at_once() {
+    let ws = Workspace::new();
+    let mut command = ws.command();
+    command.args(["serve", "--demo", "--bind", "127.0.0.1:0"]);
+    let server = ServerProcess::start(command);
+    let base = server.base_url.clone();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = reqwest::Client::new();
+    let sessions = runtime.block_on(async {
+        let first = demo_login(&client, &base).await;
+        let second = demo_login(&client, &base).await;
+        assert_eq!(status_of_me(&client, &base, &first.0).await, 200);
+        [first, second]
+    });
+
+    let output = ws.run(&["users", "logout", "JohnDoe"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "ended 2 session(s) of user JohnDoe\n");
+
+    runtime.block_on(async {
+        for (access, refresh) in &sessions {
+            assert_eq!(status_of_me(&client, &base, access).await, 401);
+            assert_eq!(status_of_refresh(&client, &base, refresh).await, 400);
+        }
+    });
+    let again = ws.run(&["users", "logout", "johndoe"]);
+    assert_eq!(stdout(&again), "ended 0 session(s) of user johndoe\n");
     assert!(server.terminate());
 }
