@@ -159,12 +159,13 @@ impl Client {
     fn of(request: &Request, address_header: Option<&poem::http::HeaderName>) -> Self {
         Self {
             address: client_address(request, address_header),
-            user_agent: request
-                .headers()
-                .get(poem::http::header::USER_AGENT)
-                .and_then(|agent| agent.to_str().ok())
-                .filter(|agent| !str::is_empty(agent))
-                .map(str::to_owned),
+            user_agent: present(
+                request
+                    .headers()
+                    .get(poem::http::header::USER_AGENT)
+                    .and_then(|agent| agent.to_str().ok()),
+            )
+            .map(str::to_owned),
         }
     }
 }
@@ -350,11 +351,7 @@ async fn password_grant(
 }
 
 async fn refresh_grant(state: &AppState, fields: TokenFields) -> Result<TokenResponse, ApiError> {
-    let Some(presented) = fields
-        .refresh_token
-        .as_deref()
-        .filter(|t| !str::is_empty(t))
-    else {
+    let Some(presented) = present(fields.refresh_token.as_deref()) else {
         return Err(ApiError::Validation(vec![ValidationIssue::missing(&[
             "body",
             "refresh_token",
@@ -368,7 +365,7 @@ async fn refresh_grant(state: &AppState, fields: TokenFields) -> Result<TokenRes
     };
     let session = stored.session;
     let now = chrono::Utc::now();
-    if !session.is_live(now) {
+    if !session.state().is_live(now) {
         tracing::info!(session_id = %session.id, "refresh refused: session ended");
         return Err(invalid_refresh_token());
     }
@@ -476,7 +473,7 @@ async fn revoke(
     if !issues.is_empty() {
         return Err(ApiError::Validation(issues));
     }
-    let Some(token) = token.filter(|token| !token.is_empty()) else {
+    let Some(token) = present(token.as_deref()) else {
         return Err(ApiError::Validation(vec![ValidationIssue::missing(&[
             "body", "token",
         ])]));
@@ -484,14 +481,14 @@ async fn revoke(
     // A JWT has dots, a refresh token none; the hint only decides which is tried first.
     let refresh_first = hint.as_deref() == Some("refresh_token") || !token.contains('.');
     let session = if refresh_first {
-        match refresh_token_session(state, &token).await? {
+        match refresh_token_session(state, token).await? {
             Some(session) => Some(session),
-            None => access_token_session(state, &token).await?,
+            None => access_token_session(state, token).await?,
         }
     } else {
-        match access_token_session(state, &token).await? {
+        match access_token_session(state, token).await? {
             Some(session) => Some(session),
-            None => refresh_token_session(state, &token).await?,
+            None => refresh_token_session(state, token).await?,
         }
     };
     match session {

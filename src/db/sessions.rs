@@ -31,9 +31,14 @@ pub struct Session {
 }
 
 impl Session {
-    /// Neither revoked nor expired at `now`.
-    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
-        self.revoked_at.is_none() && now < self.expires_at
+    /// What the check of every request reads of it.
+    pub fn state(&self) -> SessionState {
+        SessionState {
+            id: self.id,
+            last_used_at: self.last_used_at,
+            expires_at: self.expires_at,
+            revoked_at: self.revoked_at,
+        }
     }
 }
 

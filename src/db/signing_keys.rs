@@ -44,24 +44,7 @@ impl Store {
         &self,
         new: NewSigningKey,
     ) -> Result<StoredSigningKey, StoreError> {
-        let row = signing_key::ActiveModel {
-            kid: Set(new.kid),
-            algorithm: Set(new.algorithm),
-            public_jwk: Set(new.public_jwk),
-            encrypted_private_key: Set(new.encrypted_private_key),
-            created_at: Set(super::now()),
-            retired_at: Set(None),
-        };
-        signing_key::Entity::insert(row)
-            .exec_with_returning(self.connection())
-            .await
-            .map(StoredSigningKey::from)
-            .map_err(|err| match err.sql_err() {
-                // The kid is a hash of a freshly generated key: a clash means a broken random
-                // source, not a taken name, so it must not read as `UsernameTaken`.
-                Some(SqlErr::UniqueConstraintViolation(_)) => StoreError::Query(err),
-                _ => StoreError::from(err),
-            })
+        Ok(insert(self.connection(), new).await?.into())
     }
 
     /// Stores `new` unless a key of its algorithm is active, which is then returned instead:
@@ -82,46 +65,21 @@ impl Store {
             _ => "UPDATE signing_keys SET kid = kid WHERE 1 = 0".to_owned(),
         };
         txn.execute_unprepared(&lock).await?;
-        let existing = signing_key::Entity::find()
-            .filter(signing_key::Column::RetiredAt.is_null())
-            .filter(signing_key::Column::Algorithm.eq(new.algorithm.as_str()))
-            .order_by_desc(signing_key::Column::CreatedAt)
-            .order_by_desc(signing_key::Column::Kid)
-            .one(&txn)
-            .await?;
-        let key = match existing {
+        let key = match newest_active(&new.algorithm).one(&txn).await? {
             Some(existing) => existing,
-            None => signing_key::Entity::insert(signing_key::ActiveModel {
-                kid: Set(new.kid),
-                algorithm: Set(new.algorithm),
-                public_jwk: Set(new.public_jwk),
-                encrypted_private_key: Set(new.encrypted_private_key),
-                created_at: Set(super::now()),
-                retired_at: Set(None),
-            })
-            .exec_with_returning(&txn)
-            .await
-            .map_err(|err| match err.sql_err() {
-                Some(SqlErr::UniqueConstraintViolation(_)) => StoreError::Query(err),
-                _ => StoreError::from(err),
-            })?,
+            None => insert(&txn, new).await?,
         };
         txn.commit().await?;
         Ok(key.into())
     }
 
     /// The newest key of `algorithm` not retired: with that algorithm configured, the key that
-    /// signs. Ties (keys created in the same microsecond by two instances) are broken by kid,
-    /// so every instance picks the same one.
+    /// signs.
     pub async fn newest_active_signing_key(
         &self,
         algorithm: &str,
     ) -> Result<Option<StoredSigningKey>, StoreError> {
-        Ok(signing_key::Entity::find()
-            .filter(signing_key::Column::RetiredAt.is_null())
-            .filter(signing_key::Column::Algorithm.eq(algorithm))
-            .order_by_desc(signing_key::Column::CreatedAt)
-            .order_by_desc(signing_key::Column::Kid)
+        Ok(newest_active(algorithm)
             .one(self.connection())
             .await?
             .map(StoredSigningKey::from))
@@ -139,7 +97,7 @@ impl Store {
 
     /// Every key not retired, of either algorithm, newest first.
     pub async fn active_signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
-        self.signing_keys(true, None).await
+        self.signing_keys(true).await
     }
 
     /// Every key of `algorithm` not retired, newest (the one that signs, if it can) first.
@@ -147,25 +105,23 @@ impl Store {
         &self,
         algorithm: &str,
     ) -> Result<Vec<StoredSigningKey>, StoreError> {
-        self.signing_keys(true, Some(algorithm)).await
+        Ok(newest_active(algorithm)
+            .all(self.connection())
+            .await?
+            .into_iter()
+            .map(StoredSigningKey::from)
+            .collect())
     }
 
     /// Every key, retired ones included, newest first.
     pub async fn list_signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
-        self.signing_keys(false, None).await
+        self.signing_keys(false).await
     }
 
-    async fn signing_keys(
-        &self,
-        active_only: bool,
-        algorithm: Option<&str>,
-    ) -> Result<Vec<StoredSigningKey>, StoreError> {
+    async fn signing_keys(&self, active_only: bool) -> Result<Vec<StoredSigningKey>, StoreError> {
         let mut query = signing_key::Entity::find();
         if active_only {
             query = query.filter(signing_key::Column::RetiredAt.is_null());
-        }
-        if let Some(algorithm) = algorithm {
-            query = query.filter(signing_key::Column::Algorithm.eq(algorithm));
         }
         Ok(query
             .order_by_desc(signing_key::Column::CreatedAt)
@@ -189,4 +145,37 @@ impl Store {
             .map_err(StoreError::from)?;
         Ok(result.rows_affected > 0)
     }
+}
+
+/// Keys of `algorithm` not retired, newest first. Ties (keys created in the same microsecond
+/// by two instances) are broken by kid, so every instance picks the same one.
+fn newest_active(algorithm: &str) -> sea_orm::Select<signing_key::Entity> {
+    signing_key::Entity::find()
+        .filter(signing_key::Column::RetiredAt.is_null())
+        .filter(signing_key::Column::Algorithm.eq(algorithm))
+        .order_by_desc(signing_key::Column::CreatedAt)
+        .order_by_desc(signing_key::Column::Kid)
+}
+
+async fn insert<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    new: NewSigningKey,
+) -> Result<signing_key::Model, StoreError> {
+    let row = signing_key::ActiveModel {
+        kid: Set(new.kid),
+        algorithm: Set(new.algorithm),
+        public_jwk: Set(new.public_jwk),
+        encrypted_private_key: Set(new.encrypted_private_key),
+        created_at: Set(super::now()),
+        retired_at: Set(None),
+    };
+    signing_key::Entity::insert(row)
+        .exec_with_returning(db)
+        .await
+        .map_err(|err| match err.sql_err() {
+            // The kid is a hash of a freshly generated key: a clash means a broken random
+            // source, not a taken name, so it must not read as `UsernameTaken`.
+            Some(SqlErr::UniqueConstraintViolation(_)) => StoreError::Query(err),
+            _ => StoreError::from(err),
+        })
 }
