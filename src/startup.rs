@@ -47,8 +47,7 @@ impl Application {
         let state = AppState {
             store,
             hasher,
-            tokens: Arc::new(AccessTokens::new(&settings.tokens, keys.clone())),
-            keys,
+            tokens: Arc::new(AccessTokens::new(&settings.tokens, keys)),
             public_url: settings.public_url.clone(),
             throttle: LoginThrottle::new(settings.throttle),
             sessions: settings.sessions,

@@ -22,12 +22,13 @@ use super::error::{ApiError, ValidationIssue};
 pub trait BodyFormat {
     const CONTENT_TYPE: &'static str;
 
-    /// The body as an object; an empty body is `None`. `declared` names the members the
-    /// operation documents (a form field of another name given twice is not an error).
+    /// The body as an object; an empty body is `None`. `declared` gives the members the
+    /// operation documents (a form field of another name given twice is not an error); it is
+    /// asked only when a field is repeated.
     fn parse(
         bytes: &[u8],
         mime: Option<&mime::Mime>,
-        declared: &[&str],
+        declared: fn() -> Vec<&'static str>,
     ) -> Result<Option<Map<String, Value>>, ApiError>;
 }
 
@@ -43,7 +44,7 @@ impl BodyFormat for JsonFormat {
     fn parse(
         bytes: &[u8],
         mime: Option<&mime::Mime>,
-        _declared: &[&str],
+        _declared: fn() -> Vec<&'static str>,
     ) -> Result<Option<Map<String, Value>>, ApiError> {
         if bytes.is_empty() {
             return Ok(None);
@@ -64,7 +65,7 @@ impl BodyFormat for FormFormat {
     fn parse(
         bytes: &[u8],
         mime: Option<&mime::Mime>,
-        declared: &[&str],
+        declared: fn() -> Vec<&'static str>,
     ) -> Result<Option<Map<String, Value>>, ApiError> {
         match mime {
             Some(m) if m.essence_str() == Self::CONTENT_TYPE => {
@@ -189,7 +190,10 @@ impl<'de> serde::Deserialize<'de> for TopLevel {
 
 /// Form fields as string members; a documented field given twice is refused rather than
 /// guessed at (others are ignored anyway, so their repetition is too).
-fn form_object(bytes: &[u8], declared: &[&str]) -> Result<Map<String, Value>, ApiError> {
+fn form_object(
+    bytes: &[u8],
+    declared: fn() -> Vec<&'static str>,
+) -> Result<Map<String, Value>, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(bytes)
         .map_err(|err| whole_body(format!("Form decode error: {err}"), "value_error"))?;
     let mut object = Map::new();
@@ -197,7 +201,7 @@ fn form_object(bytes: &[u8], declared: &[&str]) -> Result<Map<String, Value>, Ap
     // Nameless fields (`&&=x`) carry nothing and are skipped.
     for (name, value) in pairs.into_iter().filter(|(name, _)| !name.is_empty()) {
         if object.contains_key(&name) {
-            if !declared.contains(&name.as_str()) {
+            if !declared().contains(&name.as_str()) {
                 continue;
             }
             issues.push(ValidationIssue::new(
@@ -297,14 +301,14 @@ impl<F: BodyFormat, T: Type> Body<F, T> {
     /// The body as an object, or the 422 that says why it is not one.
     pub fn object(&self) -> Result<Map<String, Value>, ApiError> {
         self.check_size()?;
-        F::parse(&self.bytes, self.mime.as_ref(), &declared_fields::<T>())?
+        F::parse(&self.bytes, self.mime.as_ref(), declared_fields::<T>)?
             .ok_or_else(|| ApiError::Validation(vec![ValidationIssue::missing(&["body"])]))
     }
 
     /// As [`Body::object`], an empty body being an empty object (every field absent).
     pub fn object_or_empty(&self) -> Result<Map<String, Value>, ApiError> {
         self.check_size()?;
-        Ok(F::parse(&self.bytes, self.mime.as_ref(), &declared_fields::<T>())?.unwrap_or_default())
+        Ok(F::parse(&self.bytes, self.mime.as_ref(), declared_fields::<T>)?.unwrap_or_default())
     }
 
     fn check_size(&self) -> Result<(), ApiError> {
@@ -318,13 +322,16 @@ impl<F: BodyFormat, T: Type> Body<F, T> {
 
 /// The member names `T`'s schema documents.
 fn declared_fields<T: Type>() -> Vec<&'static str> {
-    let mut registry = Registry::new();
-    T::register(&mut registry);
-    registry
-        .schemas
-        .get(T::name().as_ref())
+    registered_schema::<T>()
         .map(|schema| schema.properties.iter().map(|(name, _)| *name).collect())
         .unwrap_or_default()
+}
+
+/// The schema `T` registers under its name, if it registers one (objects and enumerations).
+fn registered_schema<T: Type>() -> Option<poem_openapi::registry::MetaSchema> {
+    let mut registry = Registry::new();
+    T::register(&mut registry);
+    registry.schemas.remove(T::name().as_ref())
 }
 
 /// A required string member of a JSON object.
@@ -417,11 +424,7 @@ impl<T: ParseFromParameter + Type> Deferred<T> {
 
 /// The values an enumeration's schema lists, quoted (`'local'`); none for other types.
 fn enum_values<T: Type>() -> Vec<String> {
-    let mut registry = Registry::new();
-    T::register(&mut registry);
-    registry
-        .schemas
-        .get(T::name().as_ref())
+    registered_schema::<T>()
         .map(|schema| {
             schema
                 .enum_items

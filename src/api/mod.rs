@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 pub use error::ApiError;
 
 use crate::{
-    auth::{AccessTokens, LoginThrottle, PasswordHasher, SigningKeys},
+    auth::{AccessTokens, LoginThrottle, PasswordHasher},
     db::Store,
 };
 
@@ -32,8 +32,6 @@ pub struct AppState {
     pub store: Store,
     pub hasher: PasswordHasher,
     pub tokens: Arc<AccessTokens>,
-    /// The stored signing keys, published at `/.well-known/jwks.json`.
-    pub keys: SigningKeys,
     /// Base of the absolute URLs in the server metadata; unset: from the request's `Host`.
     pub public_url: Option<String>,
     pub throttle: LoginThrottle,

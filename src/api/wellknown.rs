@@ -121,7 +121,7 @@ impl WellKnownApi {
     /// header names one of them. A retired key is no longer listed and its tokens are refused.
     #[oai(path = "/.well-known/jwks.json", method = "get", operation_id = "jwks")]
     async fn jwks(&self, state: poem::web::Data<&AppState>) -> Result<JwksResponse, KeySetError> {
-        let set = state.keys.jwks().await.map_err(ApiError::from)?;
+        let set = state.tokens.keys().jwks().await.map_err(ApiError::from)?;
         Ok(JwksResponse::Ok(
             Json(JwkSetBody {
                 keys: set.keys.into_iter().map(JwkBody::from).collect(),

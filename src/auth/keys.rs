@@ -216,9 +216,6 @@ struct Inner {
     /// Keys that cannot sign here (the reason, by kid): tried and logged once, then skipped.
     unusable: Mutex<HashMap<String, String>>,
     verifiers: Mutex<HashMap<String, Arc<Verifier>>>,
-    /// Held while creating a key, so that logins racing after the last retirement create one
-    /// key between them rather than one each.
-    creating: tokio::sync::Mutex<()>,
 }
 
 impl SigningKeys {
@@ -254,7 +251,6 @@ impl SigningKeys {
             signers: Mutex::default(),
             unusable: Mutex::default(),
             verifiers: Mutex::default(),
-            creating: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -332,19 +328,10 @@ impl SigningKeys {
         })
     }
 
+    /// A new key of the configured algorithm, unless one was created meanwhile: logins racing
+    /// here, in this instance or another, create one key between them (the store decides).
     async fn create_when_none_is_active(&self) -> Result<StoredSigningKey, StoreError> {
-        let _creating = self.0.creating.lock().await;
-        let algorithm = self.0.algorithm;
-        if let Some(created_meanwhile) = self
-            .0
-            .store
-            .newest_active_signing_key(algorithm.as_str())
-            .await?
-        {
-            return Ok(created_meanwhile);
-        }
-        // Another instance may be doing the same: the store keeps one of the two keys.
-        let candidate = new_key(&self.0.encryption, algorithm);
+        let candidate = new_key(&self.0.encryption, self.0.algorithm);
         let candidate_kid = candidate.kid.clone();
         let key = self
             .0

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{
-    auth::keys::{KeyError, SigningKeys, Verifier},
+    auth::keys::{KeyAlgorithm, KeyError, SigningKeys, Verifier},
     config::TokenSettings,
     db::StoreError,
     domain::ScopeSet,
@@ -114,7 +114,14 @@ impl AccessTokens {
                 }),
             }
         };
-        let mut validation = Validation::new(Algorithm::HS256);
+        // Pinned: the one algorithm every accepted token has (the stored keys' verifiers are
+        // of it too), so the validation is built once, here.
+        let algorithm = if settings.algorithm.is_asymmetric() {
+            KeyAlgorithm::default_for(settings.algorithm).jwt()
+        } else {
+            Algorithm::HS256
+        };
+        let mut validation = Validation::new(algorithm);
         validation.leeway = LEEWAY_SECONDS;
         validation.validate_nbf = true;
         validation.set_issuer(&[&settings.issuer]);
@@ -134,6 +141,11 @@ impl AccessTokens {
     /// The `iss` of issued tokens, required on presented ones.
     pub fn issuer(&self) -> &str {
         &self.issuer
+    }
+
+    /// The stored signing keys (published at `/.well-known/jwks.json`).
+    pub fn keys(&self) -> &SigningKeys {
+        &self.keys
     }
 
     pub async fn issue(
@@ -199,9 +211,7 @@ impl AccessTokens {
             ))
             .into());
         }
-        let mut validation = self.validation.clone();
-        validation.algorithms = vec![verifier.algorithm];
-        let data = jsonwebtoken::decode::<Claims>(token, &verifier.key, &validation)
+        let data = jsonwebtoken::decode::<Claims>(token, &verifier.key, &self.validation)
             .map_err(|err| InvalidToken(err.to_string()))?;
         // Refuses an ID token or any other JWT signed with the same key (RFC 9068 §4).
         if !data
