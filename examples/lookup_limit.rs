@@ -62,17 +62,14 @@ async fn run(tasks: usize, duration: Duration, user_only: bool) -> anyhow::Resul
         })
         .await?;
     let session = store
-        .start_session(
-            NewSession {
-                id: uuid::Uuid::now_v7(),
-                user_id: user.id,
-                scopes: ScopeSet::default_for_new_users(),
-                user_agent: None,
-                client_address: "127.0.0.1".into(),
-                lifetime: chrono::Duration::days(1),
-            },
-            portcullis::auth::refresh::generate().hash,
-        )
+        .start_session(NewSession {
+            id: uuid::Uuid::now_v7(),
+            user_id: user.id,
+            scopes: ScopeSet::default_for_new_users(),
+            user_agent: None,
+            client_address: "127.0.0.1".into(),
+            lifetime: chrono::Duration::days(1),
+        })
         .await?;
 
     let done = Arc::new(AtomicU64::new(0));

@@ -8,10 +8,11 @@ use poem::{
     Server,
     listener::{Acceptor as _, Listener as _, TcpAcceptor, TcpListener},
 };
+use secrecy::ExposeSecret as _;
 
 use crate::{
     api::{self, AppState},
-    auth::{AccessTokens, LoginThrottle, PasswordHasher, SigningKeys},
+    auth::{AccessTokens, LoginThrottle, PasswordHasher, RefreshTokens, SigningKeys},
     config::Settings,
     db::Store,
 };
@@ -48,6 +49,7 @@ impl Application {
             store,
             hasher,
             tokens: Arc::new(AccessTokens::new(&settings.tokens, keys)),
+            refresh_tokens: RefreshTokens::new(settings.tokens.secret.expose_secret()),
             public_url: settings.public_url.clone(),
             throttle: LoginThrottle::new(settings.throttle),
             sessions: settings.sessions,

@@ -62,7 +62,7 @@ def checked_token(response) -> AccessToken:
     assert token.token_type == "bearer"
     assert token.expires_in > 0
     assert set(token.scope.split()) == {"me", "items"}
-    assert len(token.refresh_token) == 43, token.refresh_token
+    assert len(token.refresh_token) == 75, token.refresh_token
     return token
 
 

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 pub use error::ApiError;
 
 use crate::{
-    auth::{AccessTokens, LoginThrottle, PasswordHasher},
+    auth::{AccessTokens, LoginThrottle, PasswordHasher, RefreshTokens},
     db::Store,
 };
 
@@ -32,6 +32,7 @@ pub struct AppState {
     pub store: Store,
     pub hasher: PasswordHasher,
     pub tokens: Arc<AccessTokens>,
+    pub refresh_tokens: RefreshTokens,
     /// Base of the absolute URLs in the server metadata; unset: from the request's `Host`.
     pub public_url: Option<String>,
     pub throttle: LoginThrottle,

@@ -13,8 +13,8 @@ use super::{
     input::{FormBody, optional_string},
 };
 use crate::{
-    auth::{AttemptKeys, IssuedToken, Verification, VerifyError, refresh},
-    db::{NewSession, Rotation},
+    auth::{AttemptKeys, IssuedToken, PresentedRefreshToken, Verification, VerifyError},
+    db::{Exchange, NewSession, Session},
     domain::{Scope, ScopeSet, Username},
 };
 
@@ -331,23 +331,20 @@ async fn password_grant(
     // nobody holds a token of.
     let session_id = uuid::Uuid::now_v7();
     let access = state.tokens.issue(user.id, session_id, &granted).await?;
-    let refresh = refresh::generate();
     state
         .store
-        .start_session(
-            NewSession {
-                id: session_id,
-                user_id: user.id,
-                scopes: granted.clone(),
-                user_agent: client.user_agent,
-                client_address: client.address.to_string(),
-                lifetime: state.sessions.lifetime,
-            },
-            refresh.hash,
-        )
+        .start_session(NewSession {
+            id: session_id,
+            user_id: user.id,
+            scopes: granted.clone(),
+            user_agent: client.user_agent,
+            client_address: client.address.to_string(),
+            lifetime: state.sessions.lifetime,
+        })
         .await?;
     tracing::info!(user_id = %user.id, %session_id, scope = %granted, "logged in: session started");
-    Ok(token_response(access, &granted, refresh.token))
+    let refresh_token = state.refresh_tokens.issue(session_id, 0);
+    Ok(token_response(access, &granted, refresh_token))
 }
 
 async fn refresh_grant(state: &AppState, fields: TokenFields) -> Result<TokenResponse, ApiError> {
@@ -358,19 +355,19 @@ async fn refresh_grant(state: &AppState, fields: TokenFields) -> Result<TokenRes
         ])]));
     };
     let requested = fields.requested_scopes()?;
-    let presented_hash = refresh::hash(presented);
-    let Some(stored) = state.store.find_refresh_token(&presented_hash).await? else {
+    let Some(presented) = presented_refresh_token(state, presented).await? else {
         tracing::info!("refresh refused: unknown refresh token");
         return Err(invalid_refresh_token());
     };
-    let session = stored.session;
+    let session = &presented.session;
     let now = chrono::Utc::now();
     if !session.state().is_live(now) {
         tracing::info!(session_id = %session.id, "refresh refused: session ended");
         return Err(invalid_refresh_token());
     }
+    // Reuse is answered before anything about the user, and nothing is recorded on a refusal.
     let grace = state.sessions.reuse_grace;
-    if stored.rotated_at.is_some_and(|at| now - at > grace) {
+    if !presented.exchangeable(now, grace) {
         return Err(reuse_detected(state, session.id).await);
     }
     let user = state
@@ -394,21 +391,78 @@ async fn refresh_grant(state: &AppState, fields: TokenFields) -> Result<TokenRes
     // Signed before the presented token is spent: a signing failure leaves the client its
     // token to retry with, rather than a spent one whose next use would end the session.
     let access = state.tokens.issue(user.id, session.id, &granted).await?;
-    let next = refresh::generate();
-    match state
+    let generation = match state
         .store
-        .rotate_refresh_token(session.id, &presented_hash, next.hash, grace)
+        .exchange_refresh_token(session.id, presented.generation, grace)
         .await?
     {
-        Rotation::Rotated => {}
-        Rotation::Reused => return Err(reuse_detected(state, session.id).await),
-        Rotation::SessionEnded => {
+        Exchange::Issue(generation) => generation,
+        Exchange::Reused => return Err(reuse_detected(state, session.id).await),
+        Exchange::SessionEnded => {
             tracing::info!(session_id = %session.id, "refresh refused: session ended meanwhile");
             return Err(invalid_refresh_token());
         }
+    };
+    tracing::info!(user_id = %user.id, session_id = %session.id, generation, scope = %granted, "refreshed");
+    let refresh_token = state.refresh_tokens.issue(session.id, generation);
+    Ok(token_response(access, &granted, refresh_token))
+}
+
+/// A presented refresh token that names a session of ours.
+struct PresentedToken {
+    session: Session,
+    /// The generation it is, counting a token issued before generations as generation 0.
+    generation: u64,
+    /// When it was spent, for a token issued before generations that was exchanged then.
+    legacy_spent_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl PresentedToken {
+    /// Whether it may be exchanged: it is the session's newest token, or the one before it
+    /// spent less than `grace` ago. Anything older is a spent token presented again.
+    fn exchangeable(&self, now: chrono::DateTime<chrono::Utc>, grace: chrono::Duration) -> bool {
+        let within_grace = |spent_at: Option<chrono::DateTime<chrono::Utc>>| {
+            spent_at.is_some_and(|at| now - at <= grace)
+        };
+        if let Some(spent_at) = self.legacy_spent_at {
+            return within_grace(Some(spent_at));
+        }
+        self.generation == self.session.refresh_generation
+            || (self.generation.checked_add(1) == Some(self.session.refresh_generation)
+                && within_grace(self.session.refresh_rotated_at))
     }
-    tracing::info!(user_id = %user.id, session_id = %session.id, scope = %granted, "refreshed: refresh token rotated");
-    Ok(token_response(access, &granted, next.token))
+}
+
+/// The session a presented refresh token names, if it is one of ours: checked by its MAC
+/// first (a made-up token costs no database read), then the session is read.
+async fn presented_refresh_token(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<PresentedToken>, ApiError> {
+    Ok(match state.refresh_tokens.read(token) {
+        PresentedRefreshToken::Generation {
+            session_id,
+            generation,
+        } => state
+            .store
+            .find_session(session_id)
+            .await?
+            .map(|session| PresentedToken {
+                session,
+                generation,
+                legacy_spent_at: None,
+            }),
+        PresentedRefreshToken::Legacy { hash } => state
+            .store
+            .find_legacy_refresh_token(&hash)
+            .await?
+            .map(|legacy| PresentedToken {
+                session: legacy.session,
+                generation: 0,
+                legacy_spent_at: legacy.rotated_at,
+            }),
+        PresentedRefreshToken::Invalid => None,
+    })
 }
 
 /// A refresh token presented again after it was exchanged: whoever holds the session's tokens,
@@ -514,16 +568,14 @@ async fn access_token_session(
     }
 }
 
-/// The session of a known refresh token, spent or not.
+/// The session of a refresh token of ours, spent or not.
 async fn refresh_token_session(
     state: &AppState,
     token: &str,
 ) -> Result<Option<uuid::Uuid>, ApiError> {
-    Ok(state
-        .store
-        .find_refresh_token(&refresh::hash(token))
+    Ok(presented_refresh_token(state, token)
         .await?
-        .map(|stored| stored.session.id))
+        .map(|presented| presented.session.id))
 }
 
 /// `None` for an absent or empty field (Swagger UI sends `grant_type=&scope=`).

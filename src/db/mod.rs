@@ -15,7 +15,7 @@ use migration::{Migrator, MigratorTrait as _};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, SqlErr};
 
 pub use items::Item;
-pub use sessions::{NewSession, Rotation, Session, SessionState, StoredRefreshToken};
+pub use sessions::{Exchange, LegacyRefreshToken, NewSession, Session, SessionState};
 pub use signing_keys::{NewSigningKey, StoredSigningKey};
 pub use users::{NewUser, User};
 

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait as _, Condition, EntityTrait as _, QueryFilter as _, QueryOrder as _,
-    QuerySelect as _, TransactionTrait as _,
+    QuerySelect as _,
     sea_query::{Expr, Query},
 };
 use uuid::Uuid;
@@ -28,6 +28,10 @@ pub struct Session {
     pub revoked_at: Option<DateTime<Utc>>,
     pub user_agent: Option<String>,
     pub client_address: String,
+    /// The generation of the refresh token handed out last.
+    pub refresh_generation: u64,
+    /// When that token was handed out by an exchange; `None` while it is the login's.
+    pub refresh_rotated_at: Option<DateTime<Utc>>,
 }
 
 impl Session {
@@ -55,6 +59,8 @@ impl From<session::Model> for Session {
             revoked_at: row.revoked_at,
             user_agent: row.user_agent,
             client_address: row.client_address,
+            refresh_generation: u64::try_from(row.refresh_generation).unwrap_or(u64::MAX),
+            refresh_rotated_at: row.refresh_rotated_at,
         }
     }
 }
@@ -122,22 +128,23 @@ pub struct NewSession {
     pub lifetime: chrono::Duration,
 }
 
-/// A presented refresh token, found by its hash, with its session.
+/// A refresh token issued before generations existed, found by its hash, with its session.
 #[derive(Debug)]
-pub struct StoredRefreshToken {
+pub struct LegacyRefreshToken {
     pub rotated_at: Option<DateTime<Utc>>,
     pub session: Session,
 }
 
 /// How an exchange of a refresh token ended.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Rotation {
-    /// The new token is stored; the presented one is spent.
-    Rotated,
-    /// The presented token had already been exchanged, longer ago than the grace period
-    /// allows: nothing was stored.
+pub enum Exchange {
+    /// Hand out the session's token of this generation: the next one, just recorded, or —
+    /// for a token exchanged less than the grace period ago — the one that exchange handed out.
+    Issue(u64),
+    /// The presented generation was spent longer ago than the grace period allows (or is not
+    /// the session's at all): nothing was recorded.
     Reused,
-    /// The session was revoked, or expired, since it was read: nothing was stored.
+    /// The session was revoked, or expired, since it was read: nothing was recorded.
     SessionEnded,
 }
 
@@ -145,12 +152,8 @@ pub enum Rotation {
 const MAX_USER_AGENT_CHARS: usize = 256;
 
 impl Store {
-    /// Records a new session and its first refresh token, together.
-    pub async fn start_session(
-        &self,
-        new: NewSession,
-        refresh_token_hash: String,
-    ) -> Result<Session, StoreError> {
+    /// Records a new session; its first refresh token is generation 0.
+    pub async fn start_session(&self, new: NewSession) -> Result<Session, StoreError> {
         let now = super::now();
         let row = session::ActiveModel {
             id: Set(new.id),
@@ -164,103 +167,88 @@ impl Store {
                 .user_agent
                 .map(|agent| agent.chars().take(MAX_USER_AGENT_CHARS).collect())),
             client_address: Set(new.client_address),
+            refresh_generation: Set(0),
+            refresh_rotated_at: Set(None),
         };
-        let txn = self.connection().begin().await?;
         let session = session::Entity::insert(row)
-            .exec_with_returning(&txn)
+            .exec_with_returning(self.connection())
             .await?;
-        refresh_token::Entity::insert(refresh_token::ActiveModel {
-            token_hash: Set(refresh_token_hash),
-            session_id: Set(session.id),
-            created_at: Set(now),
-            rotated_at: Set(None),
-        })
-        .exec(&txn)
-        .await?;
-        txn.commit().await?;
         Ok(session.into())
     }
 
-    /// The refresh token with this hash, and its session.
-    pub async fn find_refresh_token(
+    /// The session with this id, live or not.
+    pub async fn find_session(&self, id: Uuid) -> Result<Option<Session>, StoreError> {
+        Ok(session::Entity::find_by_id(id)
+            .one(self.connection())
+            .await?
+            .map(Session::from))
+    }
+
+    /// The refresh token issued before generations with this hash, and its session.
+    pub async fn find_legacy_refresh_token(
         &self,
         token_hash: &str,
-    ) -> Result<Option<StoredRefreshToken>, StoreError> {
+    ) -> Result<Option<LegacyRefreshToken>, StoreError> {
         let found = refresh_token::Entity::find_by_id(token_hash.to_owned())
             .find_also_related(session::Entity)
             .one(self.connection())
             .await?;
         Ok(found.and_then(|(token, session)| {
-            session.map(|session| StoredRefreshToken {
+            session.map(|session| LegacyRefreshToken {
                 rotated_at: token.rotated_at,
                 session: session.into(),
             })
         }))
     }
 
-    /// Exchanges the refresh token `old_hash` for `new_hash`, atomically: of two exchanges
-    /// racing with one token, exactly one spends it. The other, and any later one, still gets
-    /// a new token while the spent one was spent less than `grace` ago (two tabs refreshing at
-    /// once); after that it is [`Rotation::Reused`] and nothing is stored.
-    ///
-    /// A session has one live refresh token at a time: an exchange within the grace spends the
-    /// token the first exchange gave, so a replayed token cannot start a second chain that
-    /// would never be detected (that token, too, may still be exchanged within its own grace).
-    pub async fn rotate_refresh_token(
+    /// Exchanges the session's refresh token of generation `presented`, atomically, each step
+    /// one conditional statement that also checks the session is live (so an exchange racing
+    /// a revocation records nothing): of exchanges racing with one token, exactly one moves the
+    /// session to the next generation; the others, and any later one within `grace` of it, are
+    /// handed that same next generation (two tabs refreshing at once: one chain, not two).
+    /// Anything else presents a spent token: [`Exchange::Reused`].
+    pub async fn exchange_refresh_token(
         &self,
         session_id: Uuid,
-        old_hash: &str,
-        new_hash: String,
+        presented: u64,
         grace: chrono::Duration,
-    ) -> Result<Rotation, StoreError> {
+    ) -> Result<Exchange, StoreError> {
         let now = super::now();
-        let txn = self.connection().begin().await?;
-        // First, the session: still live, and (on PostgreSQL) locked against a revocation
-        // committing while this exchange runs.
-        let live = session::Entity::update_many()
+        let (Ok(current), Some(next)) = (i64::try_from(presented), presented.checked_add(1)) else {
+            return Ok(Exchange::Reused);
+        };
+        let Ok(next_stored) = i64::try_from(next) else {
+            return Ok(Exchange::Reused);
+        };
+        let live = || {
+            session::Entity::update_many()
+                .filter(session::Column::Id.eq(session_id))
+                .filter(session::Column::RevokedAt.is_null())
+                .filter(session::Column::ExpiresAt.gt(now))
+        };
+        let advanced = live()
+            .col_expr(session::Column::RefreshGeneration, Expr::value(next_stored))
+            .col_expr(session::Column::RefreshRotatedAt, Expr::value(now))
             .col_expr(session::Column::LastUsedAt, Expr::value(now))
-            .filter(session::Column::Id.eq(session_id))
-            .filter(session::Column::RevokedAt.is_null())
-            .filter(session::Column::ExpiresAt.gt(now))
-            .exec(&txn)
+            .filter(session::Column::RefreshGeneration.eq(current))
+            .exec(self.connection())
             .await?;
-        if live.rows_affected == 0 {
-            txn.rollback().await?;
-            return Ok(Rotation::SessionEnded);
+        if advanced.rows_affected == 1 {
+            return Ok(Exchange::Issue(next));
         }
-        let spent = refresh_token::Entity::update_many()
-            .col_expr(refresh_token::Column::RotatedAt, Expr::value(now))
-            .filter(refresh_token::Column::TokenHash.eq(old_hash))
-            .filter(refresh_token::Column::RotatedAt.is_null())
-            .exec(&txn)
+        let within_grace = live()
+            .col_expr(session::Column::LastUsedAt, Expr::value(now))
+            .filter(session::Column::RefreshGeneration.eq(next_stored))
+            .filter(session::Column::RefreshRotatedAt.gte(now - grace))
+            .exec(self.connection())
             .await?;
-        if spent.rows_affected == 0 {
-            let rotated_at = refresh_token::Entity::find_by_id(old_hash.to_owned())
-                .one(&txn)
-                .await?
-                .and_then(|token| token.rotated_at);
-            if rotated_at.is_none_or(|at| now - at > grace) {
-                txn.rollback().await?;
-                return Ok(Rotation::Reused);
-            }
-            // Within the grace: the session's live token (the first exchange's) is spent too.
-            refresh_token::Entity::update_many()
-                .col_expr(refresh_token::Column::RotatedAt, Expr::value(now))
-                .filter(refresh_token::Column::SessionId.eq(session_id))
-                .filter(refresh_token::Column::RotatedAt.is_null())
-                .exec(&txn)
-                .await?;
+        if within_grace.rows_affected == 1 {
+            return Ok(Exchange::Issue(next));
         }
-        refresh_token::Entity::insert(refresh_token::ActiveModel {
-            token_hash: Set(new_hash),
-            session_id: Set(session_id),
-            created_at: Set(now),
-            rotated_at: Set(None),
+        Ok(match self.find_session(session_id).await? {
+            Some(session) if session.state().is_live(now) => Exchange::Reused,
+            _ => Exchange::SessionEnded,
         })
-        .exec(&txn)
-        .await?;
-        txn.commit().await?;
-        Ok(Rotation::Rotated)
     }
 
     /// Ends a session; `false` when it was already ended (or never existed).

@@ -40,6 +40,13 @@ impl Drop for TempDir {
     }
 }
 
+/// A refresh token of the right shape that this service never issued: its MAC is another
+/// secret's.
+pub fn unknown_refresh_token() -> String {
+    portcullis::auth::RefreshTokens::new(b"another-secret-of-at-least-thirty-two-bytes")
+        .issue(uuid::Uuid::now_v7(), 0)
+}
+
 pub fn test_settings(database_url: String) -> Settings {
     Settings {
         bind: "127.0.0.1:0".parse().unwrap(),
@@ -198,17 +205,14 @@ impl TestApp {
     pub async fn start_session(&self, user_id: uuid::Uuid) -> Subject {
         let session = self
             .store
-            .start_session(
-                NewSession {
-                    id: uuid::Uuid::now_v7(),
-                    user_id,
-                    scopes: ScopeSet::default_for_new_users(),
-                    user_agent: None,
-                    client_address: "127.0.0.1".into(),
-                    lifetime: self.settings.sessions.lifetime,
-                },
-                portcullis::auth::refresh::generate().hash,
-            )
+            .start_session(NewSession {
+                id: uuid::Uuid::now_v7(),
+                user_id,
+                scopes: ScopeSet::default_for_new_users(),
+                user_agent: None,
+                client_address: "127.0.0.1".into(),
+                lifetime: self.settings.sessions.lifetime,
+            })
             .await
             .expect("the session is stored");
         Subject {

@@ -1,7 +1,5 @@
 //! Ended sessions are deleted after a while, with their refresh tokens; live ones stay.
 
-use portcullis::auth::refresh;
-
 use crate::helpers::*;
 
 #[tokio::test]
@@ -24,8 +22,11 @@ async fn sessions_ended_before_the_cutoff_are_deleted_with_their_refresh_tokens(
         .await
         .unwrap();
     assert_eq!(logout.status(), 200);
-    let hash = refresh::hash(refresh_token);
-    assert!(app.store.find_refresh_token(&hash).await.unwrap().is_some());
+    let ended = crate::lifecycle::claims(access)["sid"]
+        .as_str()
+        .and_then(|sid| uuid::Uuid::parse_str(sid).ok())
+        .expect("the access token names its session");
+    assert!(app.store.find_session(ended).await.unwrap().is_some());
 
     // Act: a cutoff in the past keeps it; one after its end deletes it.
     let kept = app
@@ -42,7 +43,7 @@ async fn sessions_ended_before_the_cutoff_are_deleted_with_their_refresh_tokens(
     // Assert
     assert_eq!(kept, 0);
     assert_eq!(deleted, 1, "only the ended session");
-    assert!(app.store.find_refresh_token(&hash).await.unwrap().is_none());
+    assert!(app.store.find_session(ended).await.unwrap().is_none());
     let sessions = app.store.live_sessions(user.id).await.unwrap();
     assert_eq!(sessions.len(), 1);
     assert_eq!(sessions[0].id, live.session_id);

@@ -79,7 +79,11 @@ pub fn assert_tokens(answer: &Answer, scope: &str) -> Tokens {
         .as_str()
         .expect("refresh_token is a string")
         .to_owned();
-    assert_eq!(refresh_token.len(), 43, "256 bits in unpadded base64url");
+    assert_eq!(
+        refresh_token.len(),
+        75,
+        "session id, generation and a 256-bit MAC in unpadded base64url"
+    );
     assert_eq!(
         answer.body,
         json!({

@@ -173,8 +173,9 @@ async fn reusing_a_token_within_the_grace_period_gets_new_tokens_and_the_session
     // Act: the same refresh token again, as a second tab would.
     let second = refreshed(&app, &login.refresh_token).await;
 
-    // Assert
-    assert_ne!(second.refresh_token, first.refresh_token);
+    // Assert: the same successor as the first exchange gave, so there is one chain, not two.
+    assert_eq!(second.refresh_token, first.refresh_token);
+    assert_ne!(second.access_token, first.access_token);
     assert_eq!(second.session_id(), login.session_id());
     for (case, tokens) in [("first", &first), ("second", &second)] {
         assert_access_works(&app, &tokens.access_token, USERNAME, case).await;
@@ -204,7 +205,10 @@ async fn two_tabs_refreshing_at_once_with_one_token_both_succeed_and_the_session
     // Assert
     let tab_one = assert_tokens(&tab_one, "me items");
     let tab_two = assert_tokens(&tab_two, "me items");
-    assert_ne!(tab_one.refresh_token, tab_two.refresh_token);
+    assert_eq!(
+        tab_one.refresh_token, tab_two.refresh_token,
+        "both tabs get the one successor"
+    );
     for (case, tokens) in [("tab one", &tab_one), ("tab two", &tab_two)] {
         assert_eq!(tokens.session_id(), login.session_id(), "{case}");
         let next = refreshed(&app, &tokens.refresh_token).await;
@@ -225,14 +229,16 @@ async fn an_unknown_refresh_token_is_an_invalid_grant() {
     // Arrange
     let (app, _) = app_with_user().await;
     let login = log_in(&app).await;
-    let unknown = portcullis::auth::refresh::generate().token;
+    let unknown = unknown_refresh_token();
+    let unknown_legacy = "u".repeat(43);
 
     for (case, token) in [
-        ("a well-formed unknown token", unknown.as_str()),
+        ("a well-formed token under another secret", unknown.as_str()),
+        ("a legacy-shaped unknown token", unknown_legacy.as_str()),
         ("garbage", "not a refresh token"),
         ("an access token", login.access_token.as_str()),
         (
-            "the stored hash of a real one",
+            "the SHA-256 of a real one",
             &portcullis::auth::refresh::hash(&login.refresh_token),
         ),
     ] {
@@ -588,7 +594,7 @@ async fn another_users_refresh_token_gives_that_users_tokens_only() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn eight_tabs_refreshing_at_once_with_one_token_all_succeed() {
+async fn eight_tabs_refreshing_at_once_with_one_token_all_succeed_with_one_successor() {
     // Arrange
     let (app, _) =
         app_with_user_and(chrono::Duration::days(30), chrono::Duration::seconds(30)).await;
@@ -624,8 +630,8 @@ async fn eight_tabs_refreshing_at_once_with_one_token_all_succeed() {
     }
     assert_eq!(
         refresh_tokens.len(),
-        8,
-        "each tab has a refresh token of its own"
+        1,
+        "every tab has the same successor: one chain, however many tabs"
     );
     for refresh_token in &refresh_tokens {
         refreshed(&app, refresh_token).await;
@@ -637,61 +643,124 @@ async fn eight_tabs_refreshing_at_once_with_one_token_all_succeed() {
 }
 
 #[tokio::test]
-async fn a_token_replayed_within_the_grace_cannot_start_a_second_chain() {
+async fn a_token_replayed_within_the_grace_gets_the_users_successor_so_no_second_chain() {
     // Arrange: the user refreshes; a thief replays the spent login token within the grace.
     let (app, _) =
         app_with_user_and(chrono::Duration::days(30), chrono::Duration::seconds(3)).await;
     let login = log_in(&app).await;
     let users = refreshed(&app, &login.refresh_token).await;
     let thiefs = refreshed(&app, &login.refresh_token).await;
-    // Past the grace of every token spent so far.
+    assert_eq!(thiefs.refresh_token, users.refresh_token, "one chain");
+    // The thief exchanges the shared token first; then the grace of that exchange passes.
+    let thiefs_next = refreshed(&app, &thiefs.refresh_token).await;
     tokio::time::sleep(Duration::from_millis(4000)).await;
 
     // Act: the user's token was spent by the thief's exchange; using it now is reuse.
     let answer = refresh(&app, &users.refresh_token, None).await;
 
-    // Assert: the whole session ends, the thief's chain with it.
-    assert_invalid_refresh_token(&answer, "the user's token, spent by the replay");
-    assert_session_ended(&app, &thiefs, "the thief's chain").await;
+    // Assert: the whole session ends, the thief's tokens with it.
+    assert_invalid_refresh_token(&answer, "the user's token, spent by the thief");
+    assert_session_ended(&app, &thiefs_next, "the thief's newest tokens").await;
     assert_access_refused(&app, &users.access_token, "the user's access token").await;
 }
 
 #[tokio::test]
-async fn an_exchange_for_a_session_ended_meanwhile_stores_nothing() {
+async fn an_exchange_for_a_session_ended_meanwhile_records_nothing() {
     // Arrange: a session, ended after its refresh token was read (as by a racing logout).
     let (app, user) = app_with_user().await;
     let subject = app.start_session(user.id).await;
     let login = log_in(&app).await;
-    let hash = portcullis::auth::refresh::hash(&login.refresh_token);
     let session = uuid::Uuid::parse_str(&login.session_id()).unwrap();
     assert!(app.store.revoke_session(session).await.unwrap());
 
     // Act
-    let next = portcullis::auth::refresh::generate();
-    let rotation = app
+    let exchange = app
         .store
-        .rotate_refresh_token(
-            session,
-            &hash,
-            next.hash.clone(),
-            chrono::Duration::seconds(5),
-        )
+        .exchange_refresh_token(session, 0, chrono::Duration::seconds(5))
         .await
         .unwrap();
 
     // Assert
-    assert_eq!(rotation, portcullis::db::Rotation::SessionEnded);
-    assert!(
-        app.store
-            .find_refresh_token(&next.hash)
-            .await
-            .unwrap()
-            .is_none()
+    assert_eq!(exchange, portcullis::db::Exchange::SessionEnded);
+    let stored = app.store.find_session(session).await.unwrap().unwrap();
+    assert_eq!(
+        stored.refresh_generation, 0,
+        "the presented token is not spent"
     );
-    let stored = app.store.find_refresh_token(&hash).await.unwrap().unwrap();
-    assert_eq!(stored.rotated_at, None, "the presented token is not spent");
+    assert_eq!(stored.refresh_rotated_at, None);
     // Another session of the user is untouched.
     let sessions = app.store.live_sessions(user.id).await.unwrap();
     assert_eq!(sessions.len(), 1);
     assert_eq!(sessions[0].id, subject.session_id);
+}
+
+// --- What a session accumulates ------------------------------------------------------------
+
+/// Rows in `refresh_tokens`, read on a connection of the test's own.
+async fn stored_refresh_token_rows(app: &TestApp) -> u64 {
+    use sea_orm::{EntityTrait as _, PaginatorTrait as _};
+    let db = sea_orm::Database::connect(app.settings.database.url.as_str())
+        .await
+        .unwrap();
+    portcullis::db::entities::refresh_token::Entity::find()
+        .count(&db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_session_refreshed_in_a_loop_stores_nothing_per_refresh_and_still_detects_reuse() {
+    // Arrange: no grace, so every spent token is reuse at once.
+    let (app, _) = app_with_user_and(chrono::Duration::days(30), chrono::Duration::zero()).await;
+    let login = log_in(&app).await;
+    let mut spent = Vec::new();
+    let mut current = login.clone();
+
+    // Act: 60 refreshes in a row.
+    for _ in 0..60 {
+        let next = refreshed(&app, &current.refresh_token).await;
+        spent.push(std::mem::replace(&mut current, next));
+    }
+
+    // Assert: no row per spent token; the newest works, and the very first spent one, presented
+    // again, is still recognised as reuse and ends the session.
+    assert_eq!(stored_refresh_token_rows(&app).await, 0);
+    assert_access_works(&app, &current.access_token, USERNAME, "the newest").await;
+    let answer = refresh(&app, &spent[0].refresh_token, None).await;
+    assert_invalid_refresh_token(&answer, "the login's token, 60 exchanges ago");
+    assert_session_ended(&app, &current, "after the reuse").await;
+}
+
+#[tokio::test]
+async fn a_refresh_token_issued_before_generations_is_exchanged_once_and_its_reuse_detected() {
+    // Arrange: a session whose live refresh token was issued, and stored as a hash, by the
+    // version before refresh-token generations.
+    use sea_orm::{ActiveValue::Set, EntityTrait as _};
+    let (app, user) = app_with_user_and(chrono::Duration::days(30), chrono::Duration::zero()).await;
+    let subject = app.start_session(user.id).await;
+    let legacy = "L".repeat(22) + "egacyRefreshTokenOf43";
+    assert_eq!(legacy.len(), 43);
+    let db = sea_orm::Database::connect(app.settings.database.url.as_str())
+        .await
+        .unwrap();
+    portcullis::db::entities::refresh_token::Entity::insert(
+        portcullis::db::entities::refresh_token::ActiveModel {
+            token_hash: Set(portcullis::auth::refresh::hash(&legacy)),
+            session_id: Set(subject.session_id),
+            created_at: Set(chrono::Utc::now()),
+            rotated_at: Set(None),
+        },
+    )
+    .exec(&db)
+    .await
+    .unwrap();
+
+    // Act
+    let exchanged = refreshed(&app, &legacy).await;
+    let replayed = refresh(&app, &legacy, None).await;
+
+    // Assert: the exchange continued the session; the legacy token, spent, is reuse.
+    assert_eq!(exchanged.session_id(), subject.session_id.to_string());
+    assert_invalid_refresh_token(&replayed, "the spent legacy token");
+    assert_session_ended(&app, &exchanged, "after the legacy token's reuse").await;
 }

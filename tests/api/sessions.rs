@@ -156,7 +156,7 @@ async fn revoking_an_unknown_token_is_ok_and_ends_nothing() {
     // Arrange
     let app = app_with_user().await;
     let live = log_in(&app).await;
-    let unknown_refresh = portcullis::auth::refresh::generate().token;
+    let unknown_refresh = unknown_refresh_token();
     let forged = sign(
         json!({"alg": "HS256", "typ": "at+jwt"}),
         valid_claims(uuid::Uuid::new_v4(), "me"),

@@ -175,7 +175,11 @@ fn assert_token_response(answer: &Answer, scope: &str) -> String {
     let refresh_token = answer.body["refresh_token"]
         .as_str()
         .expect("refresh_token is a string");
-    assert_eq!(refresh_token.len(), 43, "256 bits in unpadded base64url");
+    assert_eq!(
+        refresh_token.len(),
+        75,
+        "session id, generation and a 256-bit MAC in unpadded base64url"
+    );
     assert_eq!(
         answer.body,
         json!({

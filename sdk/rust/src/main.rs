@@ -37,7 +37,7 @@ fn check_token(token: &types::AccessToken) {
     assert!(token.expires_in > 0);
     let granted: BTreeSet<&str> = token.scope.split(' ').collect();
     assert_eq!(granted, BTreeSet::from(["items", "me"]));
-    assert_eq!(token.refresh_token.len(), 43);
+    assert_eq!(token.refresh_token.len(), 75);
 }
 
 async fn password_login(anonymous: &Client) -> types::AccessToken {

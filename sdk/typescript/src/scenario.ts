@@ -62,7 +62,7 @@ function checkToken(token: AccessToken | undefined, what: string): AccessToken {
   assert.equal(token.token_type, 'bearer');
   assert.ok(token.expires_in > 0);
   assert.deepEqual(token.scope.split(' ').sort(), ['items', 'me']);
-  assert.equal(token.refresh_token.length, 43);
+  assert.equal(token.refresh_token.length, 75);
   return token;
 }
 
@@ -117,7 +117,7 @@ async function main(): Promise<void> {
   assert.equal(token.token_type, 'bearer');
   assert.ok(token.expires_in > 0);
   assert.deepEqual(token.scope.split(' ').sort(), ['items', 'me']);
-  assert.equal(token.refresh_token.length, 43);
+  assert.equal(token.refresh_token.length, 75);
 
   const client: Client = createClient(createConfig<ClientOptions>({ baseUrl, auth: token.access_token }));
 

@@ -14,6 +14,10 @@ pub struct Model {
     pub revoked_at: Option<DateTimeUtc>,
     pub user_agent: Option<String>,
     pub client_address: String,
+    /// The generation of the refresh token handed out last (see `auth::refresh`).
+    pub refresh_generation: i64,
+    /// When that token was handed out by an exchange; `None` while it is the login's.
+    pub refresh_rotated_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
