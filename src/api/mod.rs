@@ -1,6 +1,7 @@
 //! The HTTP API: one poem-openapi struct per area, combined into one service with its
 //! OpenAPI document and Swagger UI.
 
+mod browsers;
 mod error;
 mod health;
 mod input;
@@ -19,6 +20,7 @@ use poem::{
 use poem_openapi::{LicenseObject, OpenApiService, ServerObject, Tags};
 use serde_json::{Value, json};
 
+pub use browsers::{serialized_origin, url_origin};
 pub use error::ApiError;
 
 use crate::{
@@ -38,6 +40,8 @@ pub struct AppState {
     pub sessions: crate::config::SessionSettings,
     /// Header holding the client address, set by a trusted proxy (else the socket's peer).
     pub client_ip_header: Option<poem::http::HeaderName>,
+    /// Other sites whose pages may call the API (`PORTCULLIS_CORS_ALLOWED_ORIGINS`).
+    pub cors_allowed_origins: Vec<String>,
 }
 
 #[derive(Tags)]
@@ -190,13 +194,18 @@ pub fn routes(state: AppState, max_body_bytes: usize) -> impl Endpoint<Output = 
     let raw = service.spec();
     let document: Arc<str> = refine(&raw).into();
     let docs_page: Arc<str> = swagger_ui_page(&service, &raw, &document).into();
+    let document_json: Value = serde_json::from_str(&document).expect("the document is JSON");
     let allowed = Arc::new(
-        error::AllowedMethods::from_document(
-            &serde_json::from_str(&document).expect("the document is JSON"),
-        )
-        .with("/docs", "GET")
-        .with("/openapi.json", "GET"),
+        error::AllowedMethods::from_document(&document_json)
+            .with("/docs", "GET")
+            .with("/openapi.json", "GET"),
     );
+    let browsers = Arc::new(browsers::BrowserPolicy::new(
+        state.public_url.as_deref(),
+        state.cors_allowed_origins.clone(),
+        &document_methods(&document_json),
+        &docs_page,
+    ));
     Route::new()
         .nest("/", service)
         .at("/docs", get(swagger_ui).data(docs_page.clone()))
@@ -209,9 +218,25 @@ pub fn routes(state: AppState, max_body_bytes: usize) -> impl Endpoint<Output = 
             tracing::error!("a request handler panicked");
             error::plain_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
         }))
+        .around(move |next, req| browsers::apply(next, req, browsers.clone()))
         .around(crate::telemetry::log_request)
         .into_endpoint()
         .map_to_response()
+}
+
+/// Every method some operation of `document` answers, upper case, in a fixed order.
+fn document_methods(document: &Value) -> Vec<String> {
+    let mut methods: Vec<String> = document["paths"]
+        .as_object()
+        .into_iter()
+        .flat_map(|paths| paths.values())
+        .filter_map(Value::as_object)
+        .flat_map(|operations| operations.keys())
+        .map(|method| method.to_ascii_uppercase())
+        .collect();
+    methods.sort();
+    methods.dedup();
+    methods
 }
 
 #[handler]
