@@ -119,8 +119,14 @@ fn refine(spec: &str) -> String {
     let mut doc: Value = serde_json::from_str(spec).expect("poem-openapi emits valid JSON");
     if let Some(paths) = doc["paths"].as_object_mut() {
         for operation in paths.values_mut().filter_map(Value::as_object_mut) {
-            for operation in operation.values_mut().filter_map(Value::as_object_mut) {
+            for (method, operation) in operation.iter_mut() {
+                let Some(operation) = operation.as_object_mut() else {
+                    continue;
+                };
                 operation.entry("security").or_insert_with(|| json!([]));
+                if matches!(method.as_str(), "post" | "put" | "patch" | "delete") {
+                    declare_origin_refusal(operation);
+                }
                 let responses = operation
                     .get_mut("responses")
                     .and_then(Value::as_object_mut);
@@ -153,6 +159,33 @@ fn refine(spec: &str) -> String {
     let mut refined = serde_json::to_string_pretty(&doc).expect("a JSON value serializes");
     refined.push('\n');
     refined
+}
+
+/// The 403 the browser policy (`browsers.rs`) gives a state-changing request from another
+/// site's page, before any handler runs: declared beside the operation's own responses, in
+/// status order.
+fn declare_origin_refusal(operation: &mut serde_json::Map<String, Value>) {
+    let Some(responses) = operation
+        .get_mut("responses")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    responses.entry("403").or_insert_with(|| {
+        json!({
+            "description": "`Origin not allowed`: sent by a browser from a page of another site \
+                (`Origin` neither this service's origin nor in PORTCULLIS_CORS_ALLOWED_ORIGINS, \
+                or `null`). Requests without `Origin` never get it.",
+            "content": {
+                "application/json; charset=utf-8": {
+                    "schema": { "$ref": "#/components/schemas/Error" }
+                }
+            }
+        })
+    });
+    let mut sorted: Vec<(String, Value)> = std::mem::take(responses).into_iter().collect();
+    sorted.sort_by(|(a, _), (b, _)| a.cmp(b));
+    *responses = sorted.into_iter().collect();
 }
 
 /// `WWW-AUTHENTICATE` → `WWW-Authenticate`, `CACHE-CONTROL` → `Cache-Control`.
@@ -274,6 +307,27 @@ mod tests {
             doc["paths"]["/users/me"]["get"]["security"],
             json!([{ "OAuth2": ["me"] }])
         );
+    }
+
+    #[test]
+    fn state_changing_operations_declare_the_origin_refusal() {
+        let doc: Value = serde_json::from_str(&openapi_document()).unwrap();
+        for (path, method) in [
+            ("/token", "post"),
+            ("/logout", "post"),
+            ("/users/me/items/{id}", "delete"),
+        ] {
+            let responses = doc["paths"][path][method]["responses"].as_object().unwrap();
+            assert_eq!(
+                responses["403"]["content"]["application/json; charset=utf-8"]["schema"],
+                json!({ "$ref": "#/components/schemas/Error" }),
+                "{method} {path}"
+            );
+            let statuses: Vec<&String> = responses.keys().collect();
+            assert!(statuses.is_sorted(), "{statuses:?}");
+        }
+        assert!(doc["paths"]["/users/me"]["get"]["responses"]["403"].is_null());
+        assert!(doc["components"]["schemas"]["Error"].is_object());
     }
 
     #[test]
