@@ -17,7 +17,8 @@ pub const MIN_ARGON2_ITERATIONS: u32 = 2;
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConfigArgs {
     /// Database to use: `sqlite://PATH?mode=rwc` or `postgres://…`. Default: an SQLite file in the data directory.
-    #[arg(long, env = "DATABASE_URL", global = true)]
+    // Its value may hold a password: `--help` must not print it.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     pub database_url: Option<String>,
 
     /// Database connections kept by each instance. Default: 8 for SQLite, 16 for PostgreSQL.
@@ -179,6 +180,17 @@ pub struct ConfigArgs {
     )]
     pub login_failure_window_seconds: u32,
 
+    /// Origins (e.g. `https://app.example.com`, comma-separated, exact) whose pages may call the
+    /// API from a browser, besides the service's own origin: they get CORS headers, and only they
+    /// (and requests without `Origin`) may send POST, PUT, PATCH or DELETE.
+    #[arg(
+        long,
+        env = "PORTCULLIS_CORS_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub cors_allowed_origins: Vec<String>,
+
     /// Header a trusted reverse proxy sets to the client's address (e.g. `X-Forwarded-For`; its
     /// last entry is used). Unset: the socket's peer address. Set it only behind such a proxy.
     #[arg(long, env = "PORTCULLIS_CLIENT_IP_HEADER", global = true)]
@@ -242,6 +254,8 @@ pub struct Settings {
     /// Header holding the client address, set by a trusted proxy.
     pub client_ip_header: Option<poem::http::HeaderName>,
     pub max_body_bytes: usize,
+    /// Origins of other sites allowed to call the API from a browser (`scheme://host[:port]`).
+    pub cors_allowed_origins: Vec<String>,
 }
 
 /// Login throttling (see `auth::throttle`).
@@ -340,33 +354,78 @@ impl ConfigArgs {
                 "PORTCULLIS_ARGON2_MEMORY_KIB must be at least {MIN_ARGON2_MEMORY_KIB} (OWASP's minimum for Argon2id)"
             );
         }
-        if self.argon2_iterations < MIN_ARGON2_ITERATIONS {
-            bail!("PORTCULLIS_ARGON2_ITERATIONS must be at least {MIN_ARGON2_ITERATIONS}");
-        }
-        if self.argon2_parallelism == 0 {
-            bail!("PORTCULLIS_ARGON2_PARALLELISM must be at least 1");
-        }
-        let workers = self
-            .hash_workers
-            .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN));
+        within(
+            "PORTCULLIS_ARGON2_MEMORY_KIB",
+            self.argon2_memory_kib,
+            bounds::ARGON2_MEMORY_KIB,
+            "KiB",
+        )?;
+        within(
+            "PORTCULLIS_ARGON2_ITERATIONS",
+            self.argon2_iterations,
+            bounds::ARGON2_ITERATIONS,
+            "",
+        )?;
+        within(
+            "PORTCULLIS_ARGON2_PARALLELISM",
+            self.argon2_parallelism,
+            bounds::ARGON2_PARALLELISM,
+            "",
+        )?;
+        let workers = match self.hash_workers {
+            Some(workers) => {
+                within(
+                    "PORTCULLIS_HASH_WORKERS",
+                    workers.get(),
+                    bounds::HASH_WORKERS,
+                    "",
+                )?;
+                workers
+            }
+            None => std::thread::available_parallelism()
+                .unwrap_or(NonZeroUsize::MIN)
+                .min(NonZeroUsize::new(*bounds::HASH_WORKERS.end()).expect("not zero")),
+        };
+        let queue = match self.hash_queue {
+            Some(queue) => within("PORTCULLIS_HASH_QUEUE", queue, bounds::HASH_QUEUE, "")?,
+            None => workers.get().saturating_mul(64),
+        };
         Ok(HashingSettings {
             memory_kib: self.argon2_memory_kib,
             iterations: self.argon2_iterations,
             parallelism: self.argon2_parallelism,
             workers,
-            queue: self
-                .hash_queue
-                .unwrap_or_else(|| workers.get().saturating_mul(64)),
+            queue,
         })
     }
 
     /// Everything `serve` needs. May create the data directory and the generated secret.
     pub fn settings(&self, bind: SocketAddr) -> anyhow::Result<Settings> {
-        if self.max_body_bytes < 1024 {
-            bail!("PORTCULLIS_MAX_BODY_BYTES must be at least 1024");
-        }
-        if self.refresh_token_ttl == 0 {
-            bail!("PORTCULLIS_REFRESH_TOKEN_TTL must be at least 1 second");
+        within(
+            "PORTCULLIS_MAX_BODY_BYTES",
+            self.max_body_bytes,
+            bounds::MAX_BODY_BYTES,
+            "bytes",
+        )?;
+        within(
+            "PORTCULLIS_REFRESH_TOKEN_TTL",
+            self.refresh_token_ttl,
+            bounds::REFRESH_TOKEN_TTL,
+            "seconds",
+        )?;
+        within(
+            "PORTCULLIS_REFRESH_REUSE_GRACE_SECONDS",
+            self.refresh_reuse_grace_seconds,
+            bounds::REFRESH_REUSE_GRACE,
+            "seconds",
+        )?;
+        if let Some(connections) = self.database_max_connections {
+            within(
+                "PORTCULLIS_DATABASE_MAX_CONNECTIONS",
+                connections.get(),
+                bounds::DATABASE_MAX_CONNECTIONS,
+                "",
+            )?;
         }
         let public_url = match self
             .public_url
@@ -375,6 +434,10 @@ impl ConfigArgs {
         {
             Some(url) if !(url.starts_with("https://") || url.starts_with("http://")) => {
                 bail!("PORTCULLIS_PUBLIC_URL must start with https:// or http://: {url:?}")
+            }
+            // It is also the service's own origin, which browsers' requests are checked against.
+            Some(url) if crate::api::url_origin(url).is_none() => {
+                bail!("PORTCULLIS_PUBLIC_URL has no valid host[:port]: {url:?}")
             }
             other => other.map(str::to_owned),
         };
@@ -401,15 +464,19 @@ impl ConfigArgs {
                 })
                 .transpose()?,
             max_body_bytes: self.max_body_bytes,
+            cors_allowed_origins: allowed_origins(&self.cors_allowed_origins)?,
         })
     }
 
     /// How tokens are signed (also what `portcullis keys rotate` encrypts new keys with). May
     /// create the data directory and the generated secret.
     pub fn tokens(&self) -> anyhow::Result<TokenSettings> {
-        if self.access_token_ttl == 0 {
-            bail!("PORTCULLIS_ACCESS_TOKEN_TTL must be at least 1 second");
-        }
+        within(
+            "PORTCULLIS_ACCESS_TOKEN_TTL",
+            self.access_token_ttl,
+            bounds::ACCESS_TOKEN_TTL,
+            "seconds",
+        )?;
         Ok(TokenSettings {
             secret: std::sync::Arc::new(self.jwt_secret(&self.database())?),
             algorithm: self.signing_algorithm,
@@ -469,6 +536,75 @@ impl ConfigArgs {
     }
 }
 
+/// The range each numeric setting must fall in. Beyond them a value is a typo or would break
+/// arithmetic (an access-token lifetime of `u64::MAX` seconds wraps `exp`); every bound leaves
+/// room for any real deployment.
+pub mod bounds {
+    use std::ops::RangeInclusive;
+
+    /// Up to a day: access tokens are meant to be short-lived.
+    pub const ACCESS_TOKEN_TTL: RangeInclusive<u64> = 1..=86_400;
+    /// Up to a year.
+    pub const REFRESH_TOKEN_TTL: RangeInclusive<u64> = 1..=366 * 86_400;
+    /// Up to five minutes; 0 turns the grace off.
+    pub const REFRESH_REUSE_GRACE: RangeInclusive<u64> = 0..=300;
+    /// Up to 1 GiB per hash (OWASP's minimum is the lower bound).
+    pub const ARGON2_MEMORY_KIB: RangeInclusive<u32> = super::MIN_ARGON2_MEMORY_KIB..=1_048_576;
+    pub const ARGON2_ITERATIONS: RangeInclusive<u32> = super::MIN_ARGON2_ITERATIONS..=100;
+    pub const ARGON2_PARALLELISM: RangeInclusive<u32> = 1..=64;
+    pub const HASH_WORKERS: RangeInclusive<usize> = 1..=256;
+    pub const HASH_QUEUE: RangeInclusive<usize> = 0..=100_000;
+    /// Up to 16 MiB: the API's largest body is a 10 KB item.
+    pub const MAX_BODY_BYTES: RangeInclusive<usize> = 1024..=16 * 1024 * 1024;
+    pub const DATABASE_MAX_CONNECTIONS: RangeInclusive<u32> = 1..=1000;
+}
+
+/// `value`, unless it is outside `range`: then an error naming the variable and the range.
+fn within<T: PartialOrd + std::fmt::Display + Copy>(
+    name: &str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+    unit: &str,
+) -> anyhow::Result<T> {
+    if range.contains(&value) {
+        return Ok(value);
+    }
+    let unit = if unit.is_empty() {
+        String::new()
+    } else {
+        format!(" {unit}")
+    };
+    bail!(
+        "{name} must be between {} and {}{unit}, not {value}",
+        range.start(),
+        range.end()
+    )
+}
+
+/// The allow-listed origins, checked: each exactly as a browser sends it in `Origin`
+/// (`https://app.example.com`, `http://localhost:3000`), lower case, default port omitted.
+fn allowed_origins(entries: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut origins: Vec<String> = Vec::new();
+    for entry in entries.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
+        let Some(origin) = crate::api::serialized_origin(entry) else {
+            bail!(
+                "PORTCULLIS_CORS_ALLOWED_ORIGINS: {entry:?} is not an origin; write \
+                 scheme://host[:port] with http or https, no path, no wildcard \
+                 (e.g. https://app.example.com)"
+            );
+        };
+        if origin != entry {
+            bail!(
+                "PORTCULLIS_CORS_ALLOWED_ORIGINS: write {entry:?} as a browser sends it: {origin:?}"
+            );
+        }
+        if !origins.contains(&origin) {
+            origins.push(origin);
+        }
+    }
+    Ok(origins)
+}
+
 fn seconds(value: u64) -> chrono::Duration {
     chrono::Duration::seconds(
         i64::try_from(value)
@@ -489,6 +625,16 @@ fn checked_secret(secret: SecretString, origin: &str) -> anyhow::Result<SecretBo
     Ok(SecretBox::new(bytes.to_vec().into_boxed_slice()))
 }
 
+/// Creates `dir` and its missing parents readable by this user only (0700): the data directory
+/// holds the database and the generated secret. An existing directory is left as it is.
+pub(crate) fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
 /// Reads the generated secret, creating it (mode 0600) on first start.
 fn generated_secret(path: &std::path::Path) -> anyhow::Result<SecretBox<[u8]>> {
     use base64::Engine as _;
@@ -507,7 +653,7 @@ fn generated_secret(path: &std::path::Path) -> anyhow::Result<SecretBox<[u8]>> {
         }
     }
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
+        create_private_dir(dir)
             .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
     }
     let mut raw = [0u8; 48];
@@ -534,6 +680,165 @@ fn generated_secret(path: &std::path::Path) -> anyhow::Result<SecretBox<[u8]>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numeric_settings_outside_their_bounds_are_refused_by_name() {
+        let err = within(
+            "PORTCULLIS_ACCESS_TOKEN_TTL",
+            u64::MAX,
+            bounds::ACCESS_TOKEN_TTL,
+            "seconds",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "PORTCULLIS_ACCESS_TOKEN_TTL must be between 1 and 86400 seconds, not 18446744073709551615"
+        );
+        assert!(within("X", 0u64, bounds::ACCESS_TOKEN_TTL, "seconds").is_err());
+        assert_eq!(
+            within("X", 1800u64, bounds::ACCESS_TOKEN_TTL, "seconds").unwrap(),
+            1800
+        );
+        assert_eq!(
+            within(
+                "PORTCULLIS_HASH_QUEUE",
+                100_001usize,
+                bounds::HASH_QUEUE,
+                ""
+            )
+            .unwrap_err()
+            .to_string(),
+            "PORTCULLIS_HASH_QUEUE must be between 0 and 100000, not 100001"
+        );
+    }
+
+    /// Every bounded setting, through the same path `serve` takes: one error each, naming it.
+    #[test]
+    fn every_bounded_setting_is_checked_at_start() {
+        use clap::Parser as _;
+
+        #[derive(clap::Parser)]
+        struct Args {
+            #[command(flatten)]
+            config: ConfigArgs,
+        }
+        let dir = std::env::temp_dir().join(format!("portcullis-bounds-{}", uuid::Uuid::new_v4()));
+        let data_dir = dir.display().to_string();
+        let secret = "s".repeat(32);
+        for (flag, value, variable) in [
+            ("--access-token-ttl", "0", "PORTCULLIS_ACCESS_TOKEN_TTL"),
+            ("--access-token-ttl", "86401", "PORTCULLIS_ACCESS_TOKEN_TTL"),
+            (
+                "--refresh-token-ttl",
+                "18446744073709551615",
+                "PORTCULLIS_REFRESH_TOKEN_TTL",
+            ),
+            (
+                "--refresh-reuse-grace-seconds",
+                "301",
+                "PORTCULLIS_REFRESH_REUSE_GRACE_SECONDS",
+            ),
+            (
+                "--argon2-memory-kib",
+                "4294967295",
+                "PORTCULLIS_ARGON2_MEMORY_KIB",
+            ),
+            (
+                "--argon2-iterations",
+                "1000000",
+                "PORTCULLIS_ARGON2_ITERATIONS",
+            ),
+            ("--argon2-parallelism", "0", "PORTCULLIS_ARGON2_PARALLELISM"),
+            (
+                "--argon2-parallelism",
+                "65",
+                "PORTCULLIS_ARGON2_PARALLELISM",
+            ),
+            ("--hash-workers", "100000", "PORTCULLIS_HASH_WORKERS"),
+            (
+                "--hash-queue",
+                "18446744073709551615",
+                "PORTCULLIS_HASH_QUEUE",
+            ),
+            ("--max-body-bytes", "1023", "PORTCULLIS_MAX_BODY_BYTES"),
+            (
+                "--max-body-bytes",
+                "18446744073709551615",
+                "PORTCULLIS_MAX_BODY_BYTES",
+            ),
+            (
+                "--database-max-connections",
+                "100000",
+                "PORTCULLIS_DATABASE_MAX_CONNECTIONS",
+            ),
+        ] {
+            let args = Args::try_parse_from([
+                "portcullis",
+                "--data-dir",
+                &data_dir,
+                "--jwt-secret",
+                &secret,
+                flag,
+                value,
+            ])
+            .unwrap();
+            let err = args
+                .config
+                .settings("127.0.0.1:0".parse().unwrap())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("{variable} must be ")),
+                "{flag} {value}: {err}"
+            );
+        }
+        let args = Args::try_parse_from([
+            "portcullis",
+            "--data-dir",
+            &data_dir,
+            "--jwt-secret",
+            &secret,
+        ])
+        .unwrap();
+        assert!(args.config.settings("127.0.0.1:0".parse().unwrap()).is_ok());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn allowed_origins_must_be_written_as_browsers_send_them() {
+        let list = |entries: &[&str]| {
+            allowed_origins(&entries.iter().map(|e| (*e).to_owned()).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            list(&[
+                "https://app.example.com",
+                " http://localhost:3000 ",
+                "",
+                "https://app.example.com"
+            ])
+            .unwrap(),
+            ["https://app.example.com", "http://localhost:3000"]
+        );
+        for bad in [
+            "*",
+            "null",
+            "app.example.com",
+            "https://app.example.com/",
+            "https://app.example.com/path",
+            "ftp://app.example.com",
+            "https://*.example.com",
+            "https://user@app.example.com",
+            "https://app.example.com:99999",
+            "https://APP.example.com",
+            "https://app.example.com:443",
+        ] {
+            let err = list(&[bad]).unwrap_err().to_string();
+            assert!(
+                err.starts_with("PORTCULLIS_CORS_ALLOWED_ORIGINS: "),
+                "{bad}: {err}"
+            );
+        }
+    }
 
     #[test]
     fn a_short_secret_is_refused() {

@@ -54,6 +54,7 @@ impl Application {
             throttle: LoginThrottle::new(settings.throttle),
             sessions: settings.sessions,
             client_ip_header: settings.client_ip_header.clone(),
+            cors_allowed_origins: settings.cors_allowed_origins.clone(),
         };
         let acceptor = TcpListener::bind(settings.bind)
             .into_acceptor()

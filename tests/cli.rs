@@ -638,3 +638,96 @@ fn users_logout_ends_every_session_of_the_user_at_once() {
     assert_eq!(stdout(&again), "ended 0 session(s) of user johndoe\n");
     assert!(server.terminate());
 }
+
+#[test]
+fn an_access_token_lifetime_beyond_its_bound_stops_serve_at_start() {
+    let ws = Workspace::new();
+    let output = ws
+        .command()
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("PORTCULLIS_ACCESS_TOKEN_TTL", "18446744073709551615")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output).trim(),
+        "error: PORTCULLIS_ACCESS_TOKEN_TTL must be between 1 and 86400 seconds, not 18446744073709551615"
+    );
+}
+
+#[test]
+fn an_origin_allow_list_that_browsers_could_never_match_stops_serve_at_start() {
+    let ws = Workspace::new();
+    let output = ws
+        .command()
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env(
+            "PORTCULLIS_CORS_ALLOWED_ORIGINS",
+            "https://app.example.com,https://admin.example.com/",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).starts_with(
+            r#"error: PORTCULLIS_CORS_ALLOWED_ORIGINS: "https://admin.example.com/" is not an origin"#
+        ),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn help_never_prints_the_secrets_set_in_the_environment() {
+    let ws = Workspace::new();
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["users", "list", "--help"],
+    ] {
+        let output = ws
+            .command()
+            .args(args)
+            .env("DATABASE_URL", "postgres://app:hunter2@db/auth")
+            .env(
+                "PORTCULLIS_JWT_SECRET",
+                "a-jwt-secret-of-at-least-32-bytes-long",
+            )
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}");
+        let help = stdout(&output);
+        assert!(help.contains("[env: DATABASE_URL]"), "{args:?}: {help}");
+        assert!(!help.contains("hunter2"), "{args:?}: {help}");
+        assert!(!help.contains("a-jwt-secret"), "{args:?}: {help}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn serve_creates_its_data_directory_database_and_secret_for_its_user_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let ws = Workspace::new();
+    let mut command = ws.command();
+    command.args(["serve", "--demo", "--bind", "127.0.0.1:0"]);
+    let server = ServerProcess::start(command);
+    let mode = |name: &str| {
+        std::fs::metadata(ws.path().join(name))
+            .unwrap_or_else(|err| panic!("{name}: {err}"))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    // While the server runs, the write-ahead log and its index exist beside the database.
+    assert_eq!(mode("data"), 0o700, "data");
+    for name in [
+        "data/portcullis.db",
+        "data/portcullis.db-wal",
+        "data/portcullis.db-shm",
+        "data/jwt-secret",
+    ] {
+        assert_eq!(mode(name), 0o600, "{name}");
+    }
+    drop(server);
+}

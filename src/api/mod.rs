@@ -1,6 +1,7 @@
 //! The HTTP API: one poem-openapi struct per area, combined into one service with its
 //! OpenAPI document and Swagger UI.
 
+mod browsers;
 mod error;
 mod health;
 mod input;
@@ -19,6 +20,7 @@ use poem::{
 use poem_openapi::{LicenseObject, OpenApiService, ServerObject, Tags};
 use serde_json::{Value, json};
 
+pub use browsers::{serialized_origin, url_origin};
 pub use error::ApiError;
 
 use crate::{
@@ -39,6 +41,8 @@ pub struct AppState {
     pub sessions: crate::config::SessionSettings,
     /// Header holding the client address, set by a trusted proxy (else the socket's peer).
     pub client_ip_header: Option<poem::http::HeaderName>,
+    /// Other sites whose pages may call the API (`PORTCULLIS_CORS_ALLOWED_ORIGINS`).
+    pub cors_allowed_origins: Vec<String>,
 }
 
 #[derive(Tags)]
@@ -116,8 +120,14 @@ fn refine(spec: &str) -> String {
     let mut doc: Value = serde_json::from_str(spec).expect("poem-openapi emits valid JSON");
     if let Some(paths) = doc["paths"].as_object_mut() {
         for operation in paths.values_mut().filter_map(Value::as_object_mut) {
-            for operation in operation.values_mut().filter_map(Value::as_object_mut) {
+            for (method, operation) in operation.iter_mut() {
+                let Some(operation) = operation.as_object_mut() else {
+                    continue;
+                };
                 operation.entry("security").or_insert_with(|| json!([]));
+                if matches!(method.as_str(), "post" | "put" | "patch" | "delete") {
+                    declare_origin_refusal(operation);
+                }
                 let responses = operation
                     .get_mut("responses")
                     .and_then(Value::as_object_mut);
@@ -150,6 +160,33 @@ fn refine(spec: &str) -> String {
     let mut refined = serde_json::to_string_pretty(&doc).expect("a JSON value serializes");
     refined.push('\n');
     refined
+}
+
+/// The 403 the browser policy (`browsers.rs`) gives a state-changing request from another
+/// site's page, before any handler runs: declared beside the operation's own responses, in
+/// status order.
+fn declare_origin_refusal(operation: &mut serde_json::Map<String, Value>) {
+    let Some(responses) = operation
+        .get_mut("responses")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    responses.entry("403").or_insert_with(|| {
+        json!({
+            "description": "`Origin not allowed`: sent by a browser from a page of another site \
+                (`Origin` neither this service's origin nor in PORTCULLIS_CORS_ALLOWED_ORIGINS, \
+                or `null`). Requests without `Origin` never get it.",
+            "content": {
+                "application/json; charset=utf-8": {
+                    "schema": { "$ref": "#/components/schemas/Error" }
+                }
+            }
+        })
+    });
+    let mut sorted: Vec<(String, Value)> = std::mem::take(responses).into_iter().collect();
+    sorted.sort_by(|(a, _), (b, _)| a.cmp(b));
+    *responses = sorted.into_iter().collect();
 }
 
 /// `WWW-AUTHENTICATE` → `WWW-Authenticate`, `CACHE-CONTROL` → `Cache-Control`.
@@ -191,13 +228,18 @@ pub fn routes(state: AppState, max_body_bytes: usize) -> impl Endpoint<Output = 
     let raw = service.spec();
     let document: Arc<str> = refine(&raw).into();
     let docs_page: Arc<str> = swagger_ui_page(&service, &raw, &document).into();
+    let document_json: Value = serde_json::from_str(&document).expect("the document is JSON");
     let allowed = Arc::new(
-        error::AllowedMethods::from_document(
-            &serde_json::from_str(&document).expect("the document is JSON"),
-        )
-        .with("/docs", "GET")
-        .with("/openapi.json", "GET"),
+        error::AllowedMethods::from_document(&document_json)
+            .with("/docs", "GET")
+            .with("/openapi.json", "GET"),
     );
+    let browsers = Arc::new(browsers::BrowserPolicy::new(
+        state.public_url.as_deref(),
+        state.cors_allowed_origins.clone(),
+        &document_methods(&document_json),
+        &docs_page,
+    ));
     Route::new()
         .nest("/", service)
         .at("/docs", get(swagger_ui).data(docs_page.clone()))
@@ -210,9 +252,25 @@ pub fn routes(state: AppState, max_body_bytes: usize) -> impl Endpoint<Output = 
             tracing::error!("a request handler panicked");
             error::plain_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
         }))
+        .around(move |next, req| browsers::apply(next, req, browsers.clone()))
         .around(crate::telemetry::log_request)
         .into_endpoint()
         .map_to_response()
+}
+
+/// Every method some operation of `document` answers, upper case, in a fixed order.
+fn document_methods(document: &Value) -> Vec<String> {
+    let mut methods: Vec<String> = document["paths"]
+        .as_object()
+        .into_iter()
+        .flat_map(|paths| paths.values())
+        .filter_map(Value::as_object)
+        .flat_map(|operations| operations.keys())
+        .map(|method| method.to_ascii_uppercase())
+        .collect();
+    methods.sort();
+    methods.dedup();
+    methods
 }
 
 #[handler]
@@ -250,6 +308,27 @@ mod tests {
             doc["paths"]["/users/me"]["get"]["security"],
             json!([{ "OAuth2": ["me"] }])
         );
+    }
+
+    #[test]
+    fn state_changing_operations_declare_the_origin_refusal() {
+        let doc: Value = serde_json::from_str(&openapi_document()).unwrap();
+        for (path, method) in [
+            ("/token", "post"),
+            ("/logout", "post"),
+            ("/users/me/items/{id}", "delete"),
+        ] {
+            let responses = doc["paths"][path][method]["responses"].as_object().unwrap();
+            assert_eq!(
+                responses["403"]["content"]["application/json; charset=utf-8"]["schema"],
+                json!({ "$ref": "#/components/schemas/Error" }),
+                "{method} {path}"
+            );
+            let statuses: Vec<&String> = responses.keys().collect();
+            assert!(statuses.is_sorted(), "{statuses:?}");
+        }
+        assert!(doc["paths"]["/users/me"]["get"]["responses"]["403"].is_null());
+        assert!(doc["components"]["schemas"]["Error"].is_object());
     }
 
     #[test]

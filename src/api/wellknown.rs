@@ -171,7 +171,7 @@ impl WellKnownApi {
 }
 
 /// The request's `Host` (HTTP/2: its authority), when it is a plain `host[:port]`.
-fn request_host(request: &Request) -> Option<&str> {
+pub(super) fn request_host(request: &Request) -> Option<&str> {
     let host = match request.headers().get(poem::http::header::HOST) {
         Some(value) => value.to_str().ok()?,
         None => request.uri().authority()?.as_str(),
@@ -181,7 +181,7 @@ fn request_host(request: &Request) -> Option<&str> {
 
 /// Whether `raw` is a DNS name, an IPv4 address or a bracketed IPv6 address, with an optional
 /// port — and nothing else a URL could be bent with (user info, a path, spaces).
-fn is_host_and_port(raw: &str) -> bool {
+pub(super) fn is_host_and_port(raw: &str) -> bool {
     let (host, port) = match raw.strip_prefix('[') {
         Some(bracketed) => {
             let Some((address, rest)) = bracketed.split_once(']') else {

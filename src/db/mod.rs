@@ -63,10 +63,8 @@ impl Store {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .sqlx_logging(false);
         if settings.is_sqlite() {
-            if let Some(dir) = sqlite_directory(&settings.url) {
-                std::fs::create_dir_all(&dir).with_context(|| {
-                    format!("cannot create the database directory {}", dir.display())
-                })?;
+            if let Some(file) = sqlite_file(&settings.url) {
+                create_private_file(&file)?;
             }
             options
                 .max_connections(settings.pool_size())
@@ -151,19 +149,59 @@ where
     Ok(pending)
 }
 
-/// The directory of an SQLite file URL (`sqlite://dir/file.db?mode=rwc`), if it has one.
-fn sqlite_directory(url: &str) -> Option<std::path::PathBuf> {
+/// The file of an SQLite URL (`sqlite://dir/file.db?mode=rwc`), as sqlx reads it (percent
+/// escapes decoded); `None` for an in-memory or read-only database.
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    use std::str::FromStr as _;
+
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next()?;
-    if path.is_empty() || path.starts_with(":memory:") {
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let in_memory_or_read_only = query
+        .split('&')
+        .any(|pair| pair == "mode=memory" || pair == "mode=ro");
+    if path.is_empty() || path == ":memory:" || in_memory_or_read_only {
         return None;
     }
-    std::path::Path::new(path)
-        .parent()
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .map(|dir| dir.to_path_buf())
+    let options = sea_orm::sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
+    Some(options.get_filename().to_path_buf())
+}
+
+/// Creates the SQLite file (and its directory, 0700) readable by this user only, before SQLite
+/// opens it: SQLite would create it 0644 (less the umask), and it creates the `-wal` and `-shm`
+/// files with the main file's permissions. An existing file is left as it is, with a warning when
+/// others may read it.
+fn create_private_file(file: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(dir) = file.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        crate::config::create_private_dir(dir)
+            .with_context(|| format!("cannot create the database directory {}", dir.display()))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    // Never truncates: an existing database is opened, not replaced.
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let opened = options
+        .open(file)
+        .with_context(|| format!("cannot create the database file {}", file.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = opened
+            .metadata()
+            .map(|m| m.permissions().mode())
+            .unwrap_or(0);
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %file.display(),
+                mode = format!("{:o}", mode & 0o777),
+                "the database file may be read by other users: chmod 600 it (and its -wal and -shm files)"
+            );
+        }
+    }
+    drop(opened);
+    Ok(())
 }
 
 /// The current time at the precision both backends store (PostgreSQL keeps microseconds), so
@@ -173,18 +211,37 @@ pub(crate) fn now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now().trunc_subsecs(6)
 }
 
-/// A database URL fit for logs and error messages: without its password.
+/// A database URL fit for logs and error messages: without its password, whether in the user
+/// info (`user:pw@`) or in a query parameter (`?password=`, `?sslpassword=`).
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut redacted = match (base.find("://"), base.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
+            let credentials = &base[scheme_end + 3..at];
             match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_owned(),
+                Some((user, _)) => format!("{}{user}:***{}", &base[..scheme_end + 3], &base[at..]),
+                None => base.to_owned(),
             }
         }
-        _ => url.to_owned(),
+        _ => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if name.to_ascii_lowercase().ends_with("password") => {
+                    format!("{name}=***")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        redacted.push('?');
+        redacted.push_str(&pairs.join("&"));
     }
+    redacted
 }
 
 #[cfg(test)]
@@ -205,12 +262,64 @@ mod tests {
     }
 
     #[test]
-    fn the_sqlite_directory_is_found_in_the_url() {
+    fn passwords_in_query_parameters_are_hidden_too() {
         assert_eq!(
-            sqlite_directory("sqlite://data/portcullis.db?mode=rwc"),
-            Some("data".into())
+            redact("postgres://app@db/auth?password=hunter2"),
+            "postgres://app@db/auth?password=***"
         );
-        assert_eq!(sqlite_directory("sqlite://p.db"), None);
-        assert_eq!(sqlite_directory("sqlite::memory:"), None);
+        assert_eq!(
+            redact("postgres://db/auth?sslmode=require&PASSWORD=hunter2&sslpassword=k3y&user=app"),
+            "postgres://db/auth?sslmode=require&PASSWORD=***&sslpassword=***&user=app"
+        );
+        assert_eq!(
+            redact("postgres://app:hunter2@db/auth?password=again"),
+            "postgres://app:***@db/auth?password=***"
+        );
+        // An `@` in the query is not user info.
+        assert_eq!(
+            redact("postgres://db/auth?password=a@b"),
+            "postgres://db/auth?password=***"
+        );
+    }
+
+    #[test]
+    fn the_sqlite_file_is_found_in_the_url() {
+        assert_eq!(
+            sqlite_file("sqlite://data/portcullis.db?mode=rwc"),
+            Some("data/portcullis.db".into())
+        );
+        assert_eq!(sqlite_file("sqlite://p.db"), Some("p.db".into()));
+        assert_eq!(
+            sqlite_file("sqlite:///tmp/a%20b.db"),
+            Some("/tmp/a b.db".into())
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("sqlite://p.db?mode=memory"), None);
+        assert_eq!(sqlite_file("sqlite://p.db?mode=ro"), None);
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_sqlite_files_and_their_directory_are_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+
+        let root = std::env::temp_dir().join(format!("portcullis-perm-{}", uuid::Uuid::new_v4()));
+        let dir = root.join("data");
+        let file = dir.join("p.db");
+        let store = Store::connect(&DatabaseSettings {
+            url: format!("sqlite://{}?mode=rwc", file.display()),
+            max_connections: None,
+        })
+        .await
+        .unwrap();
+        store.migrate().await.unwrap();
+        let mode =
+            |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        for name in ["p.db", "p.db-wal", "p.db-shm"] {
+            assert_eq!(mode(&dir.join(name)), 0o600, "{name}");
+        }
+        drop(store);
+        std::fs::remove_dir_all(root).unwrap();
     }
 }

@@ -84,6 +84,7 @@ pub fn test_settings(database_url: String) -> Settings {
         public_url: None,
         client_ip_header: None,
         max_body_bytes: 64 * 1024,
+        cors_allowed_origins: Vec::new(),
     }
 }
 

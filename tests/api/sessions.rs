@@ -873,7 +873,9 @@ async fn the_token_request_documents_the_refresh_grant() {
     let token = &document["paths"]["/token"]["post"];
     assert_eq!(
         statuses(token),
-        ["200", "400", "401", "413", "422", "429", "500", "503"]
+        [
+            "200", "400", "401", "403", "413", "422", "429", "500", "503"
+        ]
     );
 }
 
@@ -885,7 +887,7 @@ async fn token_revocation_is_declared_with_its_statuses() {
 
     assert_eq!(revoke["operationId"], "revoke_token");
     assert_eq!(revoke["security"], json!([]), "no credentials needed");
-    assert_eq!(statuses(revoke), ["200", "413", "422", "500", "503"]);
+    assert_eq!(statuses(revoke), ["200", "403", "413", "422", "500", "503"]);
     assert_eq!(revoke["responses"]["200"].get("content"), None, "no body");
     assert!(revoke["responses"]["200"]["headers"]["Cache-Control"].is_object());
     for status in ["413", "422", "500", "503"] {
@@ -918,7 +920,7 @@ async fn logout_is_declared_with_its_statuses_and_scope_parameter() {
     );
     assert_eq!(
         statuses(logout),
-        ["200", "400", "401", "413", "422", "500", "503"]
+        ["200", "400", "401", "403", "413", "422", "500", "503"]
     );
     assert_eq!(
         schema_of(logout, "200"),
@@ -961,7 +963,9 @@ async fn the_sessions_operations_are_declared_with_their_statuses() {
     assert_eq!(end["security"], json!([{"OAuth2": ["me"]}]));
     assert_eq!(
         statuses(end),
-        ["204", "400", "401", "404", "413", "422", "500", "503"]
+        [
+            "204", "400", "401", "403", "404", "413", "422", "500", "503"
+        ]
     );
     assert_eq!(end["responses"]["204"].get("content"), None, "no body");
     assert_eq!(
