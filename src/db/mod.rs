@@ -129,7 +129,7 @@ impl Store {
         self.db.ping().await.map_err(StoreError::Unavailable)
     }
 
-    pub(crate) fn connection(&self) -> &DatabaseConnection {
+    pub fn connection(&self) -> &DatabaseConnection {
         &self.db
     }
 }
