@@ -121,6 +121,30 @@ fn a_duplicate_username_in_any_case_is_refused() {
 }
 
 #[test]
+fn a_lookalike_of_an_existing_username_is_refused_as_taken() {
+    let ws = Workspace::new();
+    assert!(
+        ws.run_with_stdin(&["users", "create", "johndoe", "--password-stdin"], "pw")
+            .status
+            .success()
+    );
+    // Cyrillic ј, full width, and upper case: each is johndoe to a reader.
+    for lookalike in ["јohndoe", "ｊｏｈｎｄｏｅ", "JOHNDOE"] {
+        let output = ws.run_with_stdin(&["users", "create", lookalike, "--password-stdin"], "pw");
+        assert_eq!(output.status.code(), Some(1), "{lookalike}");
+        assert_eq!(
+            stderr(&output).trim(),
+            format!(
+                "error: a user named {lookalike:?} already exists (usernames are compared \
+                 without regard to case)"
+            ),
+        );
+    }
+    let listed = stdout(&ws.run(&["users", "list"]));
+    assert_eq!(listed.matches("johndoe").count(), 1, "{listed}");
+}
+
+#[test]
 fn unknown_users_are_reported_by_name() {
     let ws = Workspace::new();
     for action in ["disable", "enable", "logout", "delete"] {

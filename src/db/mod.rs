@@ -121,6 +121,17 @@ impl Store {
         if applied > 0 {
             tracing::info!(count = applied, "applied pending database migrations");
         }
+        // Computed by Rust's Unicode tables, which SQL migrations cannot do.
+        let left = self
+            .normalize_usernames()
+            .await
+            .context("cannot bring the stored usernames up to date")?;
+        if left > 0 {
+            tracing::warn!(
+                accounts = left,
+                "accounts look like others and were kept as they are"
+            );
+        }
         Ok(())
     }
 

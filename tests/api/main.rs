@@ -16,3 +16,4 @@ mod refresh;
 mod sessions;
 mod throttle;
 mod token;
+mod usernames;
