@@ -464,8 +464,8 @@ fn a_server_signs_with_the_rotated_key_and_refuses_to_start_under_another_secret
     assert_eq!(
         stderr(&refused).trim(),
         format!(
-            "error: cannot sign with the current signing key {kid}: its private key does not \
-             decrypt with the configured JWT secret. Every instance needs the JWT secret \
+            "error: cannot sign with the current signing key {kid}: it is not authentic under \
+             the configured JWT secret. Every instance needs the JWT secret \
              (PORTCULLIS_JWT_SECRET or PORTCULLIS_JWT_SECRET_FILE) the key was created under; \
              restore it, or run `portcullis keys rotate --force` to create a key under the \
              configured one"
