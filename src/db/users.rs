@@ -241,7 +241,10 @@ impl Store {
 /// The rows a name can denote: its normalized form, or the lower-cased form an account from
 /// before normalization kept.
 fn by_name(normalized: &str, legacy: &str) -> Condition {
-    Condition::any()
-        .add(user::Column::UsernameNormalized.eq(normalized))
-        .add(user::Column::UsernameNormalized.eq(legacy))
+    let condition = Condition::any().add(user::Column::UsernameNormalized.eq(normalized));
+    // For ASCII names (most of them) both forms are one: one equality.
+    if legacy == normalized {
+        return condition;
+    }
+    condition.add(user::Column::UsernameNormalized.eq(legacy))
 }
