@@ -305,7 +305,7 @@ async fn signing_keys(config: &ConfigArgs, command: KeysCommand) -> anyhow::Resu
             );
         }
         KeysCommand::Retire { kid } => {
-            if !keys::retire(&store, &kid).await? {
+            if !keys::retire(&store, &config.tokens()?, &kid).await? {
                 println!("signing key {kid} was already retired");
                 return Ok(());
             }

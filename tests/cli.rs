@@ -121,6 +121,30 @@ fn a_duplicate_username_in_any_case_is_refused() {
 }
 
 #[test]
+fn a_lookalike_of_an_existing_username_is_refused_as_taken() {
+    let ws = Workspace::new();
+    assert!(
+        ws.run_with_stdin(&["users", "create", "johndoe", "--password-stdin"], "pw")
+            .status
+            .success()
+    );
+    // Cyrillic ј, full width, and upper case: each is johndoe to a reader.
+    for lookalike in ["јohndoe", "ｊｏｈｎｄｏｅ", "JOHNDOE"] {
+        let output = ws.run_with_stdin(&["users", "create", lookalike, "--password-stdin"], "pw");
+        assert_eq!(output.status.code(), Some(1), "{lookalike}");
+        assert_eq!(
+            stderr(&output).trim(),
+            format!(
+                "error: a user named {lookalike:?} already exists (usernames are compared \
+                 without regard to case)"
+            ),
+        );
+    }
+    let listed = stdout(&ws.run(&["users", "list"]));
+    assert_eq!(listed.matches("johndoe").count(), 1, "{listed}");
+}
+
+#[test]
 fn unknown_users_are_reported_by_name() {
     let ws = Workspace::new();
     for action in ["disable", "enable", "logout", "delete"] {
@@ -440,8 +464,8 @@ fn a_server_signs_with_the_rotated_key_and_refuses_to_start_under_another_secret
     assert_eq!(
         stderr(&refused).trim(),
         format!(
-            "error: cannot sign with the current signing key {kid}: its private key does not \
-             decrypt with the configured JWT secret. Every instance needs the JWT secret \
+            "error: cannot sign with the current signing key {kid}: it is not authentic under \
+             the configured JWT secret. Every instance needs the JWT secret \
              (PORTCULLIS_JWT_SECRET or PORTCULLIS_JWT_SECRET_FILE) the key was created under; \
              restore it, or run `portcullis keys rotate --force` to create a key under the \
              configured one"

@@ -105,7 +105,9 @@ impl SessionsApi {
     ///
     /// Ends the session of this request's token (`scope=local`, the default), every other
     /// session of yours (`scope=others`), or all of them (`scope=global`). Any valid token of
-    /// yours may log out; no scope is needed.
+    /// yours may end its own session (`local`); ending your other sessions (`others`,
+    /// `global`) needs the `me` scope, as ending one of them by id does: a token that may only
+    /// read items must not log its user out everywhere.
     #[oai(path = "/logout", method = "post", operation_id = "logout")]
     async fn logout(
         &self,
@@ -114,12 +116,19 @@ impl SessionsApi {
         /// `local` (default), `others` or `global`.
         scope: Query<Option<Deferred<LogoutScope>>>,
     ) -> Result<LogoutResponse, ProtectedError> {
-        let caller = authenticate(&state.tokens, &state.store, &auth, &[]).await?;
         // `?scope=` counts as absent, as empty fields do at `/token`.
         let scope = match scope.0.as_ref().filter(|raw| !raw.is_blank()) {
-            Some(raw) => raw.parse(&["query", "scope"])?,
-            None => LogoutScope::Local,
+            Some(raw) => raw.parse(&["query", "scope"]),
+            None => Ok(LogoutScope::Local),
         };
+        // Ending sessions other than the caller's needs `me`, checked where every scope is (so
+        // an invalid token is still told first, and a bad `scope` after the token).
+        let needed: &[crate::domain::Scope] = match scope {
+            Ok(LogoutScope::Others | LogoutScope::Global) => &[crate::domain::Scope::Me],
+            _ => &[],
+        };
+        let caller = authenticate(&state.tokens, &state.store, &auth, needed).await?;
+        let scope = scope?;
         let store = &state.store;
         let user = caller.user.id;
         let ended = match scope {

@@ -561,7 +561,12 @@ async fn access_token_session(
     token: &str,
 ) -> Result<Option<uuid::Uuid>, ApiError> {
     match state.tokens.verify(token.trim()).await {
-        Ok(verified) => Ok(Some(verified.session_id)),
+        // The key's status as the per-request check sees it: a key retired since it was
+        // cached (by another instance, or the command line) no longer makes a token valid.
+        Ok(verified) => match verified.kid.as_deref().zip(verified.key_tag.as_deref()) {
+            Some((kid, tag)) if !state.tokens.keys().is_still_active(kid, tag).await? => Ok(None),
+            _ => Ok(Some(verified.session_id)),
+        },
         Err(VerifyError::Invalid(_)) => Ok(None),
         // Its key could not be looked up: not the same as a token that is not ours.
         Err(VerifyError::Store(err)) => Err(err.into()),

@@ -20,11 +20,31 @@
 //! `portcullis keys rotate` refuses to seal a key under a secret that does not open the newest
 //! stored key, unless forced (the secret was changed on purpose).
 //!
+//! Public keys are authenticated too: each row carries a tag, HMAC-SHA256 under another key
+//! derived from the JWT secret, over its kid, algorithm, public JWK and status (active or
+//! retired). Someone who can write to the database but does not hold the secret can therefore
+//! neither add a key that verifies (a row inserted by hand) nor bring a retired key back
+//! (`retired_at` set to NULL by hand leaves the tag of a retired key, which the per-request
+//! check refuses). A row whose tag does not verify is neither used nor published, and is
+//! logged once per instance. Retiring also wipes the key's sealed private half, which is never
+//! needed again.
+//!
+//! Rows stored before tags existed (`authentication_tag` NULL) are authenticated when met
+//! (every instance at start, and lazily): such a row is accepted, and tagged with its current
+//! status, only if its sealed private key opens with the secret and is the key its kid and
+//! JWK name. That proves it was made by a holder of the secret (the seal is AEAD bound to the
+//! kid), so the database alone still adds nothing. A retired one is tagged retired and its
+//! private half wiped at once, so that clearing its tag and `retired_at` later cannot revive
+//! it (its private half no longer opens). What cannot be told from the database alone is a
+//! database restored from a copy taken before a retirement: that brings the key back, as it
+//! would bring back any other state. Under another JWT secret the tags do not verify: the
+//! stored keys neither sign nor verify there (restore the secret, or rotate with `--force`).
+//!
 //! Errors: [`KeyError`] where a caller tells the database from an unusable key (503 or 500);
 //! `anyhow` for start-up and the command-line helpers, which only report.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex, MutexGuard, PoisonError},
 };
 
@@ -36,6 +56,7 @@ use chacha20poly1305::{
 };
 use chrono::{DateTime, Utc};
 use ed25519_dalek::pkcs8::EncodePrivateKey as _;
+use hmac::Hmac;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use p256::elliptic_curve::sec1::ToEncodedPoint as _;
 use secrecy::{ExposeSecret as _, zeroize::Zeroizing};
@@ -50,6 +71,10 @@ use crate::{
 /// HKDF `info` of the key-encryption key: names its one use, so that the JWT secret can never
 /// yield the same key for anything else.
 const ENCRYPTION_KEY_INFO: &[u8] = b"portcullis signing-key encryption v1";
+/// HKDF `info` of the key that authenticates stored public keys and their status.
+const AUTHENTICATION_KEY_INFO: &[u8] = b"portcullis signing-key authentication v1";
+/// Prefix of a stored tag, naming the scheme (HMAC-SHA256 over the length-prefixed fields).
+const TAG_PREFIX: &str = "v1.";
 /// Prefix of a stored ciphertext, naming the scheme above (a later scheme gets `v2.`).
 const SEALED_PREFIX: &str = "v1.";
 const NONCE_BYTES: usize = 12;
@@ -127,6 +152,9 @@ impl std::fmt::Debug for Signer {
 pub struct Verifier {
     pub algorithm: Algorithm,
     pub key: DecodingKey,
+    /// The tag its row carries while it is active (`None` for HS256): the per-request check
+    /// requires it, so a key retired (or tampered with) since it was cached verifies nothing.
+    pub active_tag: Option<String>,
 }
 
 /// A public key as published (RFC 7517, with RFC 8037's `OKP` for Ed25519).
@@ -208,6 +236,7 @@ pub struct SigningKeys(Arc<Inner>);
 struct Inner {
     store: Store,
     encryption: KeyEncryptionKey,
+    authentication: KeyAuthenticationKey,
     /// The configured algorithm: only keys of it sign and verify, and a key created here (when
     /// every key of it has been retired) has it.
     algorithm: KeyAlgorithm,
@@ -216,6 +245,8 @@ struct Inner {
     /// Keys that cannot sign here (the reason, by kid): tried and logged once, then skipped.
     unusable: Mutex<HashMap<String, String>>,
     verifiers: Mutex<HashMap<String, Arc<Verifier>>>,
+    /// Kids of rows whose tag does not verify, already logged.
+    unauthentic: Mutex<HashSet<String>>,
 }
 
 impl SigningKeys {
@@ -225,7 +256,34 @@ impl SigningKeys {
     /// nothing is created: the keys are only published.
     pub async fn start(store: Store, settings: &TokenSettings) -> anyhow::Result<Self> {
         let keys = Self::new(store, settings);
+        keys.authenticate_legacy_keys()
+            .await
+            .context("cannot authenticate the stored signing keys")?;
         if settings.algorithm.is_asymmetric() {
+            // Active keys of the algorithm, none authentic: most likely the JWT secret is not the
+            // one they were made under (or every one was added by hand). Creating a key here
+            // would split the instances; refuse to start instead, as for a key that does not
+            // decrypt.
+            let active = keys
+                .0
+                .store
+                .active_signing_keys_of(keys.0.algorithm.as_str())
+                .await
+                .context("cannot read the signing keys")?;
+            // Quietly: the refusal below says it all (rows from before tags were tagged above).
+            let any_authentic = active
+                .iter()
+                .any(|stored| keys.0.authentication.verifies(stored));
+            if let (Some(newest), false) = (active.first(), any_authentic) {
+                anyhow::bail!(
+                    "cannot sign with the current signing key {}: it is not authentic under the \
+                     configured JWT secret. Every instance needs the JWT secret \
+                     (PORTCULLIS_JWT_SECRET or PORTCULLIS_JWT_SECRET_FILE) the key was created \
+                     under; restore it, or run `portcullis keys rotate --force` to create a key \
+                     under the configured one",
+                    newest.kid
+                );
+            }
             let signer = keys.signer().await.map_err(|err| match err {
                 KeyError::Unusable { kid, reason } => anyhow::anyhow!(
                     "cannot sign with the current signing key {kid}: {reason}. Every instance \
@@ -247,11 +305,51 @@ impl SigningKeys {
         Self(Arc::new(Inner {
             store,
             encryption: KeyEncryptionKey::derive(settings.secret.expose_secret()),
+            authentication: KeyAuthenticationKey::derive(settings.secret.expose_secret()),
             algorithm: KeyAlgorithm::default_for(settings.algorithm),
             signers: Mutex::default(),
             unusable: Mutex::default(),
             verifiers: Mutex::default(),
+            unauthentic: Mutex::default(),
         }))
+    }
+
+    /// Tags every row stored before tags existed that proves to be ours (see the module doc);
+    /// retired ones lose their private half.
+    async fn authenticate_legacy_keys(&self) -> Result<(), StoreError> {
+        for stored in self.0.store.list_signing_keys().await? {
+            if stored.authentication_tag.is_none() {
+                self.is_authentic(&stored).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `stored` may be used: its tag verifies, or it has none (stored before tags)
+    /// and proves to be ours, when it gets one. Logged once per instance when not.
+    async fn is_authentic(&self, stored: &StoredSigningKey) -> Result<bool, StoreError> {
+        let authentication = &self.0.authentication;
+        if authentication.verifies(stored) {
+            return Ok(true);
+        }
+        if stored.authentication_tag.is_none() && is_ours(stored, &self.0.encryption) {
+            let retired = stored.retired_at.is_some();
+            self.0
+                .store
+                .set_signing_key_tag(&stored.kid, retired, authentication.tag_of(stored))
+                .await?;
+            tracing::info!(kid = %stored.kid, retired, "authenticated a signing key stored before keys were authenticated");
+            return Ok(true);
+        }
+        if locked(&self.0.unauthentic).insert(stored.kid.clone()) {
+            tracing::error!(
+                kid = %stored.kid,
+                "a stored signing key is not authentic (its tag does not verify with the \
+                 configured JWT secret): it was added or altered in the database by hand, or \
+                 made under another secret; it neither verifies nor is published"
+            );
+        }
+        Ok(false)
     }
 
     /// The newest key of the configured algorithm that is not retired and decrypts with the
@@ -263,11 +361,17 @@ impl SigningKeys {
     /// older one that does, with an error logged once per skipped key: a key sealed under the
     /// wrong secret must not stop every login. When none decrypts, the newest one's reason.
     pub async fn signer(&self) -> Result<Arc<Signer>, KeyError> {
-        let mut candidates = self
+        let mut candidates = Vec::new();
+        for stored in self
             .0
             .store
             .active_signing_keys_of(self.0.algorithm.as_str())
-            .await?;
+            .await?
+        {
+            if self.is_authentic(&stored).await? {
+                candidates.push(stored);
+            }
+        }
         if candidates.is_empty() {
             candidates.push(self.create_when_none_is_active().await?);
         }
@@ -331,12 +435,17 @@ impl SigningKeys {
     /// A new key of the configured algorithm, unless one was created meanwhile: logins racing
     /// here, in this instance or another, create one key between them (the store decides).
     async fn create_when_none_is_active(&self) -> Result<StoredSigningKey, StoreError> {
-        let candidate = new_key(&self.0.encryption, self.0.algorithm);
+        let candidate = new_key(&self.0.encryption, &self.0.authentication, self.0.algorithm);
         let candidate_kid = candidate.kid.clone();
+        // An active key that is not authentic (inserted by hand) does not count.
+        let (authentication, encryption) = (&self.0.authentication, &self.0.encryption);
         let key = self
             .0
             .store
-            .insert_signing_key_unless_active(candidate)
+            .insert_signing_key_unless_active(candidate, |existing| {
+                authentication.verifies(existing)
+                    || (existing.authentication_tag.is_none() && is_ours(existing, encryption))
+            })
             .await?;
         if key.kid == candidate_kid {
             tracing::info!(kid = %key.kid, algorithm = %key.algorithm, "no signing key of the configured algorithm was active: created one");
@@ -344,11 +453,11 @@ impl SigningKeys {
         Ok(key)
     }
 
-    /// The public key named `kid`, if it exists, has the configured algorithm and was not
-    /// retired when first loaded: a key of the other algorithm verifies nothing here, though it
-    /// is published. Cached per kid: refusing a key's tokens as soon as it is retired is the
-    /// per-request check's job. A kid that is not found is not cached, since another instance
-    /// may create it.
+    /// The public key named `kid`, if it exists, is authentic, has the configured algorithm and
+    /// was not retired when first loaded: a key of the other algorithm verifies nothing here,
+    /// though it is published. Cached per kid: refusing a key's tokens as soon as it is retired
+    /// is the per-request check's job (it requires the row's tag to be the key's active tag). A
+    /// kid that is not found is not cached, since another instance may create it.
     pub async fn verifier(&self, kid: &str) -> Result<Option<Arc<Verifier>>, StoreError> {
         if let Some(verifier) = locked(&self.0.verifiers).get(kid) {
             return Ok(Some(verifier.clone()));
@@ -359,6 +468,9 @@ impl SigningKeys {
         if stored.retired_at.is_some() || stored.algorithm != self.0.algorithm.as_str() {
             return Ok(None);
         }
+        if !self.is_authentic(&stored).await? {
+            return Ok(None);
+        }
         let public = match PublicKey::of_stored(&stored) {
             Ok(public) => public,
             Err(reason) => {
@@ -366,29 +478,36 @@ impl SigningKeys {
                 return Ok(None);
             }
         };
-        let verifier = Arc::new(public.verifier());
+        let mut verifier = public.verifier();
+        verifier.active_tag = Some(self.0.authentication.tag_of(&stored));
+        let verifier = Arc::new(verifier);
         locked(&self.0.verifiers).insert(stored.kid, verifier.clone());
         Ok(Some(verifier))
     }
 
-    /// Every key not retired, as a JWK Set, newest first. Only public halves, rebuilt from
-    /// their checked components (never a symmetric key, never anything else a row holds).
+    /// Every authentic key not retired, as a JWK Set, newest first. Only public halves, rebuilt
+    /// from their checked components (never a symmetric key, never anything else a row holds).
     pub async fn jwks(&self) -> Result<JwkSet, StoreError> {
-        let keys = self
-            .0
-            .store
-            .active_signing_keys()
-            .await?
-            .iter()
-            .filter_map(|stored| match PublicKey::of_stored(stored) {
-                Ok(public) => Some(public.jwk()),
+        let mut keys = Vec::new();
+        for stored in self.0.store.active_signing_keys().await? {
+            if !self.is_authentic(&stored).await? {
+                continue;
+            }
+            match PublicKey::of_stored(&stored) {
+                Ok(public) => keys.push(public.jwk()),
                 Err(reason) => {
                     tracing::error!(kid = %stored.kid, reason, "not publishing an unusable stored public key");
-                    None
                 }
-            })
-            .collect();
+            }
+        }
         Ok(JwkSet { keys })
+    }
+
+    /// Whether the key that verified a token (`kid`, with the active tag its verifier holds)
+    /// is still active and authentic: what the per-request session query checks, for the
+    /// callers that make no such query (`/token/revoke`).
+    pub async fn is_still_active(&self, kid: &str, active_tag: &str) -> Result<bool, StoreError> {
+        self.0.store.signing_key_is_active(kid, active_tag).await
     }
 }
 
@@ -407,7 +526,9 @@ pub async fn rotate(
     force: bool,
 ) -> anyhow::Result<String> {
     let encryption = KeyEncryptionKey::derive(settings.secret.expose_secret());
+    let authentication = KeyAuthenticationKey::derive(settings.secret.expose_secret());
     if !force {
+        // Every active row, authentic here or not: under a wrong secret none would be.
         let active = store
             .active_signing_keys()
             .await
@@ -439,24 +560,31 @@ pub async fn rotate(
             );
         }
     }
-    let created = create_key(store, &encryption, algorithm)
+    let created = create_key(store, &encryption, &authentication, algorithm)
         .await
         .context("cannot store the new signing key")?;
     tracing::info!(kid = %created.kid, algorithm = %created.algorithm, force, "created a signing key");
     Ok(created.kid)
 }
 
-/// Retires a key: its tokens are refused from then on. `Ok(false)` when it already was; an
-/// error when there is no such key.
-pub async fn retire(store: &Store, kid: &str) -> anyhow::Result<bool> {
-    if store.retire_signing_key(kid).await? {
+/// Retires a key: its tokens are refused from then on; its tag becomes that of a retired key
+/// and its private half is wiped. `Ok(false)` when it already was; an error when there is no
+/// such key. Under a JWT secret other than the servers' the new tag does not verify there,
+/// which leaves the key just as unusable.
+pub async fn retire(store: &Store, settings: &TokenSettings, kid: &str) -> anyhow::Result<bool> {
+    let Some(stored) = store.find_signing_key(kid).await? else {
+        anyhow::bail!("no signing key with kid {kid:?}");
+    };
+    if stored.retired_at.is_some() {
+        return Ok(false);
+    }
+    let authentication = KeyAuthenticationKey::derive(settings.secret.expose_secret());
+    let tag = authentication.tag(&stored.kid, &stored.algorithm, &stored.public_jwk, true);
+    let retired = store.retire_signing_key(kid, tag).await?;
+    if retired {
         tracing::info!(kid, "retired a signing key");
-        return Ok(true);
     }
-    match store.find_signing_key(kid).await? {
-        Some(_) => Ok(false),
-        None => anyhow::bail!("no signing key with kid {kid:?}"),
-    }
+    Ok(retired)
 }
 
 /// Every stored key, newest first, with its status: the newest key of each algorithm that is
@@ -500,26 +628,39 @@ fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 async fn create_key(
     store: &Store,
     encryption: &KeyEncryptionKey,
+    authentication: &KeyAuthenticationKey,
     algorithm: KeyAlgorithm,
 ) -> Result<StoredSigningKey, StoreError> {
     store
-        .insert_signing_key(new_key(encryption, algorithm))
+        .insert_signing_key(new_key(encryption, authentication, algorithm))
         .await
 }
 
-/// A freshly generated key, sealed, ready to store.
-fn new_key(encryption: &KeyEncryptionKey, algorithm: KeyAlgorithm) -> NewSigningKey {
+/// A freshly generated key, sealed and tagged, ready to store.
+fn new_key(
+    encryption: &KeyEncryptionKey,
+    authentication: &KeyAuthenticationKey,
+    algorithm: KeyAlgorithm,
+) -> NewSigningKey {
     let private = PrivateKey::generate(algorithm);
     let public = private.public_key();
     let kid = public.thumbprint();
     let sealed = encryption.seal(&kid, &private.to_bytes());
     let jwk = serde_json::to_string(&public.jwk()).expect("a JWK serializes");
+    let authentication_tag = authentication.tag(&kid, algorithm.as_str(), &jwk, false);
     NewSigningKey {
         kid,
         algorithm: algorithm.as_str().to_owned(),
         public_jwk: jwk,
         encrypted_private_key: sealed,
+        authentication_tag,
     }
+}
+
+/// Whether a row without a tag proves to be ours: its private key opens with the secret (the
+/// seal is bound to the kid), is the key its kid names, and its public JWK is that key.
+fn is_ours(stored: &StoredSigningKey, encryption: &KeyEncryptionKey) -> bool {
+    signer_of(stored, encryption).is_ok() && PublicKey::of_stored(stored).is_ok()
 }
 
 /// Decrypts a stored key and checks that it is the key its kid names.
@@ -731,7 +872,73 @@ impl PublicKey {
         Verifier {
             algorithm: self.algorithm().jwt(),
             key,
+            active_tag: None,
         }
+    }
+}
+
+/// Authenticates stored public keys and their status: HMAC-SHA256 under a key derived from the
+/// JWT secret.
+struct KeyAuthenticationKey(Zeroizing<[u8; 32]>);
+
+impl KeyAuthenticationKey {
+    fn derive(secret: &[u8]) -> Self {
+        let mut key = Zeroizing::new([0u8; 32]);
+        hkdf::Hkdf::<Sha256>::new(None, secret)
+            .expand(AUTHENTICATION_KEY_INFO, key.as_mut_slice())
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        Self(key)
+    }
+
+    /// Each field is length-prefixed, so that no two rows' fields run together the same way.
+    fn mac(&self, kid: &str, algorithm: &str, public_jwk: &str, retired: bool) -> Hmac<Sha256> {
+        use hmac::Mac as _;
+        let mut mac = <Hmac<Sha256> as hmac::Mac>::new_from_slice(self.0.as_slice())
+            .expect("HMAC takes any key length");
+        let status = if retired { "retired" } else { "active" };
+        for field in [kid, algorithm, public_jwk, status] {
+            mac.update(&(field.len() as u64).to_be_bytes());
+            mac.update(field.as_bytes());
+        }
+        mac
+    }
+
+    /// `v1.` + base64url(HMAC).
+    fn tag(&self, kid: &str, algorithm: &str, public_jwk: &str, retired: bool) -> String {
+        use hmac::Mac as _;
+        let mac = self.mac(kid, algorithm, public_jwk, retired).finalize();
+        format!("{TAG_PREFIX}{}", URL_SAFE_NO_PAD.encode(mac.into_bytes()))
+    }
+
+    /// The tag `stored` should carry in its present status.
+    fn tag_of(&self, stored: &StoredSigningKey) -> String {
+        self.tag(
+            &stored.kid,
+            &stored.algorithm,
+            &stored.public_jwk,
+            stored.retired_at.is_some(),
+        )
+    }
+
+    /// Whether the row's tag is the one of its fields and status (compared in constant time).
+    fn verifies(&self, stored: &StoredSigningKey) -> bool {
+        use hmac::Mac as _;
+        let Some(tag) = stored
+            .authentication_tag
+            .as_deref()
+            .and_then(|tag| tag.strip_prefix(TAG_PREFIX))
+            .and_then(|tag| URL_SAFE_NO_PAD.decode(tag).ok())
+        else {
+            return false;
+        };
+        self.mac(
+            &stored.kid,
+            &stored.algorithm,
+            &stored.public_jwk,
+            stored.retired_at.is_some(),
+        )
+        .verify_slice(&tag)
+        .is_ok()
     }
 }
 
@@ -953,6 +1160,7 @@ mod tests {
                 encrypted_private_key: encryption().seal(&public.thumbprint(), &private.to_bytes()),
                 created_at: Utc::now(),
                 retired_at: None,
+                authentication_tag: None,
             };
             assert_eq!(PublicKey::of_stored(&stored), Ok(public.clone()));
             let signer = signer_of(&stored, &encryption()).unwrap();
@@ -987,6 +1195,7 @@ mod tests {
             encrypted_private_key: String::new(),
             created_at: Utc::now(),
             retired_at: None,
+            authentication_tag: None,
         };
         assert_eq!(
             PublicKey::of_stored(&stored),
@@ -1043,8 +1252,8 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "cannot sign with the current signing key {kid}: its private key does not decrypt \
-                 with the configured JWT secret. Every instance needs the JWT secret \
+                "cannot sign with the current signing key {kid}: it is not authentic under the \
+                 configured JWT secret. Every instance needs the JWT secret \
                  (PORTCULLIS_JWT_SECRET or PORTCULLIS_JWT_SECRET_FILE) the key was created under; \
                  restore it, or run `portcullis keys rotate --force` to create a key under the \
                  configured one"
@@ -1200,7 +1409,7 @@ mod tests {
         let retired = rotate(&store, &right, KeyAlgorithm::EdDsa, false)
             .await
             .unwrap();
-        assert!(retire(&store, &retired).await.unwrap());
+        assert!(retire(&store, &right, &retired).await.unwrap());
         rotate(&store, &wrong, KeyAlgorithm::EdDsa, false)
             .await
             .unwrap();
@@ -1245,7 +1454,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_newest_key_that_does_not_decrypt_is_skipped_for_an_older_one_and_logged_once() {
+    async fn a_newest_key_made_under_another_secret_is_ignored_and_logged_once() {
         use tracing_subscriber::layer::SubscriberExt as _;
         let errors = ErrorsByKid::default();
         // The test runs on one thread (tokio's current-thread runtime).
@@ -1273,22 +1482,86 @@ mod tests {
             HashMap::from([(bad.clone(), 2)]),
             "once per instance and key"
         );
-        // The skipped key still verifies (its public half needs no secret) and is published.
-        assert!(keys.verifier(&bad).await.unwrap().is_some());
+        // Its tag was made under the other secret: here it neither verifies nor is published.
+        assert!(keys.verifier(&bad).await.unwrap().is_none());
         assert_eq!(
             kids(keys.jwks().await.unwrap()),
-            [bad.clone(), good.clone()]
+            std::slice::from_ref(&good)
         );
 
-        // Once the good key is retired, nothing can sign: the newest key's reason.
-        assert!(retire(&store, &good).await.unwrap());
-        let err = keys.signer().await.unwrap_err();
-        assert!(
-            matches!(&err, KeyError::Unusable { kid, reason } if *kid == bad
-                && reason == "its private key does not decrypt with the configured JWT secret"),
-            "{err:?}"
+        // Once the good key is retired, the other one does not count: a new key is made.
+        assert!(retire(&store, &settings, &good).await.unwrap());
+        let replacement = keys.signer().await.unwrap().kid.clone();
+        assert!(replacement != bad && replacement != good);
+        SigningKeys::start(store, &settings).await.unwrap();
+        assert_eq!(
+            *locked(&errors.0),
+            HashMap::from([(bad.clone(), 3)]),
+            "once per instance and key"
         );
-        assert!(SigningKeys::start(store, &settings).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn keys_stored_before_tags_are_authenticated_when_their_private_half_opens() {
+        use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
+        let store = testing::store().await;
+        let settings = testing::settings(SECRET, SigningAlgorithm::EdDsa);
+        let active = rotate(&store, &settings, KeyAlgorithm::EdDsa, false)
+            .await
+            .unwrap();
+        let retired = rotate(&store, &settings, KeyAlgorithm::EdDsa, false)
+            .await
+            .unwrap();
+        // As the upgrade leaves them: no tag; the retired one with its private half still.
+        let sealed = store.find_signing_key(&retired).await.unwrap().unwrap();
+        use crate::db::entities::signing_key;
+        signing_key::Entity::update_many()
+            .col_expr(
+                signing_key::Column::AuthenticationTag,
+                Option::<String>::None.into(),
+            )
+            .exec(store.connection())
+            .await
+            .unwrap();
+        signing_key::Entity::update_many()
+            .col_expr(signing_key::Column::RetiredAt, Some(Utc::now()).into())
+            .filter(signing_key::Column::Kid.eq(&retired))
+            .exec(store.connection())
+            .await
+            .unwrap();
+
+        let keys = SigningKeys::start(store.clone(), &settings).await.unwrap();
+
+        assert_eq!(keys.signer().await.unwrap().kid, active);
+        assert!(keys.verifier(&active).await.unwrap().is_some());
+        assert_eq!(
+            kids(keys.jwks().await.unwrap()),
+            std::slice::from_ref(&active)
+        );
+        let after = store.find_signing_key(&retired).await.unwrap().unwrap();
+        assert!(after.authentication_tag.is_some());
+        assert_eq!(
+            after.encrypted_private_key, "",
+            "a retired key loses its private half"
+        );
+        assert_ne!(sealed.encrypted_private_key, "");
+        // Un-retiring it by hand, tag cleared too, does not bring it back.
+        signing_key::Entity::update_many()
+            .col_expr(
+                signing_key::Column::AuthenticationTag,
+                Option::<String>::None.into(),
+            )
+            .col_expr(
+                signing_key::Column::RetiredAt,
+                Option::<DateTime<Utc>>::None.into(),
+            )
+            .filter(signing_key::Column::Kid.eq(&retired))
+            .exec(store.connection())
+            .await
+            .unwrap();
+        let restarted = SigningKeys::start(store.clone(), &settings).await.unwrap();
+        assert!(restarted.verifier(&retired).await.unwrap().is_none());
+        assert_eq!(kids(restarted.jwks().await.unwrap()), [active]);
     }
 
     #[tokio::test]
@@ -1311,10 +1584,16 @@ mod tests {
         let settings = testing::settings(SECRET, SigningAlgorithm::EdDsa);
         let keys = SigningKeys::start(store.clone(), &settings).await.unwrap();
         let old = keys.signer().await.unwrap().kid.clone();
-        assert!(retire(&store, &old).await.unwrap());
-        assert!(!retire(&store, &old).await.unwrap(), "already retired");
+        assert!(retire(&store, &settings, &old).await.unwrap());
+        assert!(
+            !retire(&store, &settings, &old).await.unwrap(),
+            "already retired"
+        );
         assert_eq!(
-            retire(&store, "nope").await.unwrap_err().to_string(),
+            retire(&store, &settings, "nope")
+                .await
+                .unwrap_err()
+                .to_string(),
             r#"no signing key with kid "nope""#
         );
         assert!(keys.jwks().await.unwrap().keys.is_empty());

@@ -71,7 +71,7 @@ pub async fn authenticate(
         .find_session_and_user(
             verified.session_id,
             verified.user_id,
-            verified.kid.as_deref(),
+            verified.kid.as_deref().zip(verified.key_tag.as_deref()),
         )
         .await?
         .ok_or(ApiError::InvalidToken)?;

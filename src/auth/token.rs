@@ -52,6 +52,9 @@ pub struct VerifiedToken {
     pub scopes: ScopeSet,
     /// The stored key that signed it; `None` for HS256.
     pub kid: Option<String>,
+    /// The tag that key's row carries while active and authentic (the per-request check
+    /// requires it); `None` for HS256.
+    pub key_tag: Option<String>,
 }
 
 /// Any reason a presented token is refused; deliberately without detail for the client.
@@ -111,6 +114,7 @@ impl AccessTokens {
                 verifier: Arc::new(Verifier {
                     algorithm: Algorithm::HS256,
                     key: DecodingKey::from_secret(secret),
+                    active_tag: None,
                 }),
             }
         };
@@ -189,6 +193,13 @@ impl AccessTokens {
     pub async fn verify(&self, token: &str) -> Result<VerifiedToken, VerifyError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|err| InvalidToken(format!("unreadable header: {err}")))?;
+        // RFC 7515 §4.1.11: a recipient must refuse a token whose `crit` names an extension it
+        // does not understand, and we understand none (an empty list is not allowed either).
+        if header.crit.is_some() {
+            return Err(
+                InvalidToken("a critical header extension is not understood".into()).into(),
+            );
+        }
         let (verifier, kid) = match &self.mode {
             SigningMode::SharedSecret { verifier, .. } => (verifier.clone(), None),
             SigningMode::StoredKeys => {
@@ -201,6 +212,11 @@ impl AccessTokens {
                     .verifier(&kid)
                     .await?
                     .ok_or_else(|| InvalidToken(format!("unknown or retired kid {kid:?}")))?;
+                // Always set for a stored key; checked so that the per-request check of the
+                // key's status can never be skipped.
+                if verifier.active_tag.is_none() {
+                    return Err(InvalidToken(format!("kid {kid:?} has no active tag")).into());
+                }
                 (verifier, Some(kid))
             }
         };
@@ -229,6 +245,7 @@ impl AccessTokens {
             session_id: data.claims.sid,
             scopes,
             kid,
+            key_tag: verifier.active_tag.clone(),
         })
     }
 }
@@ -313,7 +330,8 @@ mod tests {
                 user_id: id,
                 session_id: session,
                 scopes,
-                kid: None
+                kid: None,
+                key_tag: None,
             }
         );
         let header = jsonwebtoken::decode_header(&issued.token).unwrap();

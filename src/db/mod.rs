@@ -119,6 +119,17 @@ impl Store {
         if applied > 0 {
             tracing::info!(count = applied, "applied pending database migrations");
         }
+        // Computed by Rust's Unicode tables, which SQL migrations cannot do.
+        let left = self
+            .normalize_usernames()
+            .await
+            .context("cannot bring the stored usernames up to date")?;
+        if left > 0 {
+            tracing::warn!(
+                accounts = left,
+                "accounts look like others and were kept as they are"
+            );
+        }
         Ok(())
     }
 
@@ -127,7 +138,7 @@ impl Store {
         self.db.ping().await.map_err(StoreError::Unavailable)
     }
 
-    pub(crate) fn connection(&self) -> &DatabaseConnection {
+    pub fn connection(&self) -> &DatabaseConnection {
         &self.db
     }
 }

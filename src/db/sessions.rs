@@ -87,6 +87,7 @@ struct UserWithSession {
     id: Uuid,
     username: String,
     username_normalized: String,
+    username_skeleton: Option<String>,
     email: Option<String>,
     full_name: Option<String>,
     hashed_password: String,
@@ -105,6 +106,7 @@ impl UserWithSession {
             id: self.id,
             username: self.username,
             username_normalized: self.username_normalized,
+            username_skeleton: self.username_skeleton,
             email: self.email,
             full_name: self.full_name,
             hashed_password: self.hashed_password,
@@ -310,8 +312,8 @@ impl Store {
     }
 
     /// The per-request check of an access token, in one query: its session (of its user) and
-    /// that user, provided the key named by `kid` (if any) is not retired. `None` when any of
-    /// them is missing.
+    /// that user, provided the key named by `key` (kid and the tag it has while active; if any)
+    /// is not retired and still carries that tag. `None` when any of them is missing.
     ///
     /// The user's columns and three of the session's, unaliased: SeaORM's `find_also_related`
     /// (every column of both, prefixed) measured 50 µs more per request.
@@ -319,18 +321,21 @@ impl Store {
         &self,
         session_id: Uuid,
         user_id: Uuid,
-        kid: Option<&str>,
+        key: Option<(&str, &str)>,
     ) -> Result<Option<(SessionState, User)>, StoreError> {
         let mut condition = Condition::all()
             .add(session::Column::Id.eq(session_id))
             .add(session::Column::UserId.eq(user_id));
-        if let Some(kid) = kid {
+        if let Some((kid, tag)) = key {
             condition = condition.add(Expr::exists(
                 Query::select()
                     .expr(Expr::val(1))
                     .from(signing_key::Entity)
                     .and_where(signing_key::Column::Kid.eq(kid))
                     .and_where(signing_key::Column::RetiredAt.is_null())
+                    // A retired key's tag differs: setting `retired_at` back to NULL by hand
+                    // does not bring it back.
+                    .and_where(signing_key::Column::AuthenticationTag.eq(tag))
                     .to_owned(),
             ));
         }

@@ -15,6 +15,7 @@ pub struct StoredSigningKey {
     pub encrypted_private_key: String,
     pub created_at: DateTime<Utc>,
     pub retired_at: Option<DateTime<Utc>>,
+    pub authentication_tag: Option<String>,
 }
 
 impl From<signing_key::Model> for StoredSigningKey {
@@ -26,6 +27,7 @@ impl From<signing_key::Model> for StoredSigningKey {
             encrypted_private_key: row.encrypted_private_key,
             created_at: row.created_at,
             retired_at: row.retired_at,
+            authentication_tag: row.authentication_tag,
         }
     }
 }
@@ -37,6 +39,7 @@ pub struct NewSigningKey {
     pub algorithm: String,
     pub public_jwk: String,
     pub encrypted_private_key: String,
+    pub authentication_tag: String,
 }
 
 impl Store {
@@ -47,13 +50,14 @@ impl Store {
         Ok(insert(self.connection(), new).await?.into())
     }
 
-    /// Stores `new` unless a key of its algorithm is active, which is then returned instead:
-    /// instances starting together on an empty database create one key between them. The check
-    /// and the insert hold the database's write lock (PostgreSQL: an advisory lock; SQLite: a
-    /// write transaction from its first statement).
+    /// Stores `new` unless a key of its algorithm is active and `usable` (authentic), which is
+    /// then returned instead: instances starting together on an empty database create one key
+    /// between them. The check and the insert hold the database's write lock (PostgreSQL: an
+    /// advisory lock; SQLite: a write transaction from its first statement).
     pub async fn insert_signing_key_unless_active(
         &self,
         new: NewSigningKey,
+        usable: impl Fn(&StoredSigningKey) -> bool,
     ) -> Result<StoredSigningKey, StoreError> {
         use sea_orm::{ConnectionTrait as _, DbBackend, TransactionTrait as _};
 
@@ -65,12 +69,18 @@ impl Store {
             _ => "UPDATE signing_keys SET kid = kid WHERE 1 = 0".to_owned(),
         };
         txn.execute_unprepared(&lock).await?;
-        let key = match newest_active(&new.algorithm).one(&txn).await? {
+        let existing = newest_active(&new.algorithm)
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(StoredSigningKey::from)
+            .find(|key| usable(key));
+        let key = match existing {
             Some(existing) => existing,
-            None => insert(&txn, new).await?,
+            None => insert(&txn, new).await?.into(),
         };
         txn.commit().await?;
-        Ok(key.into())
+        Ok(key)
     }
 
     /// The newest key of `algorithm` not retired: with that algorithm configured, the key that
@@ -133,17 +143,62 @@ impl Store {
             .collect())
     }
 
-    /// Retires a key; `false` when there is no such key or it was already retired (its
-    /// retirement date is kept).
-    pub async fn retire_signing_key(&self, kid: &str) -> Result<bool, StoreError> {
+    /// Retires a key, replacing its tag with `tag` (that of the retired key) and wiping its
+    /// sealed private key, which a retired key never needs again; `false` when there is no such
+    /// key or it was already retired (its retirement date is kept).
+    pub async fn retire_signing_key(&self, kid: &str, tag: String) -> Result<bool, StoreError> {
         let result = signing_key::Entity::update_many()
             .col_expr(signing_key::Column::RetiredAt, super::now().into())
+            .col_expr(
+                signing_key::Column::EncryptedPrivateKey,
+                String::new().into(),
+            )
+            .col_expr(signing_key::Column::AuthenticationTag, Some(tag).into())
             .filter(signing_key::Column::Kid.eq(kid))
             .filter(signing_key::Column::RetiredAt.is_null())
             .exec(self.connection())
             .await
             .map_err(StoreError::from)?;
         Ok(result.rows_affected > 0)
+    }
+
+    /// Records the tag of a key stored before tags existed, and wipes the private key of such
+    /// a key already retired (see `auth::keys`); only while it has no tag and its status is
+    /// still the one read (`retired`), so that it cannot overwrite a retirement made meanwhile.
+    pub async fn set_signing_key_tag(
+        &self,
+        kid: &str,
+        retired: bool,
+        tag: String,
+    ) -> Result<(), StoreError> {
+        let mut update = signing_key::Entity::update_many()
+            .col_expr(signing_key::Column::AuthenticationTag, Some(tag).into())
+            .filter(signing_key::Column::Kid.eq(kid))
+            .filter(signing_key::Column::AuthenticationTag.is_null());
+        update = if retired {
+            update
+                .col_expr(
+                    signing_key::Column::EncryptedPrivateKey,
+                    String::new().into(),
+                )
+                .filter(signing_key::Column::RetiredAt.is_not_null())
+        } else {
+            update.filter(signing_key::Column::RetiredAt.is_null())
+        };
+        update.exec(self.connection()).await?;
+        Ok(())
+    }
+
+    /// Whether the key `kid` is still active with the tag `tag` (the tag of it active): the
+    /// check `find_session_and_user` makes per request, for a caller without a session query.
+    pub async fn signing_key_is_active(&self, kid: &str, tag: &str) -> Result<bool, StoreError> {
+        Ok(signing_key::Entity::find()
+            .filter(signing_key::Column::Kid.eq(kid))
+            .filter(signing_key::Column::RetiredAt.is_null())
+            .filter(signing_key::Column::AuthenticationTag.eq(tag))
+            .one(self.connection())
+            .await?
+            .is_some())
     }
 }
 
@@ -168,6 +223,7 @@ async fn insert<C: sea_orm::ConnectionTrait>(
         encrypted_private_key: Set(new.encrypted_private_key),
         created_at: Set(super::now()),
         retired_at: Set(None),
+        authentication_tag: Set(Some(new.authentication_tag)),
     };
     signing_key::Entity::insert(row)
         .exec_with_returning(db)

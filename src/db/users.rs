@@ -1,6 +1,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _,
+    ActiveValue::Set, ColumnTrait as _, Condition, EntityTrait as _, QueryFilter as _,
+    QueryOrder as _, SqlErr,
 };
 use uuid::Uuid;
 
@@ -55,13 +56,15 @@ pub struct NewUser {
 }
 
 impl Store {
-    /// Inserts a user; a name taken in any spelling is [`StoreError::UsernameTaken`], decided
-    /// by the unique index, so that concurrent creations cannot both win.
+    /// Inserts a user; a name taken in any spelling, or one that looks like a taken one (same
+    /// confusable skeleton), is [`StoreError::UsernameTaken`], decided by the unique indexes,
+    /// so that concurrent creations cannot both win.
     pub async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
         let now = super::now();
         let row = user::ActiveModel {
             id: Set(Uuid::now_v7()),
             username_normalized: Set(new.username.normalized()),
+            username_skeleton: Set(Some(new.username.skeleton())),
             username: Set(new.username.as_str().to_owned()),
             email: Set(new.email.map(|e| e.as_str().to_owned())),
             full_name: Set(new.full_name),
@@ -77,15 +80,21 @@ impl Store {
         Ok(inserted.into())
     }
 
+    /// The account of `username` in any spelling (NFKC and case folding). An account from
+    /// before that folding which kept its lower-cased form (it clashed with another, see
+    /// [`Store::normalize_usernames`]) is found by that form, which its owner types.
     pub async fn find_user_by_username(
         &self,
         username: &Username,
     ) -> Result<Option<User>, StoreError> {
-        Ok(user::Entity::find()
-            .filter(user::Column::UsernameNormalized.eq(username.normalized()))
-            .one(self.connection())
-            .await?
-            .map(User::from))
+        let (normalized, legacy) = (username.normalized(), username.legacy_normalized());
+        let mut found = user::Entity::find()
+            .filter(by_name(&normalized, &legacy))
+            .all(self.connection())
+            .await?;
+        // Two rows only when one kept its legacy form: its owner's exact spelling wins.
+        found.sort_by_key(|row| row.username_normalized != legacy);
+        Ok(found.into_iter().next().map(User::from))
     }
 
     pub async fn find_user_by_id(&self, id: Uuid) -> Result<Option<User>, StoreError> {
@@ -111,10 +120,14 @@ impl Store {
         username: &Username,
         disabled: bool,
     ) -> Result<bool, StoreError> {
+        // By id, once found: a name may match two rows (see `find_user_by_username`).
+        let Some(User { id, .. }) = self.find_user_by_username(username).await? else {
+            return Ok(false);
+        };
         let result = user::Entity::update_many()
             .col_expr(user::Column::Disabled, disabled.into())
             .col_expr(user::Column::UpdatedAt, super::now().into())
-            .filter(user::Column::UsernameNormalized.eq(username.normalized()))
+            .filter(user::Column::Id.eq(id))
             .exec(self.connection())
             .await?;
         Ok(result.rows_affected > 0)
@@ -122,8 +135,11 @@ impl Store {
 
     /// Deletes a user and, by cascade, their items; `false` when there is no such user.
     pub async fn delete_user(&self, username: &Username) -> Result<bool, StoreError> {
+        let Some(User { id, .. }) = self.find_user_by_username(username).await? else {
+            return Ok(false);
+        };
         let result = user::Entity::delete_many()
-            .filter(user::Column::UsernameNormalized.eq(username.normalized()))
+            .filter(user::Column::Id.eq(id))
             .exec(self.connection())
             .await?;
         Ok(result.rows_affected > 0)
@@ -143,4 +159,92 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+impl Store {
+    /// Brings the name columns of accounts created before NFKC and case folding and skeletons
+    /// up to date: their `username_normalized` (only lower-cased before) and their
+    /// `username_skeleton` (NULL, as migration `m20261201_000003` left it). Run after the
+    /// migrations at every start, on the rows without a skeleton only, so that it costs
+    /// nothing once done. One row at a time, each update decided by the unique indexes: an
+    /// account whose new form or skeleton is already another's (two accounts that were
+    /// distinct names before and are lookalikes now) keeps what it had and is logged, rather
+    /// than failing the upgrade; it still logs in by its own spelling. Returns how many rows
+    /// could not be brought up to date.
+    pub async fn normalize_usernames(&self) -> Result<u64, StoreError> {
+        let rows = user::Entity::find()
+            .filter(user::Column::UsernameSkeleton.is_null())
+            .order_by_asc(user::Column::CreatedAt)
+            .order_by_asc(user::Column::Id)
+            .all(self.connection())
+            .await?;
+        let mut left = 0;
+        for row in rows {
+            // A stored name that no longer parses (edited by hand) is left as it is.
+            let Ok(name) = Username::parse(&row.username) else {
+                left += 1;
+                continue;
+            };
+            let normalized = name.normalized();
+            if normalized != row.username_normalized {
+                match self
+                    .set_name_column(row.id, user::Column::UsernameNormalized, normalized)
+                    .await?
+                {
+                    true => {}
+                    false => tracing::warn!(
+                        user_id = %row.id,
+                        "an account from before usernames were compared after NFKC and case \
+                         folding is the same name as another now: it keeps its old form and \
+                         logs in by its own spelling; rename or remove one of them"
+                    ),
+                }
+            }
+            if !self
+                .set_name_column(row.id, user::Column::UsernameSkeleton, name.skeleton())
+                .await?
+            {
+                left += 1;
+                tracing::warn!(
+                    user_id = %row.id,
+                    "an account from before lookalike usernames were refused looks like another \
+                     one (same confusable skeleton): it is kept, without a skeleton; rename or \
+                     remove one of them"
+                );
+            }
+        }
+        Ok(left)
+    }
+
+    /// Sets one name column of a user; `false` when its unique index refuses the value.
+    async fn set_name_column(
+        &self,
+        id: Uuid,
+        column: user::Column,
+        value: String,
+    ) -> Result<bool, StoreError> {
+        let result = user::Entity::update_many()
+            .col_expr(column, value.into())
+            .filter(user::Column::Id.eq(id))
+            .exec(self.connection())
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                Ok(false)
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+}
+
+/// The rows a name can denote: its normalized form, or the lower-cased form an account from
+/// before normalization kept.
+fn by_name(normalized: &str, legacy: &str) -> Condition {
+    let condition = Condition::any().add(user::Column::UsernameNormalized.eq(normalized));
+    // For ASCII names (most of them) both forms are one: one equality.
+    if legacy == normalized {
+        return condition;
+    }
+    condition.add(user::Column::UsernameNormalized.eq(legacy))
 }

@@ -1,9 +1,15 @@
+use caseless::Caseless as _;
+use unicode_normalization::UnicodeNormalization as _;
+
 use super::Invalid;
 
 /// A username: 1–64 letters, digits and `. _ - @` (so an e-mail address works as one).
 ///
-/// Two usernames that differ only in case are the same account: [`Username::normalized`] is
-/// what the database compares, [`Username::as_str`] the spelling the user chose.
+/// Two usernames that differ only in case or in compatibility form (full-width `ｊｏｈｎｄｏｅ`,
+/// `ﬁ` for `fi`) are the same account: [`Username::normalized`] (NFKC and full case folding)
+/// is what the database compares, [`Username::as_str`] the spelling the user chose. Two that
+/// merely look alike (Cyrillic `јohndoe`) are different names, but a new one is refused when
+/// its [`Username::skeleton`] is an existing account's, so that no one can pose as another.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Username(String);
 
@@ -41,9 +47,31 @@ impl Username {
         &self.0
     }
 
-    /// The form compared for uniqueness and at login.
+    /// The form compared for uniqueness and at login: NFKC of the full case folding (Unicode's
+    /// compatibility caseless matching, D146: `NFKD(fold(NFKD(fold(NFD(x)))))`, recomposed),
+    /// so that `JOHNDOE`, `ｊｏｈｎｄｏｅ` and `johndoe` are one name, and `Straße` is `strasse`.
     pub fn normalized(&self) -> String {
+        self.0
+            .nfd()
+            .default_case_fold()
+            .nfkd()
+            .default_case_fold()
+            .nfkc()
+            .collect()
+    }
+
+    /// The form of names before [`Username::normalized`] folded compatibility forms: only lower
+    /// case. Accounts created before then that now clash with another keep it (see
+    /// `db::Store::normalize_usernames`) and are still found by it.
+    pub fn legacy_normalized(&self) -> String {
         self.0.to_lowercase()
+    }
+
+    /// The confusable skeleton (Unicode TS #39 §4) of the normalized form: names that look
+    /// alike (`јohndoe` with a Cyrillic `ј`, `rnary` and `mary`) have the same one. Its unique
+    /// index keeps a new account from looking like an existing one.
+    pub fn skeleton(&self) -> String {
+        unicode_security::skeleton(&self.normalized()).collect()
     }
 }
 
@@ -73,6 +101,41 @@ mod tests {
         let name = Username::parse("JohnDoe").unwrap();
         assert_eq!(name.as_str(), "JohnDoe");
         assert_eq!(name.normalized(), "johndoe");
+    }
+
+    fn name(raw: &str) -> Username {
+        Username::parse(raw).unwrap()
+    }
+
+    #[test]
+    fn compatibility_forms_and_case_are_one_name() {
+        for same in [
+            "johndoe",
+            "JOHNDOE",
+            "JohnDoe",
+            "ｊｏｈｎｄｏｅ",
+            "ＪＯＨＮＤＯＥ",
+        ] {
+            assert_eq!(name(same).normalized(), "johndoe", "{same}");
+        }
+        // Full case folding, not just lower case; NFKC of ligatures.
+        assert_eq!(name("Straße").normalized(), "strasse");
+        assert_eq!(name("ﬁle").normalized(), "file");
+        assert_eq!(name("ÉMILE").normalized(), "émile");
+        // A lookalike from another script is another name...
+        assert_ne!(name("јohndoe").normalized(), "johndoe");
+    }
+
+    #[test]
+    fn lookalikes_share_a_skeleton_and_other_names_do_not() {
+        let skeleton = name("johndoe").skeleton();
+        for lookalike in ["јohndoe", "ｊｏｈｎｄｏｅ", "JOHNDOE", "јоhndое"] {
+            assert_eq!(name(lookalike).skeleton(), skeleton, "{lookalike}");
+        }
+        assert_eq!(name("rnary").skeleton(), name("mary").skeleton());
+        for other in ["janedoe", "johndoe2", "john.doe"] {
+            assert_ne!(name(other).skeleton(), skeleton, "{other}");
+        }
     }
 
     #[test]
@@ -116,6 +179,33 @@ mod tests {
         fn names_from_the_allowed_alphabet_are_accepted(raw in "[a-zA-Z0-9._@-]{1,64}") {
             let name = Username::parse(&raw).unwrap();
             prop_assert_eq!(name.as_str(), raw.as_str());
+            // ASCII names normalize as before (lower case): existing accounts keep their form.
+            prop_assert_eq!(name.normalized(), raw.to_lowercase());
+        }
+
+        #[test]
+        fn normalizing_is_idempotent_and_case_blind(raw in "\\PC{1,64}") {
+            if let Ok(name) = Username::parse(&raw) {
+                let normalized = name.normalized();
+                // What the normalized form normalizes to, when it is itself a valid name.
+                if let Ok(again) = Username::parse(&normalized) {
+                    prop_assert_eq!(again.normalized(), normalized.clone());
+                    prop_assert_eq!(again.skeleton(), name.skeleton());
+                }
+            }
+        }
+
+        // Scripts with case whose letters are in every Unicode version the crates know (the
+        // standard library's case tables may be newer than the case-folding crate's).
+        #[test]
+        fn case_does_not_matter(raw in "[a-zA-Zà-öø-þα-ωΑ-ΡΣ-Ωа-яА-Я0-9]{1,64}") {
+            let name = Username::parse(&raw).unwrap();
+            for other in [raw.to_uppercase(), raw.to_lowercase()] {
+                if let Ok(other) = Username::parse(&other) {
+                    prop_assert_eq!(other.normalized(), name.normalized());
+                    prop_assert_eq!(other.skeleton(), name.skeleton());
+                }
+            }
         }
     }
 }

@@ -438,7 +438,12 @@ async fn a_key_sealed_under_another_secret_is_refused_then_skipped_when_forced()
     let bad = keys::rotate(&app.store, &wrong, KeyAlgorithm::EdDsa, true)
         .await
         .unwrap();
-    assert_eq!(published_kids(&jwks(&app).await), [bad, good.clone()]);
+    // Tagged under the other secret, it is not authentic here: neither published nor used.
+    assert!(!published_kids(&jwks(&app).await).contains(&bad));
+    assert_eq!(
+        published_kids(&jwks(&app).await),
+        std::slice::from_ref(&good)
+    );
     for _ in 0..2 {
         let token = login(&app).await;
         assert_eq!(Jws::parse(&token).kid(), good);
@@ -454,7 +459,11 @@ async fn a_retired_key_leaves_the_key_set() {
         .await
         .unwrap();
 
-    assert!(keys::retire(&app.store, &old_kid).await.unwrap());
+    assert!(
+        keys::retire(&app.store, &app.settings.tokens, &old_kid)
+            .await
+            .unwrap()
+    );
 
     assert_eq!(published_kids(&jwks(&app).await), [new_kid]);
 }
@@ -472,9 +481,13 @@ async fn a_token_signed_with_a_key_retired_since_its_last_use_is_refused() {
     let new_token = login(&app).await;
 
     assert!(
-        keys::retire(&app.store, &Jws::parse(&old_token).kid())
-            .await
-            .unwrap()
+        keys::retire(
+            &app.store,
+            &app.settings.tokens,
+            &Jws::parse(&old_token).kid()
+        )
+        .await
+        .unwrap()
     );
 
     assert_eq!(me_status(&app, &old_token).await, 401);
@@ -490,9 +503,13 @@ async fn a_token_signed_with_a_key_retired_before_its_first_use_is_refused() {
         .unwrap();
 
     assert!(
-        keys::retire(&app.store, &Jws::parse(&old_token).kid())
-            .await
-            .unwrap()
+        keys::retire(
+            &app.store,
+            &app.settings.tokens,
+            &Jws::parse(&old_token).kid()
+        )
+        .await
+        .unwrap()
     );
 
     assert_eq!(me_status(&app, &old_token).await, 401);
@@ -502,7 +519,11 @@ async fn a_token_signed_with_a_key_retired_before_its_first_use_is_refused() {
 async fn when_every_key_is_retired_the_next_login_creates_a_new_one() {
     let app = app_signing_with(SigningAlgorithm::Es256).await;
     let old_kid = Jws::parse(&login(&app).await).kid();
-    assert!(keys::retire(&app.store, &old_kid).await.unwrap());
+    assert!(
+        keys::retire(&app.store, &app.settings.tokens, &old_kid)
+            .await
+            .unwrap()
+    );
     assert_eq!(jwks(&app).await, json!({"keys": []}));
 
     let token = login(&app).await;
@@ -703,5 +724,215 @@ fn the_discovery_documents_are_declared_public_and_cacheable() {
     assert!(
         doc["paths"]["/.well-known/jwks.json"]["get"]["responses"]["503"]["headers"]["Retry-After"]
             .is_object()
+    );
+}
+
+// --- Authenticated keys: the database alone adds no verifier and revives no key -------------
+
+/// A key pair made outside portcullis (by whoever can write to the database), as the public
+/// JWK a row would hold, its RFC 7638 thumbprint (a plausible kid), and a jsonwebtoken signer.
+fn forged_key(algorithm: KeyAlgorithm) -> (Value, String, jsonwebtoken::EncodingKey) {
+    use ed25519_dalek::pkcs8::EncodePrivateKey as _;
+    use p256::elliptic_curve::sec1::ToEncodedPoint as _;
+    use sha2::Digest as _;
+    let seed: [u8; 32] = rand::random();
+    let (jwk, canonical, encoding) = match algorithm {
+        KeyAlgorithm::EdDsa => {
+            let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+            let x = URL_SAFE_NO_PAD.encode(key.verifying_key().to_bytes());
+            (
+                json!({"kty": "OKP", "crv": "Ed25519", "x": x, "alg": "EdDSA", "use": "sig"}),
+                format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#),
+                jsonwebtoken::EncodingKey::from_ed_der(key.to_pkcs8_der().unwrap().as_bytes()),
+            )
+        }
+        KeyAlgorithm::Es256 => {
+            let key = p256::SecretKey::from_slice(&seed).unwrap();
+            let point = key.public_key().to_encoded_point(false);
+            let x = URL_SAFE_NO_PAD.encode(point.x().unwrap());
+            let y = URL_SAFE_NO_PAD.encode(point.y().unwrap());
+            (
+                json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "alg": "ES256", "use": "sig"}),
+                format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#),
+                jsonwebtoken::EncodingKey::from_ec_der(key.to_pkcs8_der().unwrap().as_bytes()),
+            )
+        }
+    };
+    let kid = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(canonical.as_bytes()));
+    let mut jwk = jwk;
+    jwk["kid"] = json!(kid);
+    (jwk, kid, encoding)
+}
+
+#[tokio::test]
+async fn a_key_row_inserted_by_hand_neither_verifies_a_forged_admin_token_nor_is_published() {
+    for (configured, algorithm) in [
+        (SigningAlgorithm::EdDsa, KeyAlgorithm::EdDsa),
+        (SigningAlgorithm::Es256, KeyAlgorithm::Es256),
+    ] {
+        for tag in [None, Some("v1.bm90LWEtdGFn")] {
+            // Arrange: a real user with a live session (the forged token names it).
+            let case = format!("{algorithm} with tag {tag:?}");
+            let app = app_signing_with(configured).await;
+            let real = login(&app).await;
+            let claims = Jws::parse(&real).claims;
+            // Inserted by hand through the store's connection, as an attacker with write access
+            // to the database would: the public half well formed and its kid right, only its
+            // tag (absent, as a row from before tags, or made up) not the service's.
+            let (jwk, kid, encoding) = forged_key(algorithm);
+            use sea_orm::{ActiveModelTrait as _, ActiveValue::Set};
+            portcullis::db::entities::signing_key::ActiveModel {
+                kid: Set(kid.clone()),
+                algorithm: Set(algorithm.as_str().into()),
+                public_jwk: Set(jwk.to_string()),
+                encrypted_private_key: Set("v1.AAAA".into()),
+                created_at: Set(chrono::Utc::now()),
+                retired_at: Set(None),
+                authentication_tag: Set(tag.map(str::to_owned)),
+            }
+            .insert(app.store.connection())
+            .await
+            .unwrap();
+            let mut header = jsonwebtoken::Header::new(algorithm.jwt());
+            header.typ = Some("at+jwt".into());
+            header.kid = Some(kid.clone());
+            let mut forged_claims = claims.clone();
+            forged_claims["scope"] = json!("me items admin");
+            let forged = jsonwebtoken::encode(&header, &forged_claims, &encoding).unwrap();
+
+            // Act
+            let answer = app.get_me(&forged).await;
+            let published = published_kids(&jwks(&app).await);
+
+            // Assert
+            assert_eq!(answer.status(), 401, "{case}");
+            assert_eq!(
+                header_of(&answer, "www-authenticate"),
+                Some("Bearer".into()),
+                "{case}"
+            );
+            assert_eq!(
+                answer.json::<Value>().await.unwrap(),
+                json!({"detail": "Could not validate credentials"}),
+                "{case}"
+            );
+            assert!(!published.contains(&kid), "{case}: {published:?}");
+            assert_eq!(published, [Jws::parse(&real).kid()], "{case}");
+            // Logins go on with the real key, and a restarted instance does not pick it up.
+            let again = login(&app).await;
+            assert_eq!(Jws::parse(&again).kid(), Jws::parse(&real).kid(), "{case}");
+            let restarted = SigningKeys::start(app.store.clone(), &app.settings.tokens)
+                .await
+                .unwrap();
+            assert!(restarted.verifier(&kid).await.unwrap().is_none(), "{case}");
+        }
+    }
+}
+
+fn header_of(response: &reqwest::Response, name: &str) -> Option<String> {
+    header(response.headers(), name).map(str::to_owned)
+}
+
+#[tokio::test]
+async fn a_retired_key_set_back_to_active_by_hand_stays_retired() {
+    use portcullis::db::entities::signing_key;
+    use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
+    for configured in [SigningAlgorithm::EdDsa, SigningAlgorithm::Es256] {
+        // Arrange: a token of the old key, used once (its verifier is cached), then the key
+        // retired and "un-retired" with an UPDATE.
+        let app = app_signing_with(configured).await;
+        let old_token = login(&app).await;
+        let old_kid = Jws::parse(&old_token).kid();
+        assert_eq!(me_status(&app, &old_token).await, 200);
+        let algorithm = KeyAlgorithm::default_for(configured);
+        let new_kid = keys::rotate(&app.store, &app.settings.tokens, algorithm, false)
+            .await
+            .unwrap();
+        assert!(
+            keys::retire(&app.store, &app.settings.tokens, &old_kid)
+                .await
+                .unwrap()
+        );
+        signing_key::Entity::update_many()
+            .col_expr(
+                signing_key::Column::RetiredAt,
+                Option::<chrono::DateTime<chrono::Utc>>::None.into(),
+            )
+            .filter(signing_key::Column::Kid.eq(&old_kid))
+            .exec(app.store.connection())
+            .await
+            .unwrap();
+
+        // Act & Assert: refused by this instance (cached verifier) and a restarted one,
+        // unpublished, and at /token/revoke a token of it ends nothing.
+        assert_eq!(me_status(&app, &old_token).await, 401, "{configured:?}");
+        assert_eq!(
+            published_kids(&jwks(&app).await),
+            std::slice::from_ref(&new_kid)
+        );
+        let restarted = SigningKeys::start(app.store.clone(), &app.settings.tokens)
+            .await
+            .unwrap();
+        assert!(restarted.verifier(&old_kid).await.unwrap().is_none());
+        assert_eq!(kids_of(restarted.jwks().await.unwrap()), [new_kid]);
+        // Clearing the tag too (a row "from before tags") does not help: retiring wiped the
+        // private half, which a tagless row must open to be accepted.
+        signing_key::Entity::update_many()
+            .col_expr(
+                signing_key::Column::AuthenticationTag,
+                Option::<String>::None.into(),
+            )
+            .filter(signing_key::Column::Kid.eq(&old_kid))
+            .exec(app.store.connection())
+            .await
+            .unwrap();
+        let restarted = SigningKeys::start(app.store.clone(), &app.settings.tokens)
+            .await
+            .unwrap();
+        assert!(restarted.verifier(&old_kid).await.unwrap().is_none());
+    }
+}
+
+fn kids_of(set: keys::JwkSet) -> Vec<String> {
+    set.keys.into_iter().map(|key| key.kid).collect()
+}
+
+/// `/token/revoke` holds a token to the same test as a protected request: a token signed with
+/// a key retired since this instance cached it is invalid there too, so it ends nothing.
+#[tokio::test]
+async fn revoking_a_token_of_a_key_retired_since_it_was_cached_ends_nothing() {
+    use crate::lifecycle::{Answer as Reply, refresh, revoke};
+    // Arrange: a session whose access token was used (its key cached), then its key retired.
+    let app = app_signing_with(SigningAlgorithm::EdDsa).await;
+    let login = Reply::of(
+        app.post_token(&[("username", USERNAME), ("password", PASSWORD)])
+            .await,
+    )
+    .await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    let access = login.body["access_token"].as_str().unwrap().to_owned();
+    let refresh_token = login.body["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(me_status(&app, &access).await, 200);
+    keys::rotate(&app.store, &app.settings.tokens, KeyAlgorithm::EdDsa, false)
+        .await
+        .unwrap();
+    assert!(
+        keys::retire(&app.store, &app.settings.tokens, &Jws::parse(&access).kid())
+            .await
+            .unwrap()
+    );
+
+    // Act
+    let answer = revoke(&app, &[("token", &access)]).await;
+
+    // Assert: 200 as for any invalid token, and the session lives on (its refresh token works).
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.text, "");
+    assert_eq!(answer.header("cache-control"), Some("no-store"));
+    let refreshed = refresh(&app, &refresh_token, None).await;
+    assert_eq!(
+        refreshed.status, 200,
+        "the session was not ended: {}",
+        refreshed.body
     );
 }

@@ -17,3 +17,4 @@ mod refresh;
 mod sessions;
 mod throttle;
 mod token;
+mod usernames;

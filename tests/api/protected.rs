@@ -295,6 +295,25 @@ async fn a_forged_token_with_valid_claims_and_the_right_secret_is_accepted() {
 }
 
 #[tokio::test]
+async fn a_token_with_a_critical_header_extension_is_refused() {
+    // RFC 7515 §4.1.11: an extension named in `crit` that the recipient does not understand
+    // (and portcullis understands none) makes the token invalid, even correctly signed.
+    let (app, user_id) = app_with_user().await;
+    for crit in [
+        json!(["exp"]),
+        json!(["http://example.com/extension"]),
+        json!([]),
+    ] {
+        let mut header = at_jwt_header();
+        header["crit"] = crit.clone();
+        header["http://example.com/extension"] = json!(true);
+        let token = sign(header, valid_claims(user_id, "me items"), TEST_SECRET);
+
+        assert_token_refused_everywhere(&app, &token).await;
+    }
+}
+
+#[tokio::test]
 async fn a_garbage_token_is_refused() {
     let (app, _) = app_with_user().await;
 

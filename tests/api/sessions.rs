@@ -484,6 +484,41 @@ async fn logging_out_without_a_valid_token_is_unauthorized_even_with_a_bad_scope
 }
 
 #[tokio::test]
+async fn ending_other_sessions_at_logout_needs_the_me_scope() {
+    // Arrange: an `items`-only token, and two other sessions of the same user.
+    let (app, [one, two, _], _) = app_with_three_sessions().await;
+    let items_only = login_with_scope(&app, "items").await;
+
+    for scope in ["others", "global"] {
+        // Act
+        let answer = logout(&app, &items_only.access_token, Some(scope)).await;
+
+        // Assert
+        assert_eq!(answer.status, 401, "{scope}: {}", answer.body);
+        assert_eq!(answer.body, json!({"detail": "Not enough permissions"}));
+        assert_eq!(
+            answer.header("www-authenticate"),
+            Some(r#"Bearer scope="me""#),
+            "{scope}"
+        );
+    }
+    for (session, case) in [(&one, "device one"), (&two, "device two")] {
+        assert_session_lives(&app, session, USERNAME, case).await;
+    }
+
+    // Its own session it may still end, whatever its scope.
+    let answer = logout(&app, &items_only.access_token, Some("local")).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body, json!({"sessions_ended": 1}));
+    assert_session_lives(&app, &one, USERNAME, "device one, after the local logout").await;
+
+    // With `me`, the others end.
+    let answer = logout(&app, &one.access_token, Some("others")).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body, json!({"sessions_ended": 2}));
+}
+
+#[tokio::test]
 async fn a_disabled_user_is_told_it_is_inactive_at_logout() {
     // Arrange
     let app = app_with_user().await;

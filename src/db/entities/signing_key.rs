@@ -14,6 +14,9 @@ pub struct Model {
     pub encrypted_private_key: String,
     pub created_at: DateTimeUtc,
     pub retired_at: Option<DateTimeUtc>,
+    /// A MAC over the kid, algorithm, public JWK and status under a key derived from the JWT
+    /// secret (see `auth::keys`); `None` for a row stored before it existed.
+    pub authentication_tag: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -8,6 +8,10 @@ pub struct Model {
     pub username: String,
     #[sea_orm(unique)]
     pub username_normalized: String,
+    /// The confusable skeleton of the normalized name (unique); `None` for an account from
+    /// before skeletons that looks like an older one (see `db::Store::normalize_usernames`).
+    #[sea_orm(unique)]
+    pub username_skeleton: Option<String>,
     pub email: Option<String>,
     pub full_name: Option<String>,
     pub hashed_password: String,
