@@ -188,6 +188,15 @@ pub struct ConfigArgs {
     #[arg(long, env = "PORTCULLIS_MAX_BODY_BYTES", default_value_t = 64 * 1024, global = true)]
     pub max_body_bytes: usize,
 
+    /// Most items one user may hold; a create beyond it is answered 409.
+    #[arg(
+        long,
+        env = "PORTCULLIS_MAX_ITEMS_PER_USER",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub max_items_per_user: u32,
+
     /// Log filter, in `tracing` syntax (e.g. `info`, `portcullis=debug`).
     #[arg(
         long,
@@ -242,6 +251,8 @@ pub struct Settings {
     /// Header holding the client address, set by a trusted proxy.
     pub client_ip_header: Option<poem::http::HeaderName>,
     pub max_body_bytes: usize,
+    /// Most items one user may hold.
+    pub max_items_per_user: u32,
 }
 
 /// Login throttling (see `auth::throttle`).
@@ -368,6 +379,9 @@ impl ConfigArgs {
         if self.refresh_token_ttl == 0 {
             bail!("PORTCULLIS_REFRESH_TOKEN_TTL must be at least 1 second");
         }
+        if self.max_items_per_user == 0 {
+            bail!("PORTCULLIS_MAX_ITEMS_PER_USER must be at least 1");
+        }
         let public_url = match self
             .public_url
             .as_deref()
@@ -401,6 +415,7 @@ impl ConfigArgs {
                 })
                 .transpose()?,
             max_body_bytes: self.max_body_bytes,
+            max_items_per_user: self.max_items_per_user,
         })
     }
 

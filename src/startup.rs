@@ -52,6 +52,7 @@ impl Application {
             throttle: LoginThrottle::new(settings.throttle),
             sessions: settings.sessions,
             client_ip_header: settings.client_ip_header.clone(),
+            max_items_per_user: settings.max_items_per_user,
         };
         let acceptor = TcpListener::bind(settings.bind)
             .into_acceptor()

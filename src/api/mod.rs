@@ -38,6 +38,8 @@ pub struct AppState {
     pub sessions: crate::config::SessionSettings,
     /// Header holding the client address, set by a trusted proxy (else the socket's peer).
     pub client_ip_header: Option<poem::http::HeaderName>,
+    /// Most items one user may hold.
+    pub max_items_per_user: u32,
 }
 
 #[derive(Tags)]

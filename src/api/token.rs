@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use super::{
     ApiTags, AppState,
     error::{ApiError, OAuthErrorCode, RevocationError, TokenError, ValidationIssue},
-    input::{FormBody, optional_string},
+    input::{FormBody, optional_any_string, optional_string},
 };
 use crate::{
     auth::{AttemptKeys, IssuedToken, Verification, VerifyError, refresh},
@@ -200,16 +200,23 @@ impl TokenFields {
     fn read(body: &FormBody<TokenRequestSchema>) -> Result<Self, ApiError> {
         let object = body.object_or_empty()?;
         let mut issues = Vec::new();
-        let mut field = |name| optional_string(&object, name, &mut issues);
+        // Every text field obeys the text rule but the password and the client secret (any
+        // character: they are only hashed or ignored) and the username, which a login checks
+        // itself so that one that could not exist is answered like an unknown one (401).
+        let grant_type = optional_string(&object, "grant_type", &mut issues);
+        let username = optional_any_string(&object, "username", &mut issues);
+        let password = optional_any_string(&object, "password", &mut issues);
+        let refresh_token = optional_string(&object, "refresh_token", &mut issues);
+        let scope = optional_string(&object, "scope", &mut issues);
+        optional_string(&object, "client_id", &mut issues);
+        optional_any_string(&object, "client_secret", &mut issues);
         let fields = Self {
-            grant_type: field("grant_type"),
-            username: field("username"),
-            password: field("password"),
-            refresh_token: field("refresh_token"),
-            scope: field("scope"),
+            grant_type,
+            username,
+            password,
+            refresh_token,
+            scope,
         };
-        field("client_id");
-        field("client_secret");
         if issues.is_empty() {
             Ok(fields)
         } else {
@@ -469,7 +476,7 @@ async fn revoke(
     let token = optional_string(&object, "token", &mut issues);
     let hint = optional_string(&object, "token_type_hint", &mut issues);
     optional_string(&object, "client_id", &mut issues);
-    optional_string(&object, "client_secret", &mut issues);
+    optional_any_string(&object, "client_secret", &mut issues);
     if !issues.is_empty() {
         return Err(ApiError::Validation(issues));
     }

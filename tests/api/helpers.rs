@@ -77,6 +77,7 @@ pub fn test_settings(database_url: String) -> Settings {
         public_url: None,
         client_ip_header: None,
         max_body_bytes: 64 * 1024,
+        max_items_per_user: 1000,
     }
 }
 

@@ -1,12 +1,14 @@
 //! Black-box API tests: each test starts the real server on port 0 with a fresh database
 //! (SQLite, or PostgreSQL when `TEST_DATABASE_URL` is set) and talks HTTP to it.
 
+mod bounds;
 #[path = "../common/mod.rs"]
 mod common;
 mod concurrency;
 mod helpers;
 mod hostile;
 mod housekeeping;
+mod item_pages;
 mod items;
 mod keys;
 mod lifecycle;

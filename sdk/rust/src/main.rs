@@ -148,7 +148,12 @@ async fn main() {
         .expect("create item without description")
         .into_inner();
     assert_eq!(untitled.description, None);
-    let items = client.list_items().await.expect("list items").into_inner();
+    // No `after`, no `limit`: the first page (the `Link` header, unread here, names the next).
+    let items = client
+        .list_items(None, None)
+        .await
+        .expect("list items")
+        .into_inner();
     let listed = items
         .iter()
         .find(|item| item.id == created.id)
