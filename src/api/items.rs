@@ -54,11 +54,18 @@ impl ItemBody {
 #[derive(Debug, Object)]
 #[oai(rename = "ItemCreate")]
 pub struct NewItemBody {
-    /// Title, 1–200 characters.
-    #[oai(validator(min_length = 1, max_length = 200))]
+    /// Title, 1–200 characters; no control characters but tab and line breaks.
+    #[oai(validator(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"
+    ))]
     pub title: String,
-    /// Description, at most 10,000 characters.
-    #[oai(validator(max_length = 10000))]
+    /// Description, at most 10,000 characters; no control characters but tab and line breaks.
+    #[oai(validator(
+        max_length = 10000,
+        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"
+    ))]
     pub description: Option<String>,
 }
 
