@@ -162,12 +162,13 @@ impl ItemsApi {
         after: Query<Option<UuidPath>>,
     ) -> Result<ListItemsResponse, ProtectedError> {
         let caller = authenticate(&state.tokens, &state.store, &auth, &[Scope::Items]).await?;
-        // An empty parameter (`?after=`) counts as absent, as everywhere.
-        let limit = match limit.0.as_ref().filter(|raw| !raw.is_blank()) {
+        // An empty value (`?after=`) is malformed like any other: the document says integer
+        // and UUID, and a client that means "from the start" leaves the parameter out.
+        let limit = match &limit.0 {
             Some(raw) => raw.parse_int_in(&["query", "limit"], PAGE_LIMITS)?,
             None => DEFAULT_PAGE_LIMIT,
         };
-        let after = match after.0.as_ref().filter(|raw| !raw.is_blank()) {
+        let after = match &after.0 {
             Some(raw) => Some(raw.parse_uuid_at(&["query", "after"])?),
             None => None,
         };

@@ -238,7 +238,7 @@ async fn a_nul_in_a_token_request_field_is_a_validation_error() {
     let app = spawn_app().await;
     app.create_user("JohnDoe", PASSWORD).await;
 
-    for field in ["grant_type", "scope", "client_id", "refresh_token"] {
+    for field in ["grant_type", "scope", "client_id"] {
         let response = app
             .post_token(&[
                 ("username", "JohnDoe"),
@@ -279,21 +279,48 @@ async fn a_nul_in_a_password_is_just_a_wrong_password() {
 }
 
 #[tokio::test]
-async fn a_nul_in_a_token_to_revoke_is_a_validation_error() {
+async fn a_nul_in_a_token_is_an_unknown_token_not_an_error() {
+    // Tokens are secrets like passwords (any character); one with a NUL is simply not ours.
     let app = spawn_app().await;
 
-    let response = post(
+    let revoked = post(
         &app,
         "/token/revoke",
         "application/x-www-form-urlencoded",
         "token=a%00b".into(),
     )
     .await;
+    let refreshed = app
+        .post_token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "a\u{0}b"),
+        ])
+        .await;
+
+    assert_eq!(revoked.status(), 200);
+    assert_eq!(refreshed.status(), 400);
+    assert_eq!(
+        json_body(refreshed).await["error_description"],
+        "Invalid refresh token"
+    );
+}
+
+#[tokio::test]
+async fn a_nul_in_a_revocation_hint_is_a_validation_error() {
+    let app = spawn_app().await;
+
+    let response = post(
+        &app,
+        "/token/revoke",
+        "application/x-www-form-urlencoded",
+        "token=x&token_type_hint=a%00b".into(),
+    )
+    .await;
 
     assert_eq!(response.status(), 422);
     assert_eq!(
         json_body(response).await["detail"],
-        control_character_issue("token", "U+0000")["detail"]
+        control_character_issue("token_type_hint", "U+0000")["detail"]
     );
 }
 

@@ -257,6 +257,18 @@ async fn bad_page_parameters_are_validation_errors_naming_them() {
             "greater_than_equal",
         ),
         (
+            "limit=",
+            "limit",
+            "Input should be a valid integer, unable to parse string as an integer",
+            "int_parsing",
+        ),
+        (
+            "after=",
+            "after",
+            "Input should be a valid UUID: invalid length: found 0",
+            "uuid_parsing",
+        ),
+        (
             "limit=-3",
             "limit",
             "Input should be greater than or equal to 1",
