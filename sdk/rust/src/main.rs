@@ -25,7 +25,7 @@ fn token_request(username: &str, password: &str) -> types::TokenRequest {
 
 fn refresh_request(refresh_token: &str) -> types::TokenRequest {
     types::TokenRequest {
-        grant_type: Some("refresh_token".to_owned()),
+        grant_type: Some("refresh_token".parse().expect("a valid grant type")),
         refresh_token: Some(refresh_token.to_owned()),
         ..types::TokenRequest::default()
     }
@@ -251,7 +251,7 @@ async fn main() {
     let revoked = anonymous
         .revoke_token(&types::RevocationRequest {
             token: token.refresh_token.parse().expect("a non-empty token"),
-            token_type_hint: Some("refresh_token".to_owned()),
+            token_type_hint: Some("refresh_token".parse().expect("a valid hint")),
             client_id: None,
             client_secret: None,
         })
