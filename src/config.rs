@@ -200,6 +200,15 @@ pub struct ConfigArgs {
     #[arg(long, env = "PORTCULLIS_MAX_BODY_BYTES", default_value_t = 64 * 1024, global = true)]
     pub max_body_bytes: usize,
 
+    /// Most items one user may hold; a create beyond it is answered 409.
+    #[arg(
+        long,
+        env = "PORTCULLIS_MAX_ITEMS_PER_USER",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub max_items_per_user: u32,
+
     /// Log filter, in `tracing` syntax (e.g. `info`, `portcullis=debug`).
     #[arg(
         long,
@@ -256,6 +265,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Origins of other sites allowed to call the API from a browser (`scheme://host[:port]`).
     pub cors_allowed_origins: Vec<String>,
+    /// Most items one user may hold.
+    pub max_items_per_user: u32,
 }
 
 /// Login throttling (see `auth::throttle`).
@@ -427,6 +438,9 @@ impl ConfigArgs {
                 "",
             )?;
         }
+        if self.max_items_per_user == 0 {
+            bail!("PORTCULLIS_MAX_ITEMS_PER_USER must be at least 1");
+        }
         let public_url = match self
             .public_url
             .as_deref()
@@ -465,6 +479,7 @@ impl ConfigArgs {
                 .transpose()?,
             max_body_bytes: self.max_body_bytes,
             cors_allowed_origins: allowed_origins(&self.cors_allowed_origins)?,
+            max_items_per_user: self.max_items_per_user,
         })
     }
 

@@ -55,6 +55,7 @@ impl Application {
             sessions: settings.sessions,
             client_ip_header: settings.client_ip_header.clone(),
             cors_allowed_origins: settings.cors_allowed_origins.clone(),
+            max_items_per_user: settings.max_items_per_user,
         };
         let acceptor = TcpListener::bind(settings.bind)
             .into_acceptor()

@@ -14,6 +14,7 @@ mod m20261126_000005_create_signing_keys;
 mod m20261201_000002_authenticate_signing_keys;
 mod m20261201_000003_username_skeletons;
 mod m20261201_000004_refresh_generations;
+mod m20261201_000006_index_items_by_owner_and_id;
 
 pub struct Migrator;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000002_authenticate_signing_keys::Migration),
             Box::new(m20261201_000003_username_skeletons::Migration),
             Box::new(m20261201_000004_refresh_generations::Migration),
+            Box::new(m20261201_000006_index_items_by_owner_and_id::Migration),
         ]
     }
 }

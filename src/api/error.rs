@@ -122,6 +122,18 @@ impl ValidationIssue {
         Self::new(loc, "Field required", "missing")
     }
 
+    /// What a 422 says: at most [`MAX_ISSUES`] issues, each `loc` part and `msg` at most
+    /// [`MAX_ECHO_CHARS`] characters, so that a body the client made large (a field named 60 KB
+    /// long, thousands of faults) is not echoed back larger still.
+    fn bounded(mut issues: Vec<Self>) -> Vec<Self> {
+        issues.truncate(MAX_ISSUES);
+        for issue in &mut issues {
+            issue.loc.iter_mut().for_each(clip);
+            clip(&mut issue.msg);
+        }
+        issues
+    }
+
     fn summary(issues: &[Self]) -> String {
         let parts: Vec<String> = issues
             .iter()
@@ -134,6 +146,18 @@ impl ValidationIssue {
             })
             .collect();
         parts.join("; ")
+    }
+}
+
+/// The most issues a 422 lists.
+pub const MAX_ISSUES: usize = 20;
+/// The most characters of a `loc` part or `msg` a 422 echoes.
+pub const MAX_ECHO_CHARS: usize = 128;
+
+fn clip(text: &mut String) {
+    if let Some((end, _)) = text.char_indices().nth(MAX_ECHO_CHARS) {
+        text.truncate(end);
+        text.push('…');
     }
 }
 
@@ -323,7 +347,7 @@ impl From<ApiError> for ProtectedError {
             ),
             ApiError::InactiveUser => Self::InactiveUser(body("Inactive user")),
             ApiError::Validation(issues) => Self::Invalid(Json(ErrorBody {
-                detail: ErrorDetail::Issues(issues),
+                detail: ErrorDetail::Issues(ValidationIssue::bounded(issues)),
             })),
             ApiError::BodyTooLarge => Self::BodyTooLarge(body("Request body too large")),
             ApiError::Busy => {
@@ -410,11 +434,14 @@ impl From<ApiError> for TokenError {
                     Self::BadRequest(body)
                 }
             }
-            ApiError::Validation(issues) => Self::Invalid(Json(TokenErrorBody {
-                error_description: ValidationIssue::summary(&issues),
-                detail: ErrorDetail::Issues(issues),
-                error: OAuthErrorCode::InvalidRequest,
-            })),
+            ApiError::Validation(issues) => {
+                let issues = ValidationIssue::bounded(issues);
+                Self::Invalid(Json(TokenErrorBody {
+                    error_description: ValidationIssue::summary(&issues),
+                    detail: ErrorDetail::Issues(issues),
+                    error: OAuthErrorCode::InvalidRequest,
+                }))
+            }
             ApiError::BodyTooLarge => Self::BodyTooLarge(token_body(
                 OAuthErrorCode::InvalidRequest,
                 "Request body too large",
@@ -750,5 +777,25 @@ mod tests {
         let (status, _, body) = parts(response).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert_eq!(body, r#"{"detail":"Not enough permissions"}"#);
+    }
+}
+
+#[cfg(test)]
+mod bounded_tests {
+    use super::*;
+
+    #[test]
+    fn a_422_lists_at_most_twenty_issues_and_clips_what_it_echoes() {
+        let long = "é".repeat(1000);
+        let issues: Vec<ValidationIssue> = (0..50)
+            .map(|_| ValidationIssue::new(&["body", &long], long.clone(), "value_error"))
+            .collect();
+        let bounded = ValidationIssue::bounded(issues);
+        assert_eq!(bounded.len(), MAX_ISSUES);
+        let clipped = format!("{}…", "é".repeat(MAX_ECHO_CHARS));
+        assert_eq!(bounded[0].loc, ["body".to_owned(), clipped.clone()]);
+        assert_eq!(bounded[0].msg, clipped);
+        let short = ValidationIssue::missing(&["body", "title"]);
+        assert_eq!(ValidationIssue::bounded(vec![short.clone()]), vec![short]);
     }
 }

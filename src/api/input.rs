@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::error::{ApiError, ValidationIssue};
+use crate::domain::check_text;
 
 /// How a body is encoded: its documented content type, and how it becomes a JSON object.
 pub trait BodyFormat {
@@ -24,7 +25,8 @@ pub trait BodyFormat {
 
     /// The body as an object; an empty body is `None`. `declared` gives the members the
     /// operation documents (a form field of another name given twice is not an error); it is
-    /// asked only when a field is repeated.
+    /// asked at most once per body, and only when a field is repeated: building it is costly.
+    /// A body of more than [`MAX_FIELDS`] fields is refused before anything is built.
     fn parse(
         bytes: &[u8],
         mime: Option<&mime::Mime>,
@@ -89,6 +91,17 @@ fn whole_body(msg: impl Into<String>, kind: &str) -> ApiError {
     ApiError::Validation(vec![ValidationIssue::new(&["body"], msg, kind)])
 }
 
+/// The most fields (form) or top-level members (JSON) a body may have. No operation takes more
+/// than seven; the cap keeps what a body costs to read, and what its 422 says, small.
+pub const MAX_FIELDS: usize = 64;
+
+fn too_many_fields() -> ApiError {
+    whole_body(
+        format!("Too many fields: at most {MAX_FIELDS} are accepted"),
+        "too_many_fields",
+    )
+}
+
 fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
     match serde_json::from_slice::<TopLevel>(bytes) {
         Ok(TopLevel::Object(object)) => Ok(object),
@@ -96,6 +109,7 @@ fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
             "Input should be a valid dictionary or object to extract fields from",
             "model_attributes_type",
         )),
+        Err(err) if err.to_string().starts_with(TOO_MANY) => Err(too_many_fields()),
         Err(err) => match err.to_string().strip_prefix(DUPLICATE) {
             Some(rest) => {
                 let name = rest.split(DUPLICATE_END).next().unwrap_or_default();
@@ -114,10 +128,12 @@ fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
 }
 
 const DUPLICATE: &str = "duplicate member \u{0}";
+const TOO_MANY: &str = "too many members\u{0}";
 const DUPLICATE_END: char = '\u{0}';
 
-/// A JSON document whose top level, when an object, has no member twice: parsers disagree on
-/// which of two `username`s counts, so credentials with both are refused, not guessed at.
+/// A JSON document whose top level, when an object, has no member twice (parsers disagree on
+/// which of two `username`s counts, so credentials with both are refused, not guessed at) and
+/// at most [`MAX_FIELDS`] members (reading stops at the first one over).
 enum TopLevel {
     Object(Map<String, Value>),
     Other,
@@ -140,6 +156,9 @@ impl<'de> serde::Deserialize<'de> for TopLevel {
             ) -> Result<TopLevel, A::Error> {
                 let mut object = Map::new();
                 while let Some(key) = map.next_key::<String>()? {
+                    if object.len() == MAX_FIELDS {
+                        return Err(serde::de::Error::custom(TOO_MANY));
+                    }
                     if object.contains_key(&key) {
                         return Err(serde::de::Error::custom(format!(
                             "{DUPLICATE}{key}{DUPLICATE_END}"
@@ -189,34 +208,52 @@ impl<'de> serde::Deserialize<'de> for TopLevel {
 }
 
 /// Form fields as string members; a documented field given twice is refused rather than
-/// guessed at (others are ignored anyway, so their repetition is too).
+/// guessed at, and named once however often it repeats (others are ignored anyway, so their
+/// repetition is too).
 fn form_object(
     bytes: &[u8],
     declared: fn() -> Vec<&'static str>,
 ) -> Result<Map<String, Value>, ApiError> {
+    // Counted the way the parser splits (empty `&&` sequences are no field), before anything
+    // is decoded or allocated.
+    let fields = bytes
+        .split(|&byte| byte == b'&')
+        .filter(|field| !field.is_empty())
+        .count();
+    if fields > MAX_FIELDS {
+        return Err(too_many_fields());
+    }
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(bytes)
         .map_err(|err| whole_body(format!("Form decode error: {err}"), "value_error"))?;
     let mut object = Map::new();
-    let mut issues = Vec::new();
+    let mut documented = None;
+    let mut repeated: Vec<String> = Vec::new();
     // Nameless fields (`&&=x`) carry nothing and are skipped.
     for (name, value) in pairs.into_iter().filter(|(name, _)| !name.is_empty()) {
         if object.contains_key(&name) {
-            if !declared().contains(&name.as_str()) {
-                continue;
+            let documented: &Vec<&str> = documented.get_or_insert_with(declared);
+            if documented.contains(&name.as_str()) && !repeated.contains(&name) {
+                repeated.push(name);
             }
-            issues.push(ValidationIssue::new(
-                &["body", &name],
-                "Field given more than once",
-                "value_error",
-            ));
         } else {
             object.insert(name, Value::String(value));
         }
     }
-    if issues.is_empty() {
+    if repeated.is_empty() {
         Ok(object)
     } else {
-        Err(ApiError::Validation(issues))
+        Err(ApiError::Validation(
+            repeated
+                .iter()
+                .map(|name| {
+                    ValidationIssue::new(
+                        &["body", name],
+                        "Field given more than once",
+                        "value_error",
+                    )
+                })
+                .collect(),
+        ))
     }
 }
 
@@ -334,23 +371,44 @@ fn registered_schema<T: Type>() -> Option<poem_openapi::registry::MetaSchema> {
     registry.schemas.remove(T::name().as_ref())
 }
 
-/// A required string member of a JSON object.
+/// A required string member of a JSON object, which obeys [`check_text`].
 pub fn required_string(
     object: &Map<String, Value>,
     field: &str,
     issues: &mut Vec<ValidationIssue>,
 ) -> Option<String> {
-    match object.get(field) {
-        None | Some(Value::Null) => {
-            issues.push(ValidationIssue::missing(&["body", field]));
+    if matches!(object.get(field), None | Some(Value::Null)) {
+        issues.push(ValidationIssue::missing(&["body", field]));
+        return None;
+    }
+    optional_string(object, field, issues)
+}
+
+/// An optional string member of a JSON object (absent and `null` are both `None`), which
+/// obeys [`check_text`].
+pub fn optional_string(
+    object: &Map<String, Value>,
+    field: &str,
+    issues: &mut Vec<ValidationIssue>,
+) -> Option<String> {
+    let text = optional_any_string(object, field, issues)?;
+    match check_text(&text) {
+        Ok(()) => Some(text),
+        Err(invalid) => {
+            issues.push(ValidationIssue::new(
+                &["body", field],
+                invalid.message,
+                invalid.kind,
+            ));
             None
         }
-        Some(value) => string_value(value, field, issues),
     }
 }
 
-/// An optional string member of a JSON object (absent and `null` are both `None`).
-pub fn optional_string(
+/// As [`optional_string`], any character allowed: for a password (NIST SP 800-63B: every
+/// character allowed; it is only hashed), and for a username at login, where a name that could
+/// not exist must be answered like an unknown one.
+pub fn optional_any_string(
     object: &Map<String, Value>,
     field: &str,
     issues: &mut Vec<ValidationIssue>,
@@ -380,15 +438,52 @@ fn string_value(value: &Value, field: &str, issues: &mut Vec<ValidationIssue>) -
 pub type UuidPath = Deferred<Uuid>;
 
 impl Deferred<Uuid> {
-    /// The UUID, or a 422 naming the parameter.
+    /// The UUID, or a 422 naming the path parameter.
     pub fn parse_uuid(&self, name: &str) -> Result<Uuid, ApiError> {
+        self.parse_uuid_at(&["path", name])
+    }
+
+    /// The UUID, or a 422 at `loc` (e.g. `["query", "after"]`).
+    pub fn parse_uuid_at(&self, loc: &[&str]) -> Result<Uuid, ApiError> {
         Uuid::parse_str(&self.0).map_err(|err| {
             ApiError::Validation(vec![ValidationIssue::new(
-                &["path", name],
+                loc,
                 format!("Input should be a valid UUID: {err}"),
                 "uuid_parsing",
             )])
         })
+    }
+}
+
+impl<T> Deferred<T> {
+    /// Whether the parameter was given empty (`?scope=`), which counts as absent.
+    pub fn is_blank(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// The value as an integer in `range`, or a 422 at `loc` with FastAPI's types
+    /// (`int_parsing`, `greater_than_equal`, `less_than_equal`).
+    pub fn parse_int_in(
+        &self,
+        loc: &[&str],
+        range: std::ops::RangeInclusive<u32>,
+    ) -> Result<u32, ApiError> {
+        let refuse =
+            |msg: String, kind| ApiError::Validation(vec![ValidationIssue::new(loc, msg, kind)]);
+        match self.0.parse::<i128>() {
+            Ok(n) if n < i128::from(*range.start()) => Err(refuse(
+                format!("Input should be greater than or equal to {}", range.start()),
+                "greater_than_equal",
+            )),
+            Ok(n) if n > i128::from(*range.end()) => Err(refuse(
+                format!("Input should be less than or equal to {}", range.end()),
+                "less_than_equal",
+            )),
+            Ok(n) => Ok(u32::try_from(n).unwrap_or(*range.end())),
+            Err(_) => Err(refuse(
+                "Input should be a valid integer, unable to parse string as an integer".into(),
+                "int_parsing",
+            )),
+        }
     }
 }
 
@@ -414,11 +509,6 @@ impl<T: ParseFromParameter + Type> Deferred<T> {
             };
             ApiError::Validation(vec![issue])
         })
-    }
-
-    /// Whether the parameter was given empty (`?scope=`), which counts as absent.
-    pub fn is_blank(&self) -> bool {
-        self.0.is_empty()
     }
 }
 
@@ -511,6 +601,83 @@ mod tests {
         );
         let object = form("username=a&password=").object().unwrap();
         assert_eq!(object["password"], "");
+    }
+
+    #[test]
+    fn the_documented_fields_are_looked_up_at_most_once_per_body() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static LOOKUPS: AtomicUsize = AtomicUsize::new(0);
+        fn declared() -> Vec<&'static str> {
+            LOOKUPS.fetch_add(1, Ordering::SeqCst);
+            vec!["username"]
+        }
+        let found =
+            issues(form_object("username=&".repeat(MAX_FIELDS).as_bytes(), declared).unwrap_err());
+        assert_eq!(LOOKUPS.load(Ordering::SeqCst), 1);
+        assert_eq!(found.len(), 1, "named once: {found:?}");
+        form_object(b"a=1&b=2", declared).unwrap();
+        assert_eq!(
+            LOOKUPS.load(Ordering::SeqCst),
+            1,
+            "not looked up without a repeat"
+        );
+    }
+
+    #[test]
+    fn a_form_of_more_than_the_most_fields_is_refused_whole() {
+        let at_most = vec!["x=1"; MAX_FIELDS].join("&");
+        assert!(form(&at_most).object().is_ok());
+        // Empty sequences are no field, as the parser sees it.
+        assert!(form(&format!("&&{at_most}&&")).object().is_ok());
+        let found = issues(form(&format!("{at_most}&y=1")).object().unwrap_err());
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].loc, ["body"]);
+        assert_eq!(found[0].kind, "too_many_fields");
+        let members: Vec<String> = (0..=MAX_FIELDS).map(|i| format!("\"m{i}\": 1")).collect();
+        let found = issues(
+            body(&format!("{{{}}}", members.join(",")))
+                .object()
+                .unwrap_err(),
+        );
+        assert_eq!(found[0].kind, "too_many_fields");
+        let members = &members[..MAX_FIELDS];
+        assert!(body(&format!("{{{}}}", members.join(","))).object().is_ok());
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_text_members_but_not_in_any_string_ones() {
+        let object = body(r#"{"title": "a\u0000b", "password": "a\u0000b"}"#)
+            .object()
+            .unwrap();
+        let mut found = Vec::new();
+        assert_eq!(required_string(&object, "title", &mut found), None);
+        assert_eq!(found[0].loc, ["body", "title"]);
+        assert_eq!(found[0].kind, "value_error");
+        assert_eq!(
+            optional_any_string(&object, "password", &mut found).as_deref(),
+            Some("a\u{0}b")
+        );
+        assert_eq!(found.len(), 1);
+    }
+
+    #[test]
+    fn integers_out_of_range_are_named_with_fastapis_types() {
+        let parse = |raw: &str| {
+            Deferred::<u32>::parse_from_parameter(raw)
+                .unwrap()
+                .parse_int_in(&["query", "limit"], 1..=200)
+        };
+        assert_eq!(parse("1").unwrap(), 1);
+        assert_eq!(parse("200").unwrap(), 200);
+        for (raw, kind) in [
+            ("0", "greater_than_equal"),
+            ("201", "less_than_equal"),
+            ("99999999999999999999", "less_than_equal"),
+            ("1.5", "int_parsing"),
+            ("", "int_parsing"),
+        ] {
+            assert_eq!(issues(parse(raw).unwrap_err())[0].kind, kind, "{raw:?}");
+        }
     }
 
     #[test]

@@ -1,14 +1,20 @@
 //! The caller's own items.
 
 use chrono::{DateTime, Utc};
-use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
+use poem_openapi::{
+    ApiResponse, Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+    registry::{MetaSchema, MetaSchemaRef, Registry},
+    types::Type,
+};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::{
     ApiTags, AppState,
     error::{ApiError, ErrorBody, ProtectedError, ValidationIssue},
-    input::{JsonBody, UuidPath, optional_string, required_string},
+    input::{Deferred, JsonBody, UuidPath, optional_string, required_string},
 };
 use crate::{
     auth::{OAuth2, OAuthScope, authenticate},
@@ -48,19 +54,71 @@ impl ItemBody {
 #[derive(Debug, Object)]
 #[oai(rename = "ItemCreate")]
 pub struct NewItemBody {
-    /// Title, 1–200 characters.
-    #[oai(validator(min_length = 1, max_length = 200))]
+    /// Title, 1–200 characters; no control characters but tab and line breaks.
+    #[oai(validator(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"
+    ))]
     pub title: String,
-    /// Description, at most 10,000 characters.
-    #[oai(validator(max_length = 10000))]
+    /// Description, at most 10,000 characters; no control characters but tab and line breaks.
+    #[oai(validator(
+        max_length = 10000,
+        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"
+    ))]
     pub description: Option<String>,
+}
+
+/// The items a page holds, and how many when not asked.
+const PAGE_LIMITS: std::ops::RangeInclusive<u32> = 1..=200;
+const DEFAULT_PAGE_LIMIT: u32 = 100;
+
+/// The `limit` query parameter: documented as an integer of [`PAGE_LIMITS`], parsed by
+/// [`Deferred::parse_int_in`] after authentication.
+pub struct PageLimit;
+
+impl Type for PageLimit {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> std::borrow::Cow<'static, str> {
+        "integer(uint32)".into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Inline(Box::new(MetaSchema {
+            minimum: Some(f64::from(*PAGE_LIMITS.start())),
+            maximum: Some(f64::from(*PAGE_LIMITS.end())),
+            default: Some(DEFAULT_PAGE_LIMIT.into()),
+            ..MetaSchema::new_with_format("integer", "uint32")
+        }))
+    }
+
+    fn register(_: &mut Registry) {}
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(
+        &'a self,
+    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        Box::new(self.as_raw_value().into_iter())
+    }
 }
 
 #[derive(ApiResponse)]
 pub enum ListItemsResponse {
-    /// Your items, oldest first.
+    /// Your items, oldest first: one page of them.
     #[oai(status = 200)]
-    Ok(Json<Vec<ItemBody>>),
+    Ok(
+        Json<Vec<ItemBody>>,
+        /// While more items follow, `</users/me/items?limit=<limit>&after=<last id>>;
+        /// rel="next"` (RFC 8288): the next page, as a path on this server.
+        #[oai(header = "Link")]
+        Option<String>,
+    ),
 }
 
 #[derive(ApiResponse)]
@@ -68,6 +126,10 @@ pub enum CreateItemResponse {
     /// The item was created.
     #[oai(status = 201)]
     Created(Json<ItemBody>),
+    /// `Item limit reached`: you hold as many items as one user may
+    /// (`PORTCULLIS_MAX_ITEMS_PER_USER`); delete some first.
+    #[oai(status = 409)]
+    LimitReached(Json<ErrorBody>),
 }
 
 #[derive(ApiResponse)]
@@ -86,25 +148,51 @@ pub struct ItemsApi;
 impl ItemsApi {
     /// List your items
     ///
-    /// Your items, oldest first. Needs the `items` scope.
+    /// Your items, oldest first, a page at a time: `limit` items (default 100), those after
+    /// the item `after` when given. While more follow, the `Link` header gives the next page
+    /// (`rel="next"`). Needs the `items` scope.
     #[oai(path = "/users/me/items", method = "get", operation_id = "list_items")]
     async fn list_items(
         &self,
         #[oai(scope = "OAuthScope::Items")] auth: OAuth2,
         state: poem::web::Data<&AppState>,
+        /// How many items to return, 1–200 (default 100).
+        limit: Query<Option<Deferred<PageLimit>>>,
+        /// Return the items after the item with this id (the last one of the previous page).
+        after: Query<Option<UuidPath>>,
     ) -> Result<ListItemsResponse, ProtectedError> {
         let caller = authenticate(&state.tokens, &state.store, &auth, &[Scope::Items]).await?;
-        let items = state
+        // An empty value (`?after=`) is malformed like any other: the document says integer
+        // and UUID, and a client that means "from the start" leaves the parameter out.
+        let limit = match &limit.0 {
+            Some(raw) => raw.parse_int_in(&["query", "limit"], PAGE_LIMITS)?,
+            None => DEFAULT_PAGE_LIMIT,
+        };
+        let after = match &after.0 {
+            Some(raw) => Some(raw.parse_uuid_at(&["query", "after"])?),
+            None => None,
+        };
+        let (items, more) = state
             .store
-            .list_items(caller.user.id)
+            .list_items(caller.user.id, after, limit)
             .await
             .map_err(ApiError::from)?;
-        Ok(ListItemsResponse::Ok(Json(
-            items
-                .into_iter()
-                .map(|item| ItemBody::new(item, &caller.user.username))
-                .collect(),
-        )))
+        let next = match items.last() {
+            Some(last) if more => Some(format!(
+                "</users/me/items?limit={limit}&after={}>; rel=\"next\"",
+                last.id
+            )),
+            _ => None,
+        };
+        Ok(ListItemsResponse::Ok(
+            Json(
+                items
+                    .into_iter()
+                    .map(|item| ItemBody::new(item, &caller.user.username))
+                    .collect(),
+            ),
+            next,
+        ))
     }
 
     /// Create an item
@@ -123,15 +211,17 @@ impl ItemsApi {
     ) -> Result<CreateItemResponse, ProtectedError> {
         let caller = authenticate(&state.tokens, &state.store, &auth, &[Scope::Items]).await?;
         let (title, description) = parse_new_item(&body.object()?)?;
-        let item = state
+        let created = state
             .store
-            .create_item(caller.user.id, title, description)
+            .create_item(caller.user.id, title, description, state.max_items_per_user)
             .await
             .map_err(ApiError::from)?;
-        Ok(CreateItemResponse::Created(Json(ItemBody::new(
-            item,
-            &caller.user.username,
-        ))))
+        Ok(match created {
+            Some(item) => {
+                CreateItemResponse::Created(Json(ItemBody::new(item, &caller.user.username)))
+            }
+            None => CreateItemResponse::LimitReached(Json(ErrorBody::new("Item limit reached"))),
+        })
     }
 
     /// Delete an item

@@ -43,6 +43,8 @@ pub struct AppState {
     pub client_ip_header: Option<poem::http::HeaderName>,
     /// Other sites whose pages may call the API (`PORTCULLIS_CORS_ALLOWED_ORIGINS`).
     pub cors_allowed_origins: Vec<String>,
+    /// Most items one user may hold.
+    pub max_items_per_user: u32,
 }
 
 #[derive(Tags)]

@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use super::{
     ApiTags, AppState,
     error::{ApiError, OAuthErrorCode, RevocationError, TokenError, ValidationIssue},
-    input::{FormBody, optional_string},
+    input::{FormBody, optional_any_string, optional_string},
 };
 use crate::{
     auth::{AttemptKeys, IssuedToken, PresentedRefreshToken, Verification, VerifyError},
@@ -27,6 +27,7 @@ use crate::{
 #[oai(rename = "TokenRequest")]
 struct TokenRequestSchema {
     /// `password` (the default) or `refresh_token`.
+    #[oai(validator(pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"))]
     grant_type: Option<String>,
     /// The username (any case); required by the password grant.
     #[oai(validator(min_length = 1))]
@@ -39,8 +40,10 @@ struct TokenRequestSchema {
     /// Space-separated scopes to grant (`me`, `items`, `admin`). Password grant default: every
     /// scope the user holds except `admin`, which must be asked for by name. Refresh grant
     /// default: the scopes of the login; a narrower set may be asked for, never a wider one.
+    #[oai(validator(pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"))]
     scope: Option<String>,
     /// Accepted and ignored while no clients are configured.
+    #[oai(validator(pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"))]
     client_id: Option<String>,
     /// Accepted and ignored while no clients are configured.
     client_secret: Option<Password>,
@@ -85,8 +88,10 @@ struct RevocationRequestSchema {
     #[oai(validator(min_length = 1))]
     token: Password,
     /// `access_token` or `refresh_token`: which kind to try first. Any other value is ignored.
+    #[oai(validator(pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"))]
     token_type_hint: Option<String>,
     /// Accepted and ignored while no clients are configured.
+    #[oai(validator(pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"))]
     client_id: Option<String>,
     /// Accepted and ignored while no clients are configured.
     client_secret: Option<Password>,
@@ -200,16 +205,24 @@ impl TokenFields {
     fn read(body: &FormBody<TokenRequestSchema>) -> Result<Self, ApiError> {
         let object = body.object_or_empty()?;
         let mut issues = Vec::new();
-        let mut field = |name| optional_string(&object, name, &mut issues);
+        // Every text field obeys the text rule (documented as a pattern) but the secrets, the
+        // fields documented as passwords (any character: they are only hashed, or ignored),
+        // and the username, which a login checks itself so that one that could not exist is
+        // answered like an unknown one (401).
+        let grant_type = optional_string(&object, "grant_type", &mut issues);
+        let username = optional_any_string(&object, "username", &mut issues);
+        let password = optional_any_string(&object, "password", &mut issues);
+        let refresh_token = optional_any_string(&object, "refresh_token", &mut issues);
+        let scope = optional_string(&object, "scope", &mut issues);
+        optional_string(&object, "client_id", &mut issues);
+        optional_any_string(&object, "client_secret", &mut issues);
         let fields = Self {
-            grant_type: field("grant_type"),
-            username: field("username"),
-            password: field("password"),
-            refresh_token: field("refresh_token"),
-            scope: field("scope"),
+            grant_type,
+            username,
+            password,
+            refresh_token,
+            scope,
         };
-        field("client_id");
-        field("client_secret");
         if issues.is_empty() {
             Ok(fields)
         } else {
@@ -520,10 +533,11 @@ async fn revoke(
 ) -> Result<RevocationResponse, ApiError> {
     let object = body.object_or_empty()?;
     let mut issues = Vec::new();
-    let token = optional_string(&object, "token", &mut issues);
+    // The token is a secret like a password: any character; one that is not ours is unknown.
+    let token = optional_any_string(&object, "token", &mut issues);
     let hint = optional_string(&object, "token_type_hint", &mut issues);
     optional_string(&object, "client_id", &mut issues);
-    optional_string(&object, "client_secret", &mut issues);
+    optional_any_string(&object, "client_secret", &mut issues);
     if !issues.is_empty() {
         return Err(ApiError::Validation(issues));
     }

@@ -1,6 +1,6 @@
-use super::Invalid;
+use super::{Invalid, check_text};
 
-/// An item's title: 1–200 characters.
+/// An item's title: 1–200 characters, no control characters but tab and line breaks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ItemTitle(String);
 
@@ -17,7 +17,10 @@ impl ItemTitle {
                 "string_too_long",
                 "String should have at most 200 characters",
             )),
-            _ => Ok(Self(raw.to_owned())),
+            _ => {
+                check_text(raw)?;
+                Ok(Self(raw.to_owned()))
+            }
         }
     }
 
@@ -26,7 +29,8 @@ impl ItemTitle {
     }
 }
 
-/// An item's optional description: at most 10,000 characters.
+/// An item's optional description: at most 10,000 characters, no control characters but
+/// tab and line breaks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ItemDescription(String);
 
@@ -40,6 +44,7 @@ impl ItemDescription {
                 "String should have at most 10000 characters",
             ));
         }
+        check_text(raw)?;
         Ok(Self(raw.to_owned()))
     }
 
@@ -67,5 +72,12 @@ mod tests {
     fn descriptions_are_bounded() {
         assert!(ItemDescription::parse("").is_ok());
         assert!(ItemDescription::parse(&"x".repeat(10_001)).is_err());
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_titles_and_descriptions() {
+        assert_eq!(ItemTitle::parse("a\u{0}b").unwrap_err().kind, "value_error");
+        assert!(ItemDescription::parse("a\u{0}b").is_err());
+        assert!(ItemDescription::parse("line\nbreak").is_ok());
     }
 }

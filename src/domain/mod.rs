@@ -4,11 +4,13 @@
 mod email;
 mod item;
 mod scope;
+mod text;
 mod username;
 
 pub use email::EmailAddress;
 pub use item::{ItemDescription, ItemTitle};
 pub use scope::{Scope, ScopeSet};
+pub use text::check_text;
 pub use username::Username;
 
 /// Why a value was refused, in words fit for a 422 `msg`, with FastAPI's error `type`.

@@ -85,6 +85,7 @@ pub fn test_settings(database_url: String) -> Settings {
         client_ip_header: None,
         max_body_bytes: 64 * 1024,
         cors_allowed_origins: Vec::new(),
+        max_items_per_user: 1000,
     }
 }
 

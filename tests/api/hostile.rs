@@ -720,7 +720,9 @@ async fn an_unknown_scope_is_echoed_only_as_short_printable_text() {
     let long = "x".repeat(1_000);
     let cases = [
         ("me\nadmin", "me?admin".to_owned()),
-        ("<script>\u{0}", "<script>?".to_owned()),
+        // (A NUL or another control character but tab and line breaks is a 422 before the
+        // scope is read: tests/api/bounds.rs.)
+        ("<script>\t", "<script>?".to_owned()),
         ("ménage", "m?nage".to_owned()),
         (long.as_str(), "x".repeat(64)),
     ];

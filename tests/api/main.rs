@@ -2,12 +2,14 @@
 //! (SQLite, or PostgreSQL when `TEST_DATABASE_URL` is set) and talks HTTP to it.
 
 mod browsers;
+mod bounds;
 #[path = "../common/mod.rs"]
 mod common;
 mod concurrency;
 mod helpers;
 mod hostile;
 mod housekeeping;
+mod item_pages;
 mod items;
 mod keys;
 mod lifecycle;

@@ -25,7 +25,7 @@ fn token_request(username: &str, password: &str) -> types::TokenRequest {
 
 fn refresh_request(refresh_token: &str) -> types::TokenRequest {
     types::TokenRequest {
-        grant_type: Some("refresh_token".to_owned()),
+        grant_type: Some("refresh_token".parse().expect("a valid grant type")),
         refresh_token: Some(refresh_token.to_owned()),
         ..types::TokenRequest::default()
     }
@@ -148,7 +148,12 @@ async fn main() {
         .expect("create item without description")
         .into_inner();
     assert_eq!(untitled.description, None);
-    let items = client.list_items().await.expect("list items").into_inner();
+    // No `after`, no `limit`: the first page (the `Link` header, unread here, names the next).
+    let items = client
+        .list_items(None, None)
+        .await
+        .expect("list items")
+        .into_inner();
     let listed = items
         .iter()
         .find(|item| item.id == created.id)
@@ -246,7 +251,7 @@ async fn main() {
     let revoked = anonymous
         .revoke_token(&types::RevocationRequest {
             token: token.refresh_token.parse().expect("a non-empty token"),
-            token_type_hint: Some("refresh_token".to_owned()),
+            token_type_hint: Some("refresh_token".parse().expect("a valid hint")),
             client_id: None,
             client_secret: None,
         })
