@@ -50,8 +50,7 @@ impl Store {
                 Expr::val(Option::<DateTime<Utc>>::None),
             );
         // One branch per doubling until the ceiling; the ceiling after that.
-        let mut count = limit;
-        for _ in 0..MAX_DOUBLINGS {
+        for count in limit..=limit.saturating_add(MAX_DOUBLINGS) {
             next_block = next_block.case(
                 col(Column::Failures).add(1).eq(i64::from(count)),
                 Expr::val(block_at(count)),
@@ -59,7 +58,6 @@ impl Store {
             if count == u32::MAX || delay(count) == delay(count + 1) {
                 break;
             }
-            count += 1;
         }
         let next_block = next_block.finally(Expr::val(block_at(u32::MAX)));
         let admitted = stale
