@@ -461,6 +461,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_client_over_its_share_is_busy_while_others_are_served() {
+        let hasher = PasswordHasher::start(HashingSettings {
+            queue_per_client: NonZeroUsize::new(2).unwrap(),
+            ..settings()
+        })
+        .await
+        .unwrap();
+        let flooder = ["address|192.0.2.1".to_owned(), "account|a".to_owned()];
+        let first = hasher.claim(&flooder).unwrap();
+        let second = hasher.claim(&flooder).unwrap();
+        assert!(matches!(hasher.claim(&flooder), Err(HashError::Busy)));
+        // The same account from elsewhere is over its share too; another client is not.
+        let elsewhere = ["address|192.0.2.2".to_owned(), "account|a".to_owned()];
+        assert!(matches!(hasher.claim(&elsewhere), Err(HashError::Busy)));
+        let other = ["address|192.0.2.3".to_owned(), "account|b".to_owned()];
+        assert!(hasher.claim(&other).is_ok());
+        // Answered logins give their place back.
+        drop((first, second));
+        assert!(hasher.claim(&flooder).is_ok());
+        assert!(hasher.in_flight.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
     async fn a_full_queue_is_reported_as_busy() {
         let hasher = PasswordHasher::start(HashingSettings {
             workers: NonZeroUsize::MIN,
