@@ -13,6 +13,11 @@ pub const MIN_SECRET_BYTES: usize = 32;
 pub const MIN_ARGON2_MEMORY_KIB: u32 = 19_456;
 pub const MIN_ARGON2_ITERATIONS: u32 = 2;
 
+/// Bounds of the login throttle's settings: beyond them a setting protects nothing.
+const MAX_LOGIN_LIMIT: u32 = 1_000_000;
+const MAX_LOGIN_BLOCK_SECONDS: u32 = 86_400;
+const MAX_LOGIN_WINDOW_SECONDS: u32 = 30 * 86_400;
+
 /// Options shared by every sub-command, each also an environment variable.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConfigArgs {
@@ -131,6 +136,12 @@ pub struct ConfigArgs {
     #[arg(long, env = "PORTCULLIS_HASH_QUEUE", global = true)]
     pub hash_queue: Option<usize>,
 
+    /// Hashes one client (one address, or one account) may have waiting or running at once;
+    /// beyond it that client's logins answer 503 while others are still served. Default: a
+    /// quarter of the queue (at least the number of workers).
+    #[arg(long, env = "PORTCULLIS_HASH_QUEUE_PER_CLIENT", global = true)]
+    pub hash_queue_per_client: Option<usize>,
+
     /// Throttle repeated failed logins (429 with growing delays). `false` only for tests.
     #[arg(long, env = "PORTCULLIS_LOGIN_THROTTLE", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub login_throttle: bool,
@@ -153,6 +164,26 @@ pub struct ConfigArgs {
     )]
     pub login_max_failures_per_address: u32,
 
+    /// Failed logins from one IPv6 /48 (all its /64s together), over all accounts, before the
+    /// whole /48 is blocked.
+    #[arg(
+        long,
+        env = "PORTCULLIS_LOGIN_MAX_FAILURES_PER_IPV6_48",
+        default_value_t = 100,
+        global = true
+    )]
+    pub login_max_failures_per_ipv6_48: u32,
+
+    /// Successful logins to one account per minute (each starts a session); more are refused
+    /// with 429.
+    #[arg(
+        long,
+        env = "PORTCULLIS_LOGIN_MAX_SUCCESSES_PER_ACCOUNT_PER_MINUTE",
+        default_value_t = 10,
+        global = true
+    )]
+    pub login_max_successes_per_account_per_minute: u32,
+
     /// First block, in seconds; it doubles with every further failure.
     #[arg(
         long,
@@ -171,7 +202,8 @@ pub struct ConfigArgs {
     )]
     pub login_max_block_seconds: u32,
 
-    /// Failures older than this many seconds are forgotten.
+    /// Failures are forgotten this many seconds after the last one and after the end of the
+    /// block they caused (at least the longest block).
     #[arg(
         long,
         env = "PORTCULLIS_LOGIN_FAILURE_WINDOW_SECONDS",
@@ -275,6 +307,10 @@ pub struct ThrottleSettings {
     pub enabled: bool,
     pub max_failures_per_account: u32,
     pub max_failures_per_address: u32,
+    /// Failures from one IPv6 /48, over all its /64s and accounts.
+    pub max_failures_per_ipv6_48: u32,
+    /// Successful logins to one account per minute, from all addresses together.
+    pub max_successes_per_account_per_minute: u32,
     pub base_delay: chrono::Duration,
     pub max_delay: chrono::Duration,
     pub window: chrono::Duration,
@@ -340,6 +376,8 @@ pub struct HashingSettings {
     pub parallelism: u32,
     pub workers: NonZeroUsize,
     pub queue: usize,
+    /// Hashes one client (address or account) may have waiting or running at once.
+    pub queue_per_client: NonZeroUsize,
 }
 
 impl ConfigArgs {
@@ -401,12 +439,22 @@ impl ConfigArgs {
             Some(queue) => within("PORTCULLIS_HASH_QUEUE", queue, bounds::HASH_QUEUE, "")?,
             None => workers.get().saturating_mul(64),
         };
+        let queue_per_client = match self.hash_queue_per_client {
+            Some(n) => within(
+                "PORTCULLIS_HASH_QUEUE_PER_CLIENT",
+                n,
+                1..=*bounds::HASH_QUEUE.end(),
+                "",
+            )?,
+            None => (queue / 4).max(workers.get()),
+        };
         Ok(HashingSettings {
             memory_kib: self.argon2_memory_kib,
             iterations: self.argon2_iterations,
             parallelism: self.argon2_parallelism,
             workers,
             queue,
+            queue_per_client: NonZeroUsize::new(queue_per_client).unwrap_or(NonZeroUsize::MIN),
         })
     }
 
@@ -502,8 +550,26 @@ impl ConfigArgs {
     }
 
     fn throttle(&self) -> anyhow::Result<ThrottleSettings> {
-        if self.login_max_failures == 0 || self.login_max_failures_per_address == 0 {
-            bail!("the login failure limits must be at least 1");
+        let limits = [
+            ("PORTCULLIS_LOGIN_MAX_FAILURES", self.login_max_failures),
+            (
+                "PORTCULLIS_LOGIN_MAX_FAILURES_PER_ADDRESS",
+                self.login_max_failures_per_address,
+            ),
+            (
+                "PORTCULLIS_LOGIN_MAX_FAILURES_PER_IPV6_48",
+                self.login_max_failures_per_ipv6_48,
+            ),
+            (
+                "PORTCULLIS_LOGIN_MAX_SUCCESSES_PER_ACCOUNT_PER_MINUTE",
+                self.login_max_successes_per_account_per_minute,
+            ),
+        ];
+        for (name, limit) in limits {
+            // 0 would refuse every login; beyond a million the limit protects nothing.
+            if !(1..=MAX_LOGIN_LIMIT).contains(&limit) {
+                bail!("{name} must be between 1 and {MAX_LOGIN_LIMIT}, not {limit}");
+            }
         }
         if self.login_block_seconds == 0 || self.login_max_block_seconds < self.login_block_seconds
         {
@@ -511,10 +577,27 @@ impl ConfigArgs {
                 "PORTCULLIS_LOGIN_BLOCK_SECONDS must be at least 1 and at most PORTCULLIS_LOGIN_MAX_BLOCK_SECONDS"
             );
         }
+        if self.login_max_block_seconds > MAX_LOGIN_BLOCK_SECONDS {
+            bail!(
+                "PORTCULLIS_LOGIN_MAX_BLOCK_SECONDS must be at most {MAX_LOGIN_BLOCK_SECONDS} (a day)"
+            );
+        }
+        // A window of 0 would forget every failure at once (no throttle at all); one shorter
+        // than the longest block would let the count lapse while the client is still blocked.
+        if self.login_failure_window_seconds < self.login_max_block_seconds
+            || self.login_failure_window_seconds > MAX_LOGIN_WINDOW_SECONDS
+        {
+            bail!(
+                "PORTCULLIS_LOGIN_FAILURE_WINDOW_SECONDS must be at least PORTCULLIS_LOGIN_MAX_BLOCK_SECONDS ({}) and at most {MAX_LOGIN_WINDOW_SECONDS} (30 days)",
+                self.login_max_block_seconds
+            );
+        }
         Ok(ThrottleSettings {
             enabled: self.login_throttle,
             max_failures_per_account: self.login_max_failures,
             max_failures_per_address: self.login_max_failures_per_address,
+            max_failures_per_ipv6_48: self.login_max_failures_per_ipv6_48,
+            max_successes_per_account_per_minute: self.login_max_successes_per_account_per_minute,
             base_delay: chrono::Duration::seconds(self.login_block_seconds.into()),
             max_delay: chrono::Duration::seconds(self.login_max_block_seconds.into()),
             window: chrono::Duration::seconds(self.login_failure_window_seconds.into()),
@@ -883,5 +966,53 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// The throttle settings parsed from these command-line arguments.
+    fn throttle_of(args: &[&str]) -> anyhow::Result<ThrottleSettings> {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            config: ConfigArgs,
+        }
+        let cli = <Cli as clap::Parser>::try_parse_from(
+            std::iter::once("portcullis").chain(args.iter().copied()),
+        )?;
+        cli.config.throttle()
+    }
+
+    #[test]
+    fn the_default_throttle_settings_are_accepted() {
+        let settings = throttle_of(&[]).unwrap();
+        assert_eq!(settings.max_failures_per_ipv6_48, 100);
+        assert_eq!(settings.max_successes_per_account_per_minute, 10);
+        assert_eq!(settings.window, chrono::Duration::seconds(900));
+    }
+
+    #[test]
+    fn nonsensical_throttle_settings_are_refused_at_start() {
+        for args in [
+            &["--login-failure-window-seconds", "0"][..],
+            &["--login-failure-window-seconds", "899"],
+            &["--login-failure-window-seconds", "99999999"],
+            &["--login-max-failures", "0"],
+            &["--login-max-failures-per-address", "0"],
+            &["--login-max-failures-per-ipv6-48", "0"],
+            &["--login-max-successes-per-account-per-minute", "0"],
+            &["--login-max-failures", "4000000000"],
+            &["--login-block-seconds", "0"],
+            &["--login-max-block-seconds", "4000000000"],
+        ] {
+            assert!(throttle_of(args).is_err(), "{args:?} must be refused");
+        }
+        assert!(
+            throttle_of(&[
+                "--login-max-block-seconds",
+                "3600",
+                "--login-failure-window-seconds",
+                "3600"
+            ])
+            .is_ok()
+        );
     }
 }

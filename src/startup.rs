@@ -51,7 +51,10 @@ impl Application {
             tokens: Arc::new(AccessTokens::new(&settings.tokens, keys)),
             refresh_tokens: RefreshTokens::new(settings.tokens.secret.expose_secret()),
             public_url: settings.public_url.clone(),
-            throttle: LoginThrottle::new(settings.throttle),
+            throttle: LoginThrottle::new(
+                settings.throttle,
+                secrecy::ExposeSecret::expose_secret(settings.tokens.secret.as_ref()),
+            ),
             sessions: settings.sessions,
             client_ip_header: settings.client_ip_header.clone(),
             cors_allowed_origins: settings.cors_allowed_origins.clone(),
@@ -93,6 +96,10 @@ impl Application {
     /// Serves until the process gets Ctrl-C or SIGTERM, then lets in-flight requests finish.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let housekeeping = tokio::spawn(delete_ended_sessions(self.state.store.clone()));
+        let _stop_purge = AbortOnDrop(tokio::spawn(purge_login_counts(
+            self.state.throttle.clone(),
+            self.state.store.clone(),
+        )));
         let routes = api::routes(self.state, self.max_body_bytes);
         let _stop_housekeeping = AbortOnDrop(housekeeping);
         Server::new_with_acceptor(self.acceptor)
@@ -116,6 +123,23 @@ async fn delete_ended_sessions(store: Store) {
             Ok(0) => {}
             Ok(count) => tracing::info!(count, "deleted ended sessions"),
             Err(err) => tracing::warn!(error = %err, "could not delete ended sessions"),
+        }
+    }
+}
+
+/// Deletes the login throttle's counts whose window (and block) has passed, at start and then
+/// every [`HOUSEKEEPING_INTERVAL`]: they would only grow, and are needed no longer.
+async fn purge_login_counts(throttle: LoginThrottle, store: Store) {
+    let mut interval = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        match throttle.purge(&store).await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "deleted expired login-throttle counts"),
+            Err(err) => {
+                tracing::warn!(error = %err, "could not delete expired login-throttle counts")
+            }
         }
     }
 }

@@ -11,6 +11,7 @@ mod m20261125_000002_create_items;
 mod m20261125_000003_create_login_failures;
 mod m20261126_000004_create_sessions;
 mod m20261126_000005_create_signing_keys;
+mod m20261201_000001_hash_login_throttle_keys;
 mod m20261201_000002_authenticate_signing_keys;
 mod m20261201_000003_username_skeletons;
 mod m20261201_000004_refresh_generations;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_create_login_failures::Migration),
             Box::new(m20261126_000004_create_sessions::Migration),
             Box::new(m20261126_000005_create_signing_keys::Migration),
+            Box::new(m20261201_000001_hash_login_throttle_keys::Migration),
             Box::new(m20261201_000002_authenticate_signing_keys::Migration),
             Box::new(m20261201_000003_username_skeletons::Migration),
             Box::new(m20261201_000004_refresh_generations::Migration),

@@ -216,6 +216,9 @@ pub enum ApiError {
     /// Too many failed logins from this client; retry after this many seconds.
     #[error("login throttled")]
     Throttled { retry_after: u32 },
+    /// Too many successful logins to one account this minute; retry after this many seconds.
+    #[error("too many requests")]
+    TooManyRequests { retry_after: u32 },
     /// No public URL is configured and the request's `Host` cannot be the base of a URL.
     #[error("missing or invalid Host header")]
     InvalidHost,
@@ -360,6 +363,7 @@ impl From<ApiError> for ProtectedError {
             // the server metadata; were they to, they stay opaque.
             ApiError::Grant { .. }
             | ApiError::Throttled { .. }
+            | ApiError::TooManyRequests { .. }
             | ApiError::InvalidHost
             | ApiError::Internal(_) => Self::Internal(body("Internal server error")),
         }
@@ -391,8 +395,9 @@ pub enum TokenError {
     #[oai(status = 422)]
     Invalid(Json<TokenErrorBody>),
     /// `invalid_request`: `Too many login attempts, retry later` — repeated failed logins from
-    /// this client (for this account, or for any); a correct password is refused too until
-    /// `Retry-After` has passed.
+    /// this client (for this account, or for any; for IPv6, from its /64 or its /48); a correct
+    /// password is refused too until `Retry-After` has passed. Or `Too many requests, retry
+    /// later`: the account has had its share of successful logins this minute.
     #[oai(status = 429)]
     TooManyAttempts(
         Json<TokenErrorBody>,
@@ -450,6 +455,13 @@ impl From<ApiError> for TokenError {
                 token_body(
                     OAuthErrorCode::InvalidRequest,
                     "Too many login attempts, retry later",
+                ),
+                retry_after,
+            ),
+            ApiError::TooManyRequests { retry_after } => Self::TooManyAttempts(
+                token_body(
+                    OAuthErrorCode::InvalidRequest,
+                    "Too many requests, retry later",
                 ),
                 retry_after,
             ),

@@ -13,7 +13,7 @@ use super::{
     input::{FormBody, optional_any_string, optional_string},
 };
 use crate::{
-    auth::{AttemptKeys, IssuedToken, PresentedRefreshToken, Verification, VerifyError},
+    auth::{IssuedToken, PresentedRefreshToken, Verification, VerifyError, throttle::Admission},
     db::{Exchange, NewSession, Session},
     domain::{Scope, ScopeSet, Username},
 };
@@ -287,40 +287,56 @@ async fn password_grant(
     };
     let requested = fields.requested_scopes()?;
 
-    // Throttling comes before the password is checked: a blocked client learns nothing, not
-    // even from a correct password.
-    let keys = AttemptKeys::new(username, client.address);
-    if let Some(until) = state.throttle.blocked_until(&state.store, &keys).await? {
-        let wait_ms = (until - chrono::Utc::now())
-            .num_milliseconds()
-            .max(0)
-            .unsigned_abs();
-        let retry_after = u32::try_from(wait_ms.div_ceil(1000))
-            .unwrap_or(u32::MAX)
-            .max(1);
+    // Throttling comes before the password is checked, and reserves the attempt's place in
+    // every count first: a blocked client learns nothing, not even from a correct password,
+    // and a burst of concurrent guesses gets no more checks than the limit.
+    let keys = state.throttle.keys(username, client.address);
+    if let Admission::Refused { retry_after } = state.throttle.admit(&state.store, &keys).await? {
         tracing::warn!(client = %client.address, retry_after, "login refused: throttled");
         return Err(ApiError::Throttled { retry_after });
     }
 
     // A username that could not exist is looked up as nothing, and still costs one hash.
-    let user = match Username::parse(username) {
-        Ok(name) => state.store.find_user_by_username(&name).await?,
-        Err(_) => None,
+    let checked = async {
+        let user = match Username::parse(username) {
+            Ok(name) => state.store.find_user_by_username(&name).await?,
+            Err(_) => None,
+        };
+        let verification = state
+            .hasher
+            .verify_for(
+                keys.hashing_clients(),
+                password,
+                user.as_ref().map(|u| u.hashed_password.as_str()),
+            )
+            .await?;
+        Ok::<_, ApiError>((user, verification))
+    }
+    .await;
+    let (user, verification) = match checked {
+        Ok(checked) => checked,
+        Err(err) => {
+            // The password was not checked: the attempt gives its places back.
+            if let Err(err) = state.throttle.abandoned(&state.store, &keys).await {
+                tracing::warn!(error = %err, "could not give back a login attempt");
+            }
+            return Err(err);
+        }
     };
-    let verification = state
-        .hasher
-        .verify(password, user.as_ref().map(|u| u.hashed_password.as_str()))
-        .await?;
     let (Some(user), Verification::Valid { rehashed }) = (user, verification) else {
         tracing::info!(client = %client.address, "login refused: incorrect username or password");
-        // The 401 stands even if the failure cannot be counted; the error is logged.
-        if let Err(err) = state.throttle.record_failure(&state.store, &keys).await {
-            tracing::error!(error = %err, "could not count a failed login");
-        }
+        state.throttle.failed(&keys);
         return Err(ApiError::invalid_credentials());
     };
-    if let Err(err) = state.throttle.record_success(&state.store, &keys).await {
+    if let Err(err) = state.throttle.succeeded(&state.store, &keys).await {
         tracing::warn!(error = %err, "could not clear the failed-login count");
+    }
+    // Each login starts a session: one account gets only so many a minute, from anywhere.
+    if let Admission::Refused { retry_after } =
+        state.throttle.admit_success(&state.store, &keys).await?
+    {
+        tracing::warn!(user_id = %user.id, client = %client.address, retry_after, "login refused: too many successful logins to this account");
+        return Err(ApiError::TooManyRequests { retry_after });
     }
     if let Some(rehashed) = rehashed {
         // The login stands even if the upgrade cannot be stored; it is retried next time.

@@ -12,5 +12,5 @@ pub use keys::SigningKeys;
 pub use password::{HashError, PasswordHasher, Verification};
 pub use refresh::{PresentedRefreshToken, RefreshTokens};
 pub use scheme::{Authenticated, OAuth2, OAuthScope, authenticate};
-pub use throttle::{AttemptKeys, LoginThrottle};
+pub use throttle::{Admission, AttemptKeys, LoginThrottle};
 pub use token::{AccessTokens, InvalidToken, IssueError, IssuedToken, VerifiedToken, VerifyError};

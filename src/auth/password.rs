@@ -4,9 +4,15 @@
 //! allocates its whole memory cost (19 MiB by default). Unbounded, logins pile up threads, glibc
 //! keeps every buffer, and throughput falls. Here at most `workers` hashes run at once, each worker
 //! reuses one buffer, and at most `queue` requests wait; beyond that callers are told at once that
-//! the service is busy instead of queueing without end.
+//! the service is busy instead of queueing without end. Logins also say who they are for (their
+//! address and account): one client may hold only its share of the pool (`queue_per_client`
+//! hashes waiting or running), so that a flood from one address, or for one account, gets the
+//! 503s while everyone else is still served.
 
-use std::sync::{Arc, Mutex, mpsc};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, mpsc},
+};
 
 use argon2::{
     Algorithm, Argon2, Block, Params, Version,
@@ -58,6 +64,9 @@ pub struct PasswordHasher {
     jobs: mpsc::SyncSender<(tracing::Span, Job)>,
     /// A hash of a random password, verified for unknown users so that their timing matches.
     dummy_hash: Arc<String>,
+    /// Hashes waiting or running per client, for the fair share.
+    in_flight: Arc<Mutex<HashMap<String, usize>>>,
+    per_client: usize,
 }
 
 impl PasswordHasher {
@@ -82,6 +91,8 @@ impl PasswordHasher {
         let mut hasher = Self {
             jobs: sender,
             dummy_hash: Arc::new(String::new()),
+            in_flight: Arc::default(),
+            per_client: settings.queue_per_client.get(),
         };
         let mut random = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut random);
@@ -120,6 +131,39 @@ impl PasswordHasher {
         })
     }
 
+    /// As [`PasswordHasher::verify`], on behalf of `clients` (e.g. an address and an account):
+    /// `Busy` at once when one of them already has its share of hashes waiting or running.
+    pub async fn verify_for(
+        &self,
+        clients: &[String],
+        password: SecretString,
+        stored: Option<&str>,
+    ) -> Result<Verification, HashError> {
+        let _share = self.claim(clients)?;
+        self.verify(password, stored).await
+    }
+
+    /// Takes one place in each client's share, or none when one of them has no room left.
+    fn claim(&self, clients: &[String]) -> Result<Claim, HashError> {
+        let mut in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if clients
+            .iter()
+            .any(|client| in_flight.get(client).copied().unwrap_or(0) >= self.per_client)
+        {
+            return Err(HashError::Busy);
+        }
+        for client in clients {
+            *in_flight.entry(client.clone()).or_insert(0) += 1;
+        }
+        Ok(Claim {
+            in_flight: Arc::clone(&self.in_flight),
+            clients: clients.to_vec(),
+        })
+    }
+
     fn submit(&self, job: Job) -> Result<(), HashError> {
         self.jobs
             .try_send((tracing::Span::current(), job))
@@ -129,6 +173,29 @@ impl PasswordHasher {
                     HashError::Failed("the hashing workers have stopped".into())
                 }
             })
+    }
+}
+
+/// A login's place in its clients' shares, given back when it is answered (or abandoned).
+struct Claim {
+    in_flight: Arc<Mutex<HashMap<String, usize>>>,
+    clients: Vec<String>,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let mut in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        for client in &self.clients {
+            if let Some(count) = in_flight.get_mut(client) {
+                *count -= 1;
+                if *count == 0 {
+                    in_flight.remove(client);
+                }
+            }
+        }
     }
 }
 
@@ -318,6 +385,7 @@ mod tests {
             parallelism: 1,
             workers: NonZeroUsize::new(2).unwrap(),
             queue: 16,
+            queue_per_client: NonZeroUsize::new(16).unwrap(),
         }
     }
 
@@ -390,6 +458,29 @@ mod tests {
                 .unwrap(),
             Verification::Invalid
         );
+    }
+
+    #[tokio::test]
+    async fn a_client_over_its_share_is_busy_while_others_are_served() {
+        let hasher = PasswordHasher::start(HashingSettings {
+            queue_per_client: NonZeroUsize::new(2).unwrap(),
+            ..settings()
+        })
+        .await
+        .unwrap();
+        let flooder = ["address|192.0.2.1".to_owned(), "account|a".to_owned()];
+        let first = hasher.claim(&flooder).unwrap();
+        let second = hasher.claim(&flooder).unwrap();
+        assert!(matches!(hasher.claim(&flooder), Err(HashError::Busy)));
+        // The same account from elsewhere is over its share too; another client is not.
+        let elsewhere = ["address|192.0.2.2".to_owned(), "account|a".to_owned()];
+        assert!(matches!(hasher.claim(&elsewhere), Err(HashError::Busy)));
+        let other = ["address|192.0.2.3".to_owned(), "account|b".to_owned()];
+        assert!(hasher.claim(&other).is_ok());
+        // Answered logins give their place back.
+        drop((first, second));
+        assert!(hasher.claim(&flooder).is_ok());
+        assert!(hasher.in_flight.lock().unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -1,121 +1,307 @@
 //! Brute-force protection for the password grant (RFC 6749 §4.3.2).
 //!
-//! Failed logins are counted per account *from one client address* and per client address.
-//! Once either count reaches its limit, further attempts on that key are refused with 429 for a
-//! delay that doubles with every further failure (up to a ceiling); a correct password is
-//! refused too while blocked, so the block is no oracle. Keying the account count by address
-//! means an attacker elsewhere cannot lock the real user out. Counts live in the database, so
-//! every instance sharing it enforces the same limits.
+//! Failed logins are counted per account *from one client address*, per client address and,
+//! for IPv6, per /48 (one site, which can spread its guesses over 65,536 /64s). Each attempt
+//! *reserves* its place in every count with one atomic statement before the password is
+//! checked, so a burst of concurrent guesses cannot outrun the count: at most the limit is ever
+//! hashed, on every instance sharing the database. Once a count reaches its limit, attempts on
+//! that key are refused with 429 for a delay that doubles with every further failure (up to a
+//! ceiling); a correct password is refused too while blocked, so the block is no oracle. A
+//! success clears the account's count and gives back its place in the address counts. Keying
+//! the account count by address means an attacker elsewhere cannot lock the real user out.
+//!
+//! Usernames are never stored or logged: the database holds an HMAC of the normalized name
+//! under a key derived from the JWT secret (what was typed is often a password), and rows are
+//! purged once their window has passed.
+//!
+//! Successful logins are limited per account per minute too: each starts a session, and a
+//! flood of them would fill the database.
 
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
+use hkdf::hmac::{Hmac, Mac as _};
+use sha2::Sha256;
 
 use crate::{config::ThrottleSettings, db::Store, db::StoreError, domain::Username};
+
+/// Domain separation for the username key derived from the JWT secret.
+const NAME_KEY_INFO: &[u8] = b"portcullis login-throttle username v1";
+/// Successful logins are counted over fixed windows of this length.
+pub const SUCCESS_WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+
+/// What a failure count is kept for; each has its own limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// One IPv6 /48, every account.
+    Site,
+    /// One address (IPv4) or /64 (IPv6), every account.
+    Address,
+    /// One account from one address.
+    Account,
+}
+
+impl Scope {
+    fn name(self) -> &'static str {
+        match self {
+            Scope::Site => "ipv6_48",
+            Scope::Address => "address",
+            Scope::Account => "account",
+        }
+    }
+}
 
 /// The throttling keys of one login attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttemptKeys {
-    account: String,
+    /// Broadest first: a blocked site or address is refused before its narrower counts move.
+    failures: Vec<(Scope, String)>,
+    /// The account's successful logins, from every address.
+    successes: String,
+    /// Who shares the hashing pool fairly: the address, and the account.
+    clients: [String; 2],
+    /// For logs: the address as counted (never the name).
     address: String,
 }
 
 impl AttemptKeys {
-    pub fn new(username: &str, client: IpAddr) -> Self {
-        let address = address_key(client);
-        // A username that cannot exist shares one key per address: it can only ever fail.
-        let account = Username::parse(username)
-            .map(|name| name.normalized())
-            .unwrap_or_else(|_| "\u{0}invalid".into());
-        Self {
-            account: format!("account|{address}|{account}"),
-            address: format!("address|{address}"),
-        }
+    fn account(&self) -> &str {
+        self.failures
+            .iter()
+            .find(|(scope, _)| *scope == Scope::Account)
+            .map(|(_, key)| key.as_str())
+            .expect("every attempt has an account key")
     }
 
-    fn both(&self) -> [String; 2] {
-        [self.account.clone(), self.address.clone()]
+    /// The clients whose share of the hashing pool this attempt uses.
+    pub fn hashing_clients(&self) -> &[String] {
+        &self.clients
     }
+}
+
+/// Whether an attempt may check its password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// It holds a place in every count: `failed`, `succeeded` or `abandoned` must follow.
+    Admitted,
+    /// Blocked; retry after this many seconds.
+    Refused { retry_after: u32 },
 }
 
 /// IPv4 addresses as they are; IPv6 by their /64 prefix, which one client usually holds whole.
 fn address_key(client: IpAddr) -> String {
-    match client {
+    match canonical(client) {
         IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-        },
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
     }
 }
 
-#[derive(Debug, Clone)]
+/// The /48 of an IPv6 client (a site), none for IPv4.
+fn site_key(client: IpAddr) -> Option<String> {
+    match canonical(client) {
+        IpAddr::V4(_) => None,
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            Some(format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2]))
+        }
+    }
+}
+
+/// IPv4-mapped IPv6 addresses as the IPv4 address they are.
+fn canonical(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+#[derive(Clone)]
 pub struct LoginThrottle {
     settings: ThrottleSettings,
+    /// HMAC key for usernames, derived from the JWT secret: the database alone does not reveal
+    /// which names were tried.
+    name_key: [u8; 32],
+}
+
+impl std::fmt::Debug for LoginThrottle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginThrottle")
+            .field("settings", &self.settings)
+            .field("name_key", &"[REDACTED]")
+            .finish()
+    }
 }
 
 impl LoginThrottle {
-    pub fn new(settings: ThrottleSettings) -> Self {
-        Self { settings }
+    pub fn new(settings: ThrottleSettings, secret: &[u8]) -> Self {
+        let mut name_key = [0u8; 32];
+        hkdf::Hkdf::<Sha256>::new(None, secret)
+            .expand(NAME_KEY_INFO, &mut name_key)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        Self { settings, name_key }
     }
 
-    /// When the attempt is blocked, until when.
-    pub async fn blocked_until(
-        &self,
-        store: &Store,
-        keys: &AttemptKeys,
-    ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        if !self.settings.enabled {
-            return Ok(None);
+    /// The keys of an attempt on `username` from `client`.
+    pub fn keys(&self, username: &str, client: IpAddr) -> AttemptKeys {
+        let address = address_key(client);
+        // A username that cannot exist shares one key per address: it can only ever fail. The
+        // marker cannot collide with a real name (a NUL is not allowed in one).
+        let name = Username::parse(username)
+            .map(|name| name.normalized())
+            .unwrap_or_else(|_| "\u{0}invalid".into());
+        let account = self.name_hash(&name);
+        let mut failures = Vec::with_capacity(3);
+        if let Some(site) = site_key(client) {
+            failures.push((Scope::Site, format!("site|{site}")));
         }
-        store.blocked_until(&keys.both(), Utc::now()).await
+        failures.push((Scope::Address, format!("address|{address}")));
+        failures.push((Scope::Account, format!("account|{address}|{account}")));
+        AttemptKeys {
+            failures,
+            successes: format!("success|{account}"),
+            clients: [format!("address|{address}"), format!("account|{account}")],
+            address,
+        }
     }
 
-    /// Counts a failed login; blocks the keys whose count reached its limit.
-    pub async fn record_failure(
-        &self,
-        store: &Store,
-        keys: &AttemptKeys,
-    ) -> Result<(), StoreError> {
+    /// HMAC-SHA256 of a normalized username, lowercase hex.
+    fn name_hash(&self, name: &str) -> String {
+        let mut mac =
+            <Hmac<Sha256>>::new_from_slice(&self.name_key).expect("HMAC takes a key of any length");
+        mac.update(name.as_bytes());
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
+    }
+
+    fn limit(&self, scope: Scope) -> u32 {
+        match scope {
+            Scope::Site => self.settings.max_failures_per_ipv6_48,
+            Scope::Address => self.settings.max_failures_per_address,
+            Scope::Account => self.settings.max_failures_per_account,
+        }
+    }
+
+    /// Reserves the attempt's place in every failure count, or says why it is refused. Counted
+    /// as a failure until [`LoginThrottle::succeeded`] or [`LoginThrottle::abandoned`].
+    pub async fn admit(&self, store: &Store, keys: &AttemptKeys) -> Result<Admission, StoreError> {
+        if !self.settings.enabled {
+            return Ok(Admission::Admitted);
+        }
+        let now = Utc::now();
+        for (index, (scope, key)) in keys.failures.iter().enumerate() {
+            let limit = self.limit(*scope);
+            let reserved = store
+                .reserve_login_attempt(key, limit, now, self.settings.window, |n| {
+                    self.delay(n, limit)
+                })
+                .await;
+            let refused = match reserved {
+                Ok(Some(count)) => {
+                    if let Some(delay) = self.delay(count, limit) {
+                        tracing::warn!(
+                            throttle = scope.name(),
+                            client = %keys.address,
+                            failures = count,
+                            blocked_for_seconds = delay.num_seconds(),
+                            "login throttled after repeated failures"
+                        );
+                    }
+                    continue;
+                }
+                Ok(None) => None,
+                Err(err) => Some(err),
+            };
+            // Give back what this attempt took in the broader counts.
+            for (scope, key) in &keys.failures[..index] {
+                if let Err(err) = store.release_login_attempt(key, self.limit(*scope)).await {
+                    tracing::warn!(error = %err, "could not give back a login attempt");
+                }
+            }
+            if let Some(err) = refused {
+                return Err(err);
+            }
+            let until = store.login_blocked_until(key).await?;
+            return Ok(Admission::Refused {
+                retry_after: retry_after(until, now),
+            });
+        }
+        Ok(Admission::Admitted)
+    }
+
+    /// The password was wrong: the reservation stands as a failure.
+    pub fn failed(&self, keys: &AttemptKeys) {
+        if self.settings.enabled {
+            tracing::debug!(client = %keys.address, "failed login counted");
+        }
+    }
+
+    /// The password was never checked (the hashing pool was busy): gives every place back.
+    pub async fn abandoned(&self, store: &Store, keys: &AttemptKeys) -> Result<(), StoreError> {
         if !self.settings.enabled {
             return Ok(());
         }
-        let now = Utc::now();
-        let limits = [
-            (&keys.account, self.settings.max_failures_per_account),
-            (&keys.address, self.settings.max_failures_per_address),
-        ];
-        for (key, limit) in limits {
-            let failures = store
-                .record_login_failure(key, now, self.settings.window)
-                .await?;
-            if let Some(delay) = self.delay(failures, limit) {
-                let until = now + delay;
-                store.block_logins(key, until).await?;
-                tracing::warn!(
-                    key = key.as_str(),
-                    failures,
-                    blocked_for_seconds = delay.num_seconds(),
-                    "login throttled after repeated failures"
-                );
+        for (scope, key) in &keys.failures {
+            store.release_login_attempt(key, self.limit(*scope)).await?;
+        }
+        Ok(())
+    }
+
+    /// The password was right: forgets the account's failures from this address and gives
+    /// back the attempt's place in the address counts.
+    pub async fn succeeded(&self, store: &Store, keys: &AttemptKeys) -> Result<(), StoreError> {
+        if !self.settings.enabled {
+            return Ok(());
+        }
+        store.clear_login_failures(keys.account()).await?;
+        for (scope, key) in &keys.failures {
+            if *scope != Scope::Account {
+                store.release_login_attempt(key, self.limit(*scope)).await?;
             }
         }
         Ok(())
     }
 
-    /// Forgets the account's failures from this address after a successful login.
-    pub async fn record_success(
+    /// Counts a successful login to the account (which will start a session); `Refused` when
+    /// the account had its share this minute.
+    pub async fn admit_success(
         &self,
         store: &Store,
         keys: &AttemptKeys,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Admission, StoreError> {
         if !self.settings.enabled {
-            return Ok(());
+            return Ok(Admission::Admitted);
         }
-        store.clear_login_failures(&keys.account).await
+        let now = Utc::now();
+        match store
+            .reserve_login_success(
+                &keys.successes,
+                self.settings.max_successes_per_account_per_minute,
+                now,
+                SUCCESS_WINDOW,
+            )
+            .await?
+        {
+            Some(_) => Ok(Admission::Admitted),
+            None => {
+                let started = store.login_success_window(&keys.successes).await?;
+                Ok(Admission::Refused {
+                    retry_after: retry_after(started.map(|at| at + SUCCESS_WINDOW), now),
+                })
+            }
+        }
+    }
+
+    /// Deletes the counts nobody needs any more (their window, and block, have passed).
+    pub async fn purge(&self, store: &Store) -> Result<u64, StoreError> {
+        store
+            .purge_login_counts(Utc::now(), self.settings.window, SUCCESS_WINDOW)
+            .await
     }
 
     /// The block after `failures` failures against a limit: none below it, then the base
@@ -132,19 +318,35 @@ impl LoginThrottle {
     }
 }
 
+/// Whole seconds until `until`, at least 1.
+fn retry_after(until: Option<DateTime<Utc>>, now: DateTime<Utc>) -> u32 {
+    let wait_ms = until
+        .map_or(0, |until| (until - now).num_milliseconds())
+        .max(0)
+        .unsigned_abs();
+    u32::try_from(wait_ms.div_ceil(1000))
+        .unwrap_or(u32::MAX)
+        .max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn throttle() -> LoginThrottle {
-        LoginThrottle::new(ThrottleSettings {
-            enabled: true,
-            max_failures_per_account: 5,
-            max_failures_per_address: 20,
-            base_delay: chrono::Duration::seconds(1),
-            max_delay: chrono::Duration::seconds(900),
-            window: chrono::Duration::seconds(900),
-        })
+        LoginThrottle::new(
+            ThrottleSettings {
+                enabled: true,
+                max_failures_per_account: 5,
+                max_failures_per_address: 20,
+                max_failures_per_ipv6_48: 100,
+                max_successes_per_account_per_minute: 10,
+                base_delay: chrono::Duration::seconds(1),
+                max_delay: chrono::Duration::seconds(900),
+                window: chrono::Duration::seconds(900),
+            },
+            b"a-unit-test-secret-of-at-least-32-bytes",
+        )
     }
 
     #[test]
@@ -163,37 +365,96 @@ mod tests {
 
     #[test]
     fn accounts_are_keyed_by_address_and_normalized_name() {
+        let throttle = throttle();
         let here: IpAddr = "192.0.2.1".parse().unwrap();
         let there: IpAddr = "198.51.100.7".parse().unwrap();
         assert_eq!(
-            AttemptKeys::new("JohnDoe", here),
-            AttemptKeys::new("johndoe", here)
+            throttle.keys("JohnDoe", here),
+            throttle.keys("johndoe", here)
         );
         assert_ne!(
-            AttemptKeys::new("johndoe", here),
-            AttemptKeys::new("johndoe", there)
+            throttle.keys("johndoe", here).account(),
+            throttle.keys("johndoe", there).account()
         );
         assert_eq!(
-            AttemptKeys::new("johndoe", here).address,
-            "address|192.0.2.1"
+            throttle.keys("johndoe", here).failures,
+            vec![
+                (Scope::Address, "address|192.0.2.1".to_owned()),
+                (
+                    Scope::Account,
+                    format!("account|192.0.2.1|{}", throttle.name_hash("johndoe"))
+                ),
+            ]
         );
     }
 
     #[test]
-    fn ipv6_clients_are_keyed_by_their_64_prefix() {
-        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
-        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
-        assert_eq!(address_key(a), "2001:db8:1:2::/64");
-        assert_eq!(address_key(a), address_key(b));
-        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
-        assert_eq!(address_key(mapped), "192.0.2.1");
+    fn usernames_are_stored_only_as_a_keyed_hash() {
+        let throttle = throttle();
+        let keys = throttle.keys("Hunter2Password", "192.0.2.1".parse().unwrap());
+        let all = keys
+            .failures
+            .iter()
+            .map(|(_, key)| key.clone())
+            .chain([keys.successes.clone()])
+            .chain(keys.clients.iter().cloned());
+        for key in all {
+            assert!(!key.to_lowercase().contains("hunter2"), "{key}");
+        }
+        let hash = throttle.name_hash("hunter2password");
+        assert_eq!(hash.len(), 64);
+        assert!(hash.bytes().all(|b| b.is_ascii_hexdigit()));
+        // Another secret, another hash: the database alone does not tell the name.
+        let other = LoginThrottle::new(throttle.settings, b"another-secret-of-at-least-32-bytes!!");
+        assert_ne!(other.name_hash("hunter2password"), hash);
     }
 
     #[test]
-    fn impossible_usernames_share_one_bounded_key() {
+    fn ipv6_clients_are_keyed_by_their_64_and_their_48() {
+        let throttle = throttle();
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:ff02::3".parse().unwrap();
+        assert_eq!(address_key(a), "2001:db8:1:2::/64");
+        assert_eq!(address_key(a), address_key(b));
+        assert_ne!(address_key(a), address_key(c));
+        assert_eq!(site_key(a).as_deref(), Some("2001:db8:1::/48"));
+        assert_eq!(site_key(a), site_key(c));
+        let keys = throttle.keys("johndoe", c);
+        assert_eq!(
+            keys.failures[0],
+            (Scope::Site, "site|2001:db8:1::/48".to_owned()),
+            "the /48 is counted first"
+        );
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(address_key(mapped), "192.0.2.1");
+        assert_eq!(site_key(mapped), None);
+    }
+
+    #[test]
+    fn impossible_usernames_share_one_bounded_key_without_nul() {
+        let throttle = throttle();
         let here: IpAddr = "192.0.2.1".parse().unwrap();
-        let long = AttemptKeys::new(&"x".repeat(10_000), here);
-        assert_eq!(long, AttemptKeys::new("with space", here));
-        assert!(long.account.len() < 200);
+        let long = throttle.keys(&"x".repeat(10_000), here);
+        assert_eq!(long, throttle.keys("with space", here));
+        assert_eq!(long, throttle.keys("bad\u{0}name", here));
+        for (_, key) in &long.failures {
+            assert!(key.len() < 200);
+            assert!(!key.contains('\u{0}'), "PostgreSQL text cannot hold NUL");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_whole_seconds_and_at_least_one() {
+        let now = Utc::now();
+        assert_eq!(retry_after(None, now), 1);
+        assert_eq!(
+            retry_after(Some(now - chrono::Duration::seconds(5)), now),
+            1
+        );
+        assert_eq!(
+            retry_after(Some(now + chrono::Duration::milliseconds(1500)), now),
+            2
+        );
     }
 }

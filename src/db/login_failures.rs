@@ -1,68 +1,127 @@
+//! The login throttle's counts (see `auth::throttle`): one atomic statement per key, so that
+//! concurrent attempts, on any instance, cannot both see room under a limit.
+
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait as _, EntityTrait as _, QueryFilter as _,
+    ColumnTrait as _, ConnectionTrait as _, EntityTrait as _, QueryFilter as _, QueryTrait as _,
     sea_query::{CaseStatement, Expr, ExprTrait as _, OnConflict},
 };
 
-use super::{Store, StoreError, entities::login_failure};
+use super::{
+    Store, StoreError,
+    entities::{login_failure, login_success},
+};
+
+/// The longest run of doublings a block can have before it reaches its ceiling.
+const MAX_DOUBLINGS: u32 = 32;
 
 impl Store {
-    /// The latest `blocked_until` among `keys` that is still in the future.
-    pub async fn blocked_until(
-        &self,
-        keys: &[String],
-        now: DateTime<Utc>,
-    ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let rows = login_failure::Entity::find()
-            .filter(login_failure::Column::Key.is_in(keys.iter().cloned()))
-            .filter(login_failure::Column::BlockedUntil.gt(now))
-            .all(self.connection())
-            .await?;
-        Ok(rows.into_iter().filter_map(|row| row.blocked_until).max())
-    }
-
-    /// Counts one more failure under `key`, atomically (concurrent failures are all counted),
-    /// starting again from one when the previous failure is older than `window`. Returns the
-    /// new count.
-    pub async fn record_login_failure(
+    /// Reserves one attempt under `key`: counts it, atomically, unless the key is blocked.
+    /// Returns the new count, or `None` when blocked. The count starts again from one when the
+    /// previous failure *and* the end of the block it caused are older than `window`. When the
+    /// new count reaches `limit`, the same statement blocks the key for `delay(count)`, so no
+    /// concurrent attempt gets through before the block is in place.
+    pub async fn reserve_login_attempt(
         &self,
         key: &str,
+        limit: u32,
         now: DateTime<Utc>,
         window: Duration,
-    ) -> Result<u32, StoreError> {
+        delay: impl Fn(u32) -> Option<Duration>,
+    ) -> Result<Option<u32>, StoreError> {
         use login_failure::{Column, Entity};
+
+        let col = |column: Column| Expr::col((Entity, column));
+        let forgotten = now - window;
+        let stale = col(Column::LastFailureAt).lt(forgotten).and(
+            col(Column::BlockedUntil)
+                .is_null()
+                .or(col(Column::BlockedUntil).lt(forgotten)),
+        );
+        let next_count = CaseStatement::new()
+            .case(stale.clone(), Expr::val(1))
+            .finally(col(Column::Failures).add(1));
+        let block_at = |count: u32| delay(count).map(|delay| now + delay);
+        let mut next_block = CaseStatement::new()
+            .case(stale.clone(), Expr::val(block_at(1)))
+            .case(
+                col(Column::Failures).add(1).lt(i64::from(limit)),
+                Expr::val(Option::<DateTime<Utc>>::None),
+            );
+        // One branch per doubling until the ceiling; the ceiling after that.
+        for count in limit..=limit.saturating_add(MAX_DOUBLINGS) {
+            next_block = next_block.case(
+                col(Column::Failures).add(1).eq(i64::from(count)),
+                Expr::val(block_at(count)),
+            );
+            if count == u32::MAX || delay(count) == delay(count + 1) {
+                break;
+            }
+        }
+        let next_block = next_block.finally(Expr::val(block_at(u32::MAX)));
+        let admitted = stale
+            .or(col(Column::Failures).lt(i64::from(limit)))
+            .or(col(Column::BlockedUntil).is_null())
+            .or(col(Column::BlockedUntil).lte(now));
 
         let row = login_failure::ActiveModel {
             key: Set(key.to_owned()),
             failures: Set(1),
             last_failure_at: Set(now),
-            blocked_until: Set(None),
+            blocked_until: Set(block_at(1)),
         };
-        let stale = Expr::col((Entity, Column::LastFailureAt)).lt(now - window);
-        let next_count = CaseStatement::new()
-            .case(stale, Expr::val(1))
-            .finally(Expr::col((Entity, Column::Failures)).add(1));
-        let saved = Entity::insert(row)
+        let mut insert = Entity::insert(row)
             .on_conflict(
                 OnConflict::column(Column::Key)
                     .value(Column::Failures, next_count)
                     .value(Column::LastFailureAt, now)
+                    .value(Column::BlockedUntil, next_block)
+                    .action_and_where(admitted)
                     .to_owned(),
             )
-            .exec_with_returning(self.connection())
-            .await?;
-        Ok(u32::try_from(saved.failures).unwrap_or(0))
+            .into_query();
+        insert.returning_col(Column::Failures);
+        let Some(saved) = self.connection().query_one(&insert).await? else {
+            return Ok(None);
+        };
+        let failures: i32 = saved.try_get("", "failures")?;
+        Ok(Some(u32::try_from(failures).unwrap_or(0)))
     }
 
-    /// Refuses logins under `key` until `until`.
-    pub async fn block_logins(&self, key: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
+    /// Gives back one attempt reserved under `key` (it succeeded, or was never checked); a
+    /// block stands only while the count is still at or over `limit`.
+    pub async fn release_login_attempt(&self, key: &str, limit: u32) -> Result<(), StoreError> {
+        use login_failure::Column;
+
+        let failures = || Expr::col(Column::Failures);
+        let count = CaseStatement::new()
+            .case(failures().gt(0), failures().sub(1))
+            .finally(Expr::val(0));
+        let block = CaseStatement::new()
+            .case(
+                failures().sub(1).lt(i64::from(limit)),
+                Expr::val(Option::<DateTime<Utc>>::None),
+            )
+            .finally(Expr::col(Column::BlockedUntil));
         login_failure::Entity::update_many()
-            .col_expr(login_failure::Column::BlockedUntil, until.into())
-            .filter(login_failure::Column::Key.eq(key))
+            .col_expr(Column::Failures, count.into())
+            .col_expr(Column::BlockedUntil, block.into())
+            .filter(Column::Key.eq(key))
             .exec(self.connection())
             .await?;
         Ok(())
+    }
+
+    /// Until when `key` is blocked, if it is (or was).
+    pub async fn login_blocked_until(
+        &self,
+        key: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(login_failure::Entity::find_by_id(key.to_owned())
+            .one(self.connection())
+            .await?
+            .and_then(|row| row.blocked_until))
     }
 
     /// Forgets the failures under `key` (after a successful login).
@@ -72,5 +131,98 @@ impl Store {
             .exec(self.connection())
             .await?;
         Ok(())
+    }
+
+    /// Counts one successful login under `key`, atomically, unless `limit` were already
+    /// counted in the current window (fixed windows of `window`, from the first). Returns the
+    /// new count, or `None` when the limit is reached.
+    pub async fn reserve_login_success(
+        &self,
+        key: &str,
+        limit: u32,
+        now: DateTime<Utc>,
+        window: Duration,
+    ) -> Result<Option<u32>, StoreError> {
+        use login_success::{Column, Entity};
+
+        let col = |column: Column| Expr::col((Entity, column));
+        let elapsed = col(Column::WindowStartedAt).lte(now - window);
+        let next_count = CaseStatement::new()
+            .case(elapsed.clone(), Expr::val(1))
+            .finally(col(Column::Successes).add(1));
+        let next_start = CaseStatement::new()
+            .case(elapsed.clone(), Expr::val(now))
+            .finally(col(Column::WindowStartedAt));
+        let row = login_success::ActiveModel {
+            key: Set(key.to_owned()),
+            successes: Set(1),
+            window_started_at: Set(now),
+        };
+        let mut insert = Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(Column::Key)
+                    .value(Column::Successes, next_count)
+                    .value(Column::WindowStartedAt, next_start)
+                    .action_and_where(elapsed.or(col(Column::Successes).lt(i64::from(limit))))
+                    .to_owned(),
+            )
+            .into_query();
+        insert.returning_col(Column::Successes);
+        let Some(saved) = self.connection().query_one(&insert).await? else {
+            return Ok(None);
+        };
+        let successes: i32 = saved.try_get("", "successes")?;
+        Ok(Some(u32::try_from(successes).unwrap_or(0)))
+    }
+
+    /// When the current window of successful logins under `key` started.
+    pub async fn login_success_window(
+        &self,
+        key: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(login_success::Entity::find_by_id(key.to_owned())
+            .one(self.connection())
+            .await?
+            .map(|row| row.window_started_at))
+    }
+
+    /// Deletes the counts that no longer matter at `now`: failures whose last one and whose
+    /// block ended more than `window` ago, and success windows that have passed. Returns how
+    /// many rows went.
+    pub async fn purge_login_counts(
+        &self,
+        now: DateTime<Utc>,
+        window: Duration,
+        success_window: Duration,
+    ) -> Result<u64, StoreError> {
+        use login_failure::Column;
+
+        let forgotten = now - window;
+        let failures = login_failure::Entity::delete_many()
+            .filter(Column::LastFailureAt.lt(forgotten))
+            .filter(
+                Column::BlockedUntil
+                    .is_null()
+                    .or(Column::BlockedUntil.lt(forgotten)),
+            )
+            .exec(self.connection())
+            .await?;
+        let successes = login_success::Entity::delete_many()
+            .filter(login_success::Column::WindowStartedAt.lte(now - success_window))
+            .exec(self.connection())
+            .await?;
+        Ok(failures.rows_affected + successes.rows_affected)
+    }
+
+    /// Every key the throttle holds, for tests: what is stored must not reveal names.
+    #[doc(hidden)]
+    pub async fn login_throttle_keys(&self) -> Result<Vec<String>, StoreError> {
+        let failures = login_failure::Entity::find().all(self.connection()).await?;
+        let successes = login_success::Entity::find().all(self.connection()).await?;
+        Ok(failures
+            .into_iter()
+            .map(|row| row.key)
+            .chain(successes.into_iter().map(|row| row.key))
+            .collect())
     }
 }

@@ -67,12 +67,15 @@ pub fn test_settings(database_url: String) -> Settings {
             parallelism: 1,
             workers: NonZeroUsize::new(2).unwrap(),
             queue: 1024,
+            queue_per_client: NonZeroUsize::new(1024).unwrap(),
         },
         // Off: most tests fail logins on purpose; tests/api/throttle.rs turns it on.
         throttle: ThrottleSettings {
             enabled: false,
             max_failures_per_account: 5,
             max_failures_per_address: 20,
+            max_failures_per_ipv6_48: 100,
+            max_successes_per_account_per_minute: 10,
             base_delay: chrono::Duration::seconds(1),
             max_delay: chrono::Duration::seconds(900),
             window: chrono::Duration::seconds(900),

@@ -241,3 +241,484 @@ fn the_document_declares_the_429_and_503_of_the_token_endpoint() {
         );
     }
 }
+
+const TOO_MANY_REQUESTS: &str = "Too many requests, retry later";
+
+/// A client whose connections come from `local` (a loopback address such as 127.0.0.2).
+fn client_from(local: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(local.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
+async fn login_with(
+    client: &reqwest::Client,
+    app: &TestApp,
+    username: &str,
+    password: &str,
+) -> reqwest::Response {
+    let body =
+        serde_urlencoded::to_string([("username", username), ("password", password)]).unwrap();
+    client
+        .post(app.url("/token"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Sends `count` logins at once from 127.0.0.1 (`username(n)` for the n-th) and, once the
+/// first 429 is back (or every attempt is answered), the right password for `johndoe`.
+/// Returns the statuses of the burst and the answer to the right password.
+async fn burst_then_right_password(
+    app: &TestApp,
+    count: usize,
+    username: impl Fn(usize) -> String,
+) -> (Vec<reqwest::Response>, reqwest::Response) {
+    let (first_429, mut seen) = tokio::sync::watch::channel(false);
+    let first_429 = std::sync::Arc::new(first_429);
+    let attempts: Vec<_> = (0..count)
+        .map(|n| {
+            let client = app.client.clone();
+            let url = app.url("/token");
+            let body = serde_urlencoded::to_string([
+                ("username", username(n).as_str()),
+                ("password", "wrong"),
+            ])
+            .unwrap();
+            let first_429 = std::sync::Arc::clone(&first_429);
+            tokio::spawn(async move {
+                let response = client
+                    .post(url)
+                    .header("Content-Type", "application/x-www-form-urlencoded")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                if response.status() == 429 {
+                    first_429.send_replace(true);
+                }
+                response
+            })
+        })
+        .collect();
+    let all_done = async {
+        let mut responses = Vec::new();
+        for attempt in attempts {
+            responses.push(attempt.await.unwrap());
+        }
+        responses
+    };
+    tokio::pin!(all_done);
+    // Inside the burst: as soon as one attempt was refused, while others may still hash.
+    let right = tokio::select! {
+        seen = seen.wait_for(|seen| *seen) => {
+            // Not held while logging in: the burst's senders need it.
+            drop(seen);
+            app.post_token(&[("username", "johndoe"), ("password", "secret")]).await
+        }
+        responses = &mut all_done => {
+            let right = app.post_token(&[("username", "johndoe"), ("password", "secret")]).await;
+            return (responses, right);
+        }
+    };
+    (all_done.await, right)
+}
+
+async fn burst_settings(max_per_account: u32, max_per_address: u32) -> TestApp {
+    let (url, dir) = fresh_database().await;
+    let mut settings = test_settings(url);
+    settings.throttle.enabled = true;
+    settings.throttle.max_failures_per_account = max_per_account;
+    settings.throttle.max_failures_per_address = max_per_address;
+    // Long enough that no block ends during the test, however slow the machine.
+    settings.throttle.base_delay = chrono::Duration::seconds(120);
+    settings.throttle.max_delay = chrono::Duration::seconds(900);
+    spawn_app_with(settings, dir).await
+}
+
+async fn count_statuses(responses: Vec<reqwest::Response>) -> (usize, usize) {
+    let (mut unauthorized, mut throttled) = (0, 0);
+    for response in responses {
+        match response.status().as_u16() {
+            401 => unauthorized += 1,
+            429 => {
+                throttled += 1;
+                assert_throttled(response).await;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    (unauthorized, throttled)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_concurrent_guesses_gets_no_more_checks_than_the_account_limit() {
+    // Arrange: 5 failures per account and address, many more per address.
+    let app = burst_settings(5, 1000).await;
+    app.create_user("johndoe", "secret").await;
+
+    // Act: 60 wrong passwords at once, then the right one inside the burst.
+    let (burst, right) = burst_then_right_password(&app, 60, |_| "johndoe".into()).await;
+
+    // Assert: exactly the limit was checked; the rest, and the right password, are refused.
+    let (unauthorized, throttled) = count_statuses(burst).await;
+    assert_eq!((unauthorized, throttled), (5, 55));
+    let retry_after = assert_throttled(right).await;
+    assert!(
+        retry_after > 60,
+        "the block set by the 5th attempt: {retry_after}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_concurrent_guesses_over_many_accounts_gets_no_more_checks_than_the_address_limit()
+ {
+    // Arrange: 6 failures per address, whatever the accounts.
+    let app = burst_settings(5, 6).await;
+    app.create_user("johndoe", "secret").await;
+
+    // Act: 60 wrong passwords for 60 accounts at once, then the right one for johndoe.
+    let (burst, right) = burst_then_right_password(&app, 60, |n| format!("user{n}")).await;
+
+    // Assert
+    let (unauthorized, throttled) = count_statuses(burst).await;
+    assert_eq!((unauthorized, throttled), (6, 54));
+    assert_throttled(right).await;
+}
+
+#[tokio::test]
+async fn a_block_is_remembered_after_it_ends() {
+    // Arrange: the window equals the longest block (the default's shape: 900 s and 900 s).
+    let (url, dir) = fresh_database().await;
+    let mut settings = test_settings(url);
+    settings.throttle.enabled = true;
+    settings.throttle.max_failures_per_account = 3;
+    settings.throttle.base_delay = chrono::Duration::seconds(2);
+    settings.throttle.max_delay = chrono::Duration::seconds(2);
+    settings.throttle.window = chrono::Duration::seconds(2);
+    let app = spawn_app_with(settings, dir).await;
+    app.create_user("johndoe", "secret").await;
+    for _ in 0..3 {
+        let response = app
+            .post_token(&[("username", "johndoe"), ("password", "wrong")])
+            .await;
+        assert_eq!(response.status(), 401);
+    }
+    assert_throttled(
+        app.post_token(&[("username", "johndoe"), ("password", "wrong")])
+            .await,
+    )
+    .await;
+
+    // Act: once the block has ended, the count is still there: one more guess, then blocked.
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    let after_block = app
+        .post_token(&[("username", "johndoe"), ("password", "wrong")])
+        .await;
+    let next = app
+        .post_token(&[("username", "johndoe"), ("password", "wrong")])
+        .await;
+
+    // Assert
+    assert_eq!(after_block.status(), 401);
+    assert_throttled(next).await;
+}
+
+/// A server trusting `X-Forwarded-For`, throttling after 3 failures per account and address,
+/// 6 per address (an IPv6 /64) and 12 per IPv6 /48.
+async fn ipv6_app() -> TestApp {
+    let (url, dir) = fresh_database().await;
+    let mut settings = test_settings(url);
+    settings.throttle.enabled = true;
+    settings.throttle.max_failures_per_account = 3;
+    settings.throttle.max_failures_per_address = 6;
+    settings.throttle.max_failures_per_ipv6_48 = 12;
+    settings.client_ip_header = Some("x-forwarded-for".parse().unwrap());
+    spawn_app_with(settings, dir).await
+}
+
+#[tokio::test]
+async fn guesses_spread_over_the_64s_of_one_ipv6_48_are_throttled_together() {
+    // Arrange
+    let app = ipv6_app().await;
+    app.create_user("johndoe", "secret").await;
+
+    // Act: 12 guesses, each from another /64 of 2001:db8:1::/48 (each /64 far below its limit).
+    for n in 0..12 {
+        let response = login_from(&app, &format!("2001:db8:1:{n:x}::1"), "johndoe", "guess").await;
+        assert_eq!(response.status(), 401, "guess {n}");
+    }
+
+    // Assert: the whole /48 is blocked, a fresh /64 of it included, even for the right password.
+    assert_throttled(login_from(&app, "2001:db8:1:ff::1", "johndoe", "secret").await).await;
+    assert_throttled(login_from(&app, "2001:db8:1:ff::1", "other", "guess").await).await;
+    // Another /48 is not.
+    let elsewhere = login_from(&app, "2001:db8:2::1", "johndoe", "secret").await;
+    assert_eq!(elsewhere.status(), 200);
+}
+
+#[tokio::test]
+async fn an_ipv6_64_is_throttled_as_one_address() {
+    let app = ipv6_app().await;
+    for n in 0..6 {
+        let response = login_from(
+            &app,
+            &format!("2001:db8:1:2::{:x}", n + 1),
+            &format!("user{n}"),
+            "guess",
+        )
+        .await;
+        assert_eq!(response.status(), 401);
+    }
+    assert_throttled(login_from(&app, "2001:db8:1:2:ffff::9", "user9", "guess").await).await;
+    let next_64 = login_from(&app, "2001:db8:1:3::1", "user9", "guess").await;
+    assert_eq!(next_64.status(), 401);
+}
+
+#[tokio::test]
+async fn the_throttle_stores_no_username_and_purges_expired_counts() {
+    // Arrange: a password typed into the username box.
+    let app = throttled_app().await;
+    for client in ["198.51.100.1", "2001:db8:5::1"] {
+        let response = login_from(&app, client, "Correct-Horse-Battery", "x").await;
+        assert_eq!(response.status(), 401);
+    }
+    app.create_user("johndoe", "secret").await;
+    assert_eq!(
+        login_from(&app, "198.51.100.2", "johndoe", "secret")
+            .await
+            .status(),
+        200
+    );
+
+    // Assert: what is stored does not tell the name.
+    let keys = app.store.login_throttle_keys().await.unwrap();
+    assert!(keys.len() >= 5, "{keys:?}");
+    for key in &keys {
+        let key = key.to_lowercase();
+        assert!(!key.contains("horse") && !key.contains("johndoe"), "{key}");
+    }
+
+    // Act: a purge now keeps them; one after their window deletes them.
+    let window = app.settings.throttle.window;
+    let minute = chrono::Duration::minutes(1);
+    let kept = app
+        .store
+        .purge_login_counts(chrono::Utc::now(), window, minute)
+        .await
+        .unwrap();
+    let purged = app
+        .store
+        .purge_login_counts(chrono::Utc::now() + window + minute, window, minute)
+        .await
+        .unwrap();
+    assert_eq!(kept, 0);
+    assert_eq!(purged, keys.len() as u64);
+    assert!(app.store.login_throttle_keys().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_blocked_count_is_not_purged_before_its_block_has_ended() {
+    let app = throttled_app().await;
+    for _ in 0..3 {
+        let _ = login_from(&app, "198.51.100.1", "johndoe", "wrong").await;
+    }
+    // A block far longer than the window: still kept a window after the last failure.
+    let window = app.settings.throttle.window;
+    let keys = app.store.login_throttle_keys().await.unwrap();
+    let account = keys.iter().find(|key| key.starts_with("account|")).unwrap();
+    // One more failure once the first block (1 s) has ended, blocking for three windows.
+    let later = chrono::Utc::now() + chrono::Duration::seconds(5);
+    let reserved = app
+        .store
+        .reserve_login_attempt(account, 3, later, window, |_| Some(window * 3))
+        .await
+        .unwrap();
+    assert_eq!(reserved, Some(4));
+    let purged = app
+        .store
+        .purge_login_counts(
+            chrono::Utc::now() + window * 2,
+            window,
+            chrono::Duration::minutes(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(purged, 1, "only the address count");
+    assert!(
+        app.store
+            .login_blocked_until(account)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn an_impossible_username_is_refused_like_an_unknown_one_with_the_throttle_on() {
+    // On PostgreSQL the throttle's key once held a NUL byte here: 500.
+    let app = throttled_app().await;
+    for username in ["bad name", "bad\u{0}name", &"x".repeat(300)] {
+        let response = login_from(&app, "198.51.100.1", username, "x").await;
+        assert_eq!(response.status(), 401, "{username:?}");
+        assert_eq!(
+            header(response.headers(), "www-authenticate"),
+            Some("Bearer")
+        );
+        assert_eq!(
+            json_body(response).await,
+            json!({
+                "detail": "Incorrect username or password",
+                "error": "invalid_grant",
+                "error_description": "Incorrect username or password",
+            })
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_gets_only_so_many_successful_logins_a_minute() {
+    // Arrange: 3 successful logins per account per minute.
+    let (url, dir) = fresh_database().await;
+    let mut settings = test_settings(url);
+    settings.throttle.enabled = true;
+    settings.throttle.max_successes_per_account_per_minute = 3;
+    // Concurrent attempts hold places in the failure counts: leave room for all 10.
+    settings.throttle.max_failures_per_account = 20;
+    let app = spawn_app_with(settings, dir).await;
+    app.create_user("johndoe", "secret").await;
+    app.create_user("janedoe", "secret").await;
+
+    // Act: 10 right passwords at once, then one from another address.
+    let attempts: Vec<_> = (0..10)
+        .map(|_| {
+            let client = app.client.clone();
+            let url = app.url("/token");
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .header("Content-Type", "application/x-www-form-urlencoded")
+                    .body("username=johndoe&password=secret")
+                    .send()
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    let mut refused = Vec::new();
+    for attempt in attempts {
+        let response = attempt.await.unwrap();
+        match response.status().as_u16() {
+            200 => ok += 1,
+            429 => refused.push(response),
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    let elsewhere = login_with(&client_from("127.0.0.2"), &app, "JohnDoe", "secret").await;
+
+    // Assert: 3 sessions; the rest refused with the 429 of the token endpoint.
+    assert_eq!((ok, refused.len()), (3, 7));
+    for response in refused.into_iter().chain([elsewhere]) {
+        assert_eq!(response.status(), 429);
+        let retry_after: u64 = header(response.headers(), "retry-after")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&retry_after), "{retry_after}");
+        assert_eq!(
+            json_body(response).await,
+            json!({
+                "detail": TOO_MANY_REQUESTS,
+                "error": "invalid_request",
+                "error_description": TOO_MANY_REQUESTS,
+            })
+        );
+    }
+    let sessions = app
+        .store
+        .live_sessions(
+            app.store
+                .find_user_by_username(&portcullis::domain::Username::parse("johndoe").unwrap())
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+        )
+        .await
+        .unwrap();
+    assert_eq!(sessions.len(), 3);
+    // Other accounts are not affected.
+    assert_eq!(
+        app.post_token(&[("username", "janedoe"), ("password", "secret")])
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_right_passwords_for_one_account_leaves_others_served() {
+    // Arrange: one worker, eight waiting, two per client; no success limit (throttle off), so
+    // that only the fair share protects the others.
+    let (url, dir) = fresh_database().await;
+    let mut settings = test_settings(url);
+    settings.hashing.workers = std::num::NonZeroUsize::MIN;
+    settings.hashing.queue = 8;
+    settings.hashing.queue_per_client = std::num::NonZeroUsize::new(2).unwrap();
+    let app = std::sync::Arc::new(spawn_app_with(settings, dir).await);
+    app.create_user("alice", "secret").await;
+    app.create_user("bob", "secret").await;
+
+    // Act: 16 connections from 127.0.0.2 log in as alice again and again; bob logs in from
+    // 127.0.0.3 while they do.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (busy_seen, mut busy) = tokio::sync::watch::channel(false);
+    let busy_seen = std::sync::Arc::new(busy_seen);
+    let flood = client_from("127.0.0.2");
+    let flooders: Vec<_> = (0..16)
+        .map(|_| {
+            let (app, stop, flood, busy_seen) = (
+                std::sync::Arc::clone(&app),
+                std::sync::Arc::clone(&stop),
+                flood.clone(),
+                std::sync::Arc::clone(&busy_seen),
+            );
+            tokio::spawn(async move {
+                for _ in 0..500 {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let status = login_with(&flood, &app, "alice", "secret").await.status();
+                    if status == 503 {
+                        busy_seen.send_replace(true);
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::timeout(Duration::from_secs(60), busy.wait_for(|seen| *seen))
+        .await
+        .expect("the flood fills alice's share")
+        .unwrap();
+    let bob = client_from("127.0.0.3");
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(
+            login_with(&bob, &app, "bob", "secret")
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for flooder in flooders {
+        flooder.await.unwrap();
+    }
+
+    // Assert
+    assert_eq!(statuses, [200; 5]);
+}

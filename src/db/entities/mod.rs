@@ -3,6 +3,7 @@
 
 pub mod item;
 pub mod login_failure;
+pub mod login_success;
 pub mod refresh_token;
 pub mod session;
 pub mod signing_key;
