@@ -188,6 +188,33 @@ pub struct ConfigArgs {
     #[arg(long, env = "PORTCULLIS_MAX_BODY_BYTES", default_value_t = 64 * 1024, global = true)]
     pub max_body_bytes: usize,
 
+    /// Seconds a client has to send a request's head (request line and headers), counted from
+    /// the connection's start or the request's first byte; then the connection is closed.
+    #[arg(long, env = "PORTCULLIS_HEADER_READ_TIMEOUT_SECONDS", default_value_t = 10, global = true)]
+    pub header_read_timeout_seconds: u64,
+
+    /// Seconds a client has to send a request's body after its head; then 408.
+    #[arg(long, env = "PORTCULLIS_BODY_READ_TIMEOUT_SECONDS", default_value_t = 30, global = true)]
+    pub body_read_timeout_seconds: u64,
+
+    /// Seconds a keep-alive connection may stay idle between requests before it is closed.
+    #[arg(long, env = "PORTCULLIS_IDLE_TIMEOUT_SECONDS", default_value_t = 60, global = true)]
+    pub idle_timeout_seconds: u64,
+
+    /// Largest request head (request line and header fields), in bytes; larger ones get 431.
+    #[arg(long, env = "PORTCULLIS_MAX_HEADER_BYTES", default_value_t = 16 * 1024, global = true)]
+    pub max_header_bytes: usize,
+
+    /// Connections open at once from one client address (an IPv6 /64 counts as one address);
+    /// further ones are closed at once.
+    #[arg(long, env = "PORTCULLIS_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 64, global = true)]
+    pub max_connections_per_address: usize,
+
+    /// Connections open at once in all; further ones wait in the listen queue. Default: derived
+    /// from the open-file limit (raised to its hard limit at start), at most 10000.
+    #[arg(long, env = "PORTCULLIS_MAX_CONNECTIONS", global = true)]
+    pub max_connections: Option<NonZeroUsize>,
+
     /// Log filter, in `tracing` syntax (e.g. `info`, `portcullis=debug`).
     #[arg(
         long,
@@ -242,7 +269,39 @@ pub struct Settings {
     /// Header holding the client address, set by a trusted proxy.
     pub client_ip_header: Option<poem::http::HeaderName>,
     pub max_body_bytes: usize,
+    pub connections: ConnectionSettings,
 }
+
+/// Limits on connections and on how slowly a client may send (see `server`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionSettings {
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_connections_per_address: usize,
+    /// `None`: derived from the open-file limit at start (`server::connection_cap`).
+    pub max_connections: Option<NonZeroUsize>,
+}
+
+impl Default for ConnectionSettings {
+    /// The defaults of the environment variables above.
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_header_bytes: 16 * 1024,
+            max_connections_per_address: 64,
+            max_connections: None,
+        }
+    }
+}
+
+/// Bounds of the connection settings: a timeout under a second would cut off honest clients
+/// on slow links, one over an hour keeps a slow attacker's socket for nothing.
+const TIMEOUT_SECONDS: std::ops::RangeInclusive<u64> = 1..=3600;
+const HEADER_BYTES: std::ops::RangeInclusive<usize> = 1024..=1024 * 1024;
 
 /// Login throttling (see `auth::throttle`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -401,6 +460,45 @@ impl ConfigArgs {
                 })
                 .transpose()?,
             max_body_bytes: self.max_body_bytes,
+            connections: self.connections()?,
+        })
+    }
+
+    fn connections(&self) -> anyhow::Result<ConnectionSettings> {
+        let timeout = |value: u64, name: &str| {
+            if TIMEOUT_SECONDS.contains(&value) {
+                Ok(Duration::from_secs(value))
+            } else {
+                Err(anyhow::anyhow!(
+                    "{name} must be between {} and {} seconds",
+                    TIMEOUT_SECONDS.start(),
+                    TIMEOUT_SECONDS.end()
+                ))
+            }
+        };
+        if !HEADER_BYTES.contains(&self.max_header_bytes) {
+            bail!(
+                "PORTCULLIS_MAX_HEADER_BYTES must be between {} and {}",
+                HEADER_BYTES.start(),
+                HEADER_BYTES.end()
+            );
+        }
+        if self.max_connections_per_address == 0 {
+            bail!("PORTCULLIS_MAX_CONNECTIONS_PER_ADDRESS must be at least 1");
+        }
+        Ok(ConnectionSettings {
+            header_read_timeout: timeout(
+                self.header_read_timeout_seconds,
+                "PORTCULLIS_HEADER_READ_TIMEOUT_SECONDS",
+            )?,
+            body_read_timeout: timeout(
+                self.body_read_timeout_seconds,
+                "PORTCULLIS_BODY_READ_TIMEOUT_SECONDS",
+            )?,
+            idle_timeout: timeout(self.idle_timeout_seconds, "PORTCULLIS_IDLE_TIMEOUT_SECONDS")?,
+            max_header_bytes: self.max_header_bytes,
+            max_connections_per_address: self.max_connections_per_address,
+            max_connections: self.max_connections,
         })
     }
 

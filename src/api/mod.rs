@@ -1,7 +1,7 @@
 //! The HTTP API: one poem-openapi struct per area, combined into one service with its
 //! OpenAPI document and Swagger UI.
 
-mod error;
+pub(crate) mod error;
 mod health;
 mod input;
 mod items;

@@ -3,7 +3,7 @@ use std::{net::SocketAddr, num::NonZeroUsize, sync::Arc, time::Duration};
 use portcullis::{
     auth::PasswordHasher,
     config::{
-        DatabaseSettings, HashingSettings, SessionSettings, Settings, SigningAlgorithm,
+        ConnectionSettings, DatabaseSettings, HashingSettings, SessionSettings, Settings, SigningAlgorithm,
         ThrottleSettings, TokenSettings,
     },
     db::{NewSession, Store, User},
@@ -77,6 +77,12 @@ pub fn test_settings(database_url: String) -> Settings {
         public_url: None,
         client_ip_header: None,
         max_body_bytes: 64 * 1024,
+        connections: ConnectionSettings {
+            // Other tests send bursts of concurrent requests from 127.0.0.1; the default (64)
+            // is pinned by tests/api/connections.rs.
+            max_connections_per_address: 1024,
+            ..ConnectionSettings::default()
+        },
     }
 }
 

@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod concurrency;
+mod connections;
 mod helpers;
 mod hostile;
 mod housekeeping;
