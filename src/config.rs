@@ -190,15 +190,30 @@ pub struct ConfigArgs {
 
     /// Seconds a client has to send a request's head (request line and headers), counted from
     /// the connection's start or the request's first byte; then the connection is closed.
-    #[arg(long, env = "PORTCULLIS_HEADER_READ_TIMEOUT_SECONDS", default_value_t = 10, global = true)]
+    #[arg(
+        long,
+        env = "PORTCULLIS_HEADER_READ_TIMEOUT_SECONDS",
+        default_value_t = 10,
+        global = true
+    )]
     pub header_read_timeout_seconds: u64,
 
     /// Seconds a client has to send a request's body after its head; then 408.
-    #[arg(long, env = "PORTCULLIS_BODY_READ_TIMEOUT_SECONDS", default_value_t = 30, global = true)]
+    #[arg(
+        long,
+        env = "PORTCULLIS_BODY_READ_TIMEOUT_SECONDS",
+        default_value_t = 30,
+        global = true
+    )]
     pub body_read_timeout_seconds: u64,
 
     /// Seconds a keep-alive connection may stay idle between requests before it is closed.
-    #[arg(long, env = "PORTCULLIS_IDLE_TIMEOUT_SECONDS", default_value_t = 60, global = true)]
+    #[arg(
+        long,
+        env = "PORTCULLIS_IDLE_TIMEOUT_SECONDS",
+        default_value_t = 60,
+        global = true
+    )]
     pub idle_timeout_seconds: u64,
 
     /// Largest request head (request line and header fields), in bytes; larger ones get 431.
@@ -207,7 +222,12 @@ pub struct ConfigArgs {
 
     /// Connections open at once from one client address (an IPv6 /64 counts as one address);
     /// further ones are closed at once.
-    #[arg(long, env = "PORTCULLIS_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 64, global = true)]
+    #[arg(
+        long,
+        env = "PORTCULLIS_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 64,
+        global = true
+    )]
     pub max_connections_per_address: usize,
 
     /// Connections open at once in all; further ones wait in the listen queue. Default: derived

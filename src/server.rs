@@ -118,7 +118,11 @@ pub async fn serve(
     signal: impl Future<Output = ()>,
     grace: Duration,
 ) {
-    let local = LocalAddr(listener.local_addr().map_or(Addr::Custom("tcp", "".into()), |a| a.into()));
+    let local = LocalAddr(
+        listener
+            .local_addr()
+            .map_or(Addr::Custom("tcp", "".into()), |a| a.into()),
+    );
     let shared = Arc::new(Shared {
         endpoint,
         settings,
@@ -303,7 +307,11 @@ struct AddressSlot {
 
 impl Drop for AddressSlot {
     fn drop(&mut self) {
-        let mut open = self.table.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut open = self
+            .table
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(entry) = open.get_mut(&self.key) {
             entry.open -= 1;
             if entry.open == 0 {
@@ -432,7 +440,9 @@ async fn serve_connection(
     };
     match outcome {
         Outcome::Ended(Ok(())) => {}
-        Outcome::Ended(Err(err)) => tracing::debug!(client = %peer, error = %err, "connection error"),
+        Outcome::Ended(Err(err)) => {
+            tracing::debug!(client = %peer, error = %err, "connection error")
+        }
         Outcome::TimedOut(phase) => {
             tracing::debug!(client = %peer, ?phase, "closing a connection that sent nothing in time");
         }
@@ -447,7 +457,11 @@ enum Outcome {
 /// Drives the connection until it ends, or until the deadline of its current phase passes.
 /// The phase only changes while the connection is polled (the socket is read, a request
 /// starts or its response is done), so the deadline is looked at after each poll.
-async fn watch<C>(mut connection: Pin<&mut C>, phase: &ConnectionPhase, settings: &ConnectionSettings) -> Outcome
+async fn watch<C>(
+    mut connection: Pin<&mut C>,
+    phase: &ConnectionPhase,
+    settings: &ConnectionSettings,
+) -> Outcome
 where
     C: Future<Output = hyper::Result<()>>,
 {

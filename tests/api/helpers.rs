@@ -3,8 +3,8 @@ use std::{net::SocketAddr, num::NonZeroUsize, sync::Arc, time::Duration};
 use portcullis::{
     auth::PasswordHasher,
     config::{
-        ConnectionSettings, DatabaseSettings, HashingSettings, SessionSettings, Settings, SigningAlgorithm,
-        ThrottleSettings, TokenSettings,
+        ConnectionSettings, DatabaseSettings, HashingSettings, SessionSettings, Settings,
+        SigningAlgorithm, ThrottleSettings, TokenSettings,
     },
     db::{NewSession, Store, User},
     domain::ScopeSet,
