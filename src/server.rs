@@ -135,9 +135,9 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(max_connections));
     let shutdown = CancellationToken::new();
     let mut connections = JoinSet::new();
-    let mut at_cap = false;
+    let mut at_cap = Burst::default();
     let mut backoff = FIRST_ACCEPT_BACKOFF;
-    let mut failing_since: Option<Instant> = None;
+    let mut failing = Burst::default();
     let mut signal = pin!(signal);
     tracing::info!(max_connections, "accepting connections");
 
@@ -146,22 +146,21 @@ pub async fn serve(
         let slot = match slots.clone().try_acquire_owned() {
             Ok(slot) => slot,
             Err(_) => {
-                if !at_cap {
-                    at_cap = true;
+                if at_cap.hit() {
                     tracing::warn!(
                         max_connections,
                         "connection limit reached: new connections wait until others close"
                     );
                 }
-                tokio::select! {
+                let slot = tokio::select! {
                     slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
                     () = &mut signal => break,
-                }
+                };
+                at_cap.hit();
+                slot
             }
         };
-        // The burst is over once a quarter of the slots are free again.
-        if at_cap && slots.available_permits() >= max_connections / 4 {
-            at_cap = false;
+        if at_cap.ended() {
             tracing::info!("connection limit no longer reached");
         }
         let accepted = tokio::select! {
@@ -170,11 +169,8 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, peer)) => {
-                if let Some(since) = failing_since.take() {
-                    tracing::info!(
-                        failed_for_ms = since.elapsed().as_millis(),
-                        "accepting connections again"
-                    );
+                if failing.ended() {
+                    tracing::info!("accepting connections again");
                 }
                 backoff = FIRST_ACCEPT_BACKOFF;
                 let Some(address) = per_address.admit(peer.ip()) else {
@@ -195,8 +191,7 @@ pub async fn serve(
             // EMFILE, ENFILE, ENOBUFS…: retrying at once would spin; wait, longer each time.
             Err(err) => {
                 drop(slot);
-                if failing_since.is_none() {
-                    failing_since = Some(Instant::now());
+                if failing.hit() {
                     tracing::warn!(error = %err, "cannot accept connections; backing off");
                 }
                 tokio::select! {
@@ -221,6 +216,34 @@ pub async fn serve(
         .await;
     }
     connections.shutdown().await;
+}
+
+/// A condition logged once per burst: a burst ends when the condition has not occurred for
+/// [`BURST_GAP`], so a saturated server logs a line every so often, not one per connection.
+#[derive(Default)]
+struct Burst {
+    last: Option<Instant>,
+}
+
+const BURST_GAP: Duration = Duration::from_secs(10);
+
+impl Burst {
+    /// Records an occurrence; `true` when it starts a burst.
+    fn hit(&mut self) -> bool {
+        let now = Instant::now();
+        let starts = self.last.is_none_or(|last| now - last > BURST_GAP);
+        self.last = Some(now);
+        starts
+    }
+
+    /// `true`, once, when the burst is over.
+    fn ended(&mut self) -> bool {
+        let over = self.last.is_some_and(|last| last.elapsed() > BURST_GAP);
+        if over {
+            self.last = None;
+        }
+        over
+    }
 }
 
 fn is_connection_error(err: &io::Error) -> bool {
