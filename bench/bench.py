@@ -125,6 +125,9 @@ def server_env():
     for key in list(env):
         if key.startswith("PORTCULLIS_") or key == "DATABASE_URL":
             del env[key]
+    # wrk is one client address standing for many clients (up to 1,000 connections in the
+    # flood): the per-address connection cap (64 by default) would refuse most of them.
+    env["PORTCULLIS_MAX_CONNECTIONS_PER_ADDRESS"] = "4096"
     return env
 
 

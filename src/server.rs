@@ -466,8 +466,11 @@ async fn serve_connection(
         Outcome::Ended(Err(err)) => {
             tracing::debug!(client = %peer, error = %err, "connection error")
         }
-        Outcome::TimedOut(phase) => {
-            tracing::debug!(client = %peer, ?phase, "closing a connection that sent nothing in time");
+        Outcome::TimedOut(Phase::Idle(_)) => {
+            tracing::debug!(client = %peer, "closing an idle keep-alive connection");
+        }
+        Outcome::TimedOut(_) => {
+            tracing::debug!(client = %peer, "closing a connection: no complete request head in time");
         }
     }
 }
