@@ -184,3 +184,77 @@ fn connection_settings_out_of_bounds_stop_the_service_at_start() {
         "{stderr}"
     );
 }
+
+#[test]
+fn sigterm_lets_an_in_flight_request_finish_and_closes_idle_connections() {
+    let ws = Workspace::new();
+    let mut command = ws.command();
+    command.args(["serve", "--bind", "127.0.0.1:0"]);
+    let mut server = ServerProcess::start(command);
+    let address: SocketAddr = server
+        .base_url
+        .strip_prefix("http://")
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    let mut idle = TcpStream::connect(address).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: portcullis\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    assert!(idle.read(&mut buf).unwrap() > 0, "an answer to /health");
+
+    let body = "username=nobody&password=wrong-password";
+    let mut in_flight = TcpStream::connect(address).unwrap();
+    in_flight
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    in_flight
+        .write_all(
+            format!(
+                "POST /token HTTP/1.1\r\nHost: portcullis\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{}",
+                body.len(),
+                &body[..8]
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let stopping = Instant::now();
+    let sent = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    std::thread::sleep(Duration::from_millis(300));
+    in_flight.write_all(body[8..].as_bytes()).unwrap();
+    let mut response = Vec::new();
+    let _ = in_flight.read_to_end(&mut response);
+    let response = String::from_utf8_lossy(&response);
+    assert!(
+        response.starts_with("HTTP/1.1 401 Unauthorized"),
+        "the request in flight is answered: {response:?}"
+    );
+    assert_eq!(
+        idle.read(&mut buf).unwrap_or(0),
+        0,
+        "the idle connection is closed"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the server stops");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(9),
+        "without waiting for the idle connection"
+    );
+}
