@@ -230,7 +230,7 @@ fn sigterm_lets_an_in_flight_request_finish_and_closes_idle_connections() {
         .unwrap();
     assert!(sent.success());
     std::thread::sleep(Duration::from_millis(300));
-    in_flight.write_all(body[8..].as_bytes()).unwrap();
+    in_flight.write_all(&body.as_bytes()[8..]).unwrap();
     let mut response = Vec::new();
     let _ = in_flight.read_to_end(&mut response);
     let response = String::from_utf8_lossy(&response);
