@@ -653,6 +653,54 @@ fn generated_secret(path: &std::path::Path) -> anyhow::Result<SecretBox<[u8]>> {
 mod tests {
     use super::*;
 
+    #[derive(clap::Parser)]
+    struct Args {
+        #[command(flatten)]
+        config: ConfigArgs,
+    }
+
+    fn parse(args: &[&str]) -> ConfigArgs {
+        <Args as clap::Parser>::try_parse_from(
+            std::iter::once("portcullis").chain(args.iter().copied()),
+        )
+        .unwrap()
+        .config
+    }
+
+    #[test]
+    fn the_connection_defaults_are_connection_settings_default() {
+        assert_eq!(
+            parse(&[]).connections().unwrap(),
+            ConnectionSettings::default()
+        );
+    }
+
+    #[test]
+    fn connection_settings_are_bounded() {
+        for args in [
+            ["--header-read-timeout-seconds", "0"],
+            ["--body-read-timeout-seconds", "3601"],
+            ["--idle-timeout-seconds", "0"],
+            ["--max-header-bytes", "1023"],
+            ["--max-header-bytes", "1048577"],
+            ["--max-connections-per-address", "0"],
+        ] {
+            assert!(parse(&args).connections().is_err(), "{args:?}");
+        }
+        let edge = parse(&[
+            "--header-read-timeout-seconds",
+            "1",
+            "--idle-timeout-seconds",
+            "3600",
+            "--max-header-bytes",
+            "1024",
+        ])
+        .connections()
+        .unwrap();
+        assert_eq!(edge.header_read_timeout, Duration::from_secs(1));
+        assert_eq!(edge.idle_timeout, Duration::from_secs(3600));
+    }
+
     #[test]
     fn a_short_secret_is_refused() {
         let err = checked_secret(SecretString::from("x".repeat(31)), "PORTCULLIS_JWT_SECRET")
