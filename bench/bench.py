@@ -134,6 +134,9 @@ def server_env():
         "PORTCULLIS_LOGIN_MAX_SUCCESSES_PER_ACCOUNT_PER_MINUTE": "1000000",
         "PORTCULLIS_HASH_QUEUE_PER_CLIENT": "100000",
     })
+    # wrk is one client address standing for many clients (up to 1,000 connections in the
+    # flood): the per-address connection cap (64 by default) would refuse most of them.
+    env["PORTCULLIS_MAX_CONNECTIONS_PER_ADDRESS"] = "4096"
     return env
 
 

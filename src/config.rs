@@ -240,6 +240,52 @@ pub struct ConfigArgs {
         global = true
     )]
     pub max_items_per_user: u32,
+    /// Seconds a client has to send a request's head (request line and headers), counted from
+    /// the connection's start or the request's first byte; then the connection is closed.
+    #[arg(
+        long,
+        env = "PORTCULLIS_HEADER_READ_TIMEOUT_SECONDS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub header_read_timeout_seconds: u64,
+
+    /// Seconds a client has to send a request's body after its head; then 408.
+    #[arg(
+        long,
+        env = "PORTCULLIS_BODY_READ_TIMEOUT_SECONDS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub body_read_timeout_seconds: u64,
+
+    /// Seconds a keep-alive connection may stay idle between requests before it is closed.
+    #[arg(
+        long,
+        env = "PORTCULLIS_IDLE_TIMEOUT_SECONDS",
+        default_value_t = 60,
+        global = true
+    )]
+    pub idle_timeout_seconds: u64,
+
+    /// Largest request head (request line and header fields), in bytes; larger ones get 431.
+    #[arg(long, env = "PORTCULLIS_MAX_HEADER_BYTES", default_value_t = 16 * 1024, global = true)]
+    pub max_header_bytes: usize,
+
+    /// Connections open at once from one client address (an IPv6 /64 counts as one address);
+    /// further ones are closed at once.
+    #[arg(
+        long,
+        env = "PORTCULLIS_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 64,
+        global = true
+    )]
+    pub max_connections_per_address: usize,
+
+    /// Connections open at once in all; further ones wait in the listen queue. Default: derived
+    /// from the open-file limit (raised to its hard limit at start), at most 10000.
+    #[arg(long, env = "PORTCULLIS_MAX_CONNECTIONS", global = true)]
+    pub max_connections: Option<NonZeroUsize>,
 
     /// Log filter, in `tracing` syntax (e.g. `info`, `portcullis=debug`).
     #[arg(
@@ -299,6 +345,33 @@ pub struct Settings {
     pub cors_allowed_origins: Vec<String>,
     /// Most items one user may hold.
     pub max_items_per_user: u32,
+    pub connections: ConnectionSettings,
+}
+
+/// Limits on connections and on how slowly a client may send (see `server`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionSettings {
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_connections_per_address: usize,
+    /// `None`: derived from the open-file limit at start (`server::connection_cap`).
+    pub max_connections: Option<NonZeroUsize>,
+}
+
+impl Default for ConnectionSettings {
+    /// The defaults of the environment variables above.
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_header_bytes: 16 * 1024,
+            max_connections_per_address: 64,
+            max_connections: None,
+        }
+    }
 }
 
 /// Login throttling (see `auth::throttle`).
@@ -528,6 +601,38 @@ impl ConfigArgs {
             max_body_bytes: self.max_body_bytes,
             cors_allowed_origins: allowed_origins(&self.cors_allowed_origins)?,
             max_items_per_user: self.max_items_per_user,
+            connections: self.connections()?,
+        })
+    }
+
+    fn connections(&self) -> anyhow::Result<ConnectionSettings> {
+        let timeout = |name: &str, value: u64| {
+            within(name, value, bounds::CONNECTION_TIMEOUT_SECONDS, "seconds")
+                .map(Duration::from_secs)
+        };
+        Ok(ConnectionSettings {
+            header_read_timeout: timeout(
+                "PORTCULLIS_HEADER_READ_TIMEOUT_SECONDS",
+                self.header_read_timeout_seconds,
+            )?,
+            body_read_timeout: timeout(
+                "PORTCULLIS_BODY_READ_TIMEOUT_SECONDS",
+                self.body_read_timeout_seconds,
+            )?,
+            idle_timeout: timeout("PORTCULLIS_IDLE_TIMEOUT_SECONDS", self.idle_timeout_seconds)?,
+            max_header_bytes: within(
+                "PORTCULLIS_MAX_HEADER_BYTES",
+                self.max_header_bytes,
+                bounds::MAX_HEADER_BYTES,
+                "bytes",
+            )?,
+            max_connections_per_address: within(
+                "PORTCULLIS_MAX_CONNECTIONS_PER_ADDRESS",
+                self.max_connections_per_address,
+                bounds::MAX_CONNECTIONS_PER_ADDRESS,
+                "",
+            )?,
+            max_connections: self.max_connections,
         })
     }
 
@@ -655,6 +760,11 @@ pub mod bounds {
     /// Up to 16 MiB: the API's largest body is a 10 KB item.
     pub const MAX_BODY_BYTES: RangeInclusive<usize> = 1024..=16 * 1024 * 1024;
     pub const DATABASE_MAX_CONNECTIONS: RangeInclusive<u32> = 1..=1000;
+    /// A connection timeout under a second would cut off honest clients on slow links; one
+    /// over an hour keeps a slow attacker's socket for nothing.
+    pub const CONNECTION_TIMEOUT_SECONDS: RangeInclusive<u64> = 1..=3600;
+    pub const MAX_HEADER_BYTES: RangeInclusive<usize> = 1024..=1024 * 1024;
+    pub const MAX_CONNECTIONS_PER_ADDRESS: RangeInclusive<usize> = 1..=100_000;
 }
 
 /// `value`, unless it is outside `range`: then an error naming the variable and the range.
@@ -778,6 +888,54 @@ fn generated_secret(path: &std::path::Path) -> anyhow::Result<SecretBox<[u8]>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Args {
+        #[command(flatten)]
+        config: ConfigArgs,
+    }
+
+    fn parse(args: &[&str]) -> ConfigArgs {
+        <Args as clap::Parser>::try_parse_from(
+            std::iter::once("portcullis").chain(args.iter().copied()),
+        )
+        .unwrap()
+        .config
+    }
+
+    #[test]
+    fn the_connection_defaults_are_connection_settings_default() {
+        assert_eq!(
+            parse(&[]).connections().unwrap(),
+            ConnectionSettings::default()
+        );
+    }
+
+    #[test]
+    fn connection_settings_are_bounded() {
+        for args in [
+            ["--header-read-timeout-seconds", "0"],
+            ["--body-read-timeout-seconds", "3601"],
+            ["--idle-timeout-seconds", "0"],
+            ["--max-header-bytes", "1023"],
+            ["--max-header-bytes", "1048577"],
+            ["--max-connections-per-address", "0"],
+        ] {
+            assert!(parse(&args).connections().is_err(), "{args:?}");
+        }
+        let edge = parse(&[
+            "--header-read-timeout-seconds",
+            "1",
+            "--idle-timeout-seconds",
+            "3600",
+            "--max-header-bytes",
+            "1024",
+        ])
+        .connections()
+        .unwrap();
+        assert_eq!(edge.header_read_timeout, Duration::from_secs(1));
+        assert_eq!(edge.idle_timeout, Duration::from_secs(3600));
+    }
 
     #[test]
     fn numeric_settings_outside_their_bounds_are_refused_by_name() {

@@ -4,17 +4,16 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use poem::{
-    Server,
-    listener::{Acceptor as _, Listener as _, TcpAcceptor, TcpListener},
-};
+use poem::EndpointExt as _;
 use secrecy::ExposeSecret as _;
+use tokio::net::TcpListener;
 
 use crate::{
     api::{self, AppState},
     auth::{AccessTokens, LoginThrottle, PasswordHasher, RefreshTokens, SigningKeys},
-    config::Settings,
+    config::{ConnectionSettings, Settings},
     db::Store,
+    server,
 };
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -26,10 +25,12 @@ const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(3600);
 const ENDED_SESSION_RETENTION: chrono::TimeDelta = chrono::TimeDelta::days(1);
 
 pub struct Application {
-    acceptor: TcpAcceptor,
+    listener: TcpListener,
     local_addr: SocketAddr,
     state: AppState,
     max_body_bytes: usize,
+    connections: ConnectionSettings,
+    max_connections: usize,
 }
 
 impl Application {
@@ -60,20 +61,21 @@ impl Application {
             cors_allowed_origins: settings.cors_allowed_origins.clone(),
             max_items_per_user: settings.max_items_per_user,
         };
-        let acceptor = TcpListener::bind(settings.bind)
-            .into_acceptor()
+        let max_connections =
+            server::connection_cap(&settings.connections, settings.database.pool_size())?;
+        let listener = TcpListener::bind(settings.bind)
             .await
             .with_context(|| format!("cannot listen on {}", settings.bind))?;
-        let local_addr = acceptor
+        let local_addr = listener
             .local_addr()
-            .first()
-            .and_then(|addr| addr.as_socket_addr().copied())
             .context("the listener has no socket address")?;
         Ok(Self {
-            acceptor,
+            listener,
             local_addr,
             state,
             max_body_bytes: settings.max_body_bytes,
+            connections: settings.connections,
+            max_connections,
         })
     }
 
@@ -102,10 +104,16 @@ impl Application {
         )));
         let routes = api::routes(self.state, self.max_body_bytes);
         let _stop_housekeeping = AbortOnDrop(housekeeping);
-        Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(routes, shutdown_signal(), Some(GRACEFUL_SHUTDOWN))
-            .await
-            .context("the server stopped with an error")
+        server::serve(
+            self.listener,
+            routes.boxed(),
+            self.connections,
+            self.max_connections,
+            shutdown_signal(),
+            GRACEFUL_SHUTDOWN,
+        )
+        .await;
+        Ok(())
     }
 }
 

@@ -712,6 +712,12 @@ pub fn plain_error(status: StatusCode, detail: &str) -> Response {
         .body(json)
 }
 
+/// `408 {"detail": "Request timeout"}`: the body did not arrive within the body-read timeout.
+/// Answered by the accept loop (`server`), which then closes the connection.
+pub const REQUEST_TIMEOUT: &str = "Request timeout";
+/// `431 {"detail": "Request header fields too large"}`: the request head is over the cap.
+pub const HEADER_FIELDS_TOO_LARGE: &str = "Request header fields too large";
+
 #[cfg(test)]
 mod tests {
     use poem::IntoResponse as _;

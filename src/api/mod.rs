@@ -2,7 +2,7 @@
 //! OpenAPI document and Swagger UI.
 
 mod browsers;
-mod error;
+pub(crate) mod error;
 mod health;
 mod input;
 mod items;

@@ -3,8 +3,8 @@ use std::{net::SocketAddr, num::NonZeroUsize, sync::Arc, time::Duration};
 use portcullis::{
     auth::PasswordHasher,
     config::{
-        DatabaseSettings, HashingSettings, SessionSettings, Settings, SigningAlgorithm,
-        ThrottleSettings, TokenSettings,
+        ConnectionSettings, DatabaseSettings, HashingSettings, SessionSettings, Settings,
+        SigningAlgorithm, ThrottleSettings, TokenSettings,
     },
     db::{NewSession, Store, User},
     domain::ScopeSet,
@@ -89,6 +89,12 @@ pub fn test_settings(database_url: String) -> Settings {
         max_body_bytes: 64 * 1024,
         cors_allowed_origins: Vec::new(),
         max_items_per_user: 1000,
+        connections: ConnectionSettings {
+            // Other tests send bursts of concurrent requests from 127.0.0.1; the default (64)
+            // is pinned by tests/api/connections.rs.
+            max_connections_per_address: 1024,
+            ..ConnectionSettings::default()
+        },
     }
 }
 
