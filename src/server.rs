@@ -353,6 +353,10 @@ enum Phase {
     Idle(Instant),
     /// A request is being handled (its body has its own deadline).
     Busy,
+    /// A response is ready, since then, and waits for hyper to take its body: the idle timeout.
+    /// Without it, a client that pipelines a request and never reads the answers would hold
+    /// the connection, and the responses queued for it, for ever.
+    Writing(Instant),
 }
 
 struct ConnectionPhase(Mutex<Phase>);
@@ -469,6 +473,9 @@ async fn serve_connection(
         Outcome::TimedOut(Phase::Idle(_)) => {
             tracing::debug!(client = %peer, "closing an idle keep-alive connection");
         }
+        Outcome::TimedOut(Phase::Writing(_)) => {
+            tracing::debug!(client = %peer, "closing a connection that does not read its responses");
+        }
         Outcome::TimedOut(_) => {
             tracing::debug!(client = %peer, "closing a connection: no complete request head in time");
         }
@@ -499,7 +506,7 @@ where
         let current = phase.get();
         let deadline = match current {
             Phase::Head(since) => since + settings.header_read_timeout,
-            Phase::Idle(since) => since + settings.idle_timeout,
+            Phase::Idle(since) | Phase::Writing(since) => since + settings.idle_timeout,
             Phase::Busy => return Poll::Pending,
         };
         if timer.deadline() != deadline {
@@ -566,6 +573,7 @@ async fn handle(
         }
     };
     let response: hyper::Response<BoxBody<Bytes, io::Error>> = response.into();
+    phase.set(Phase::Writing(Instant::now()));
     Ok(response.map(|inner| ResponseBody { inner, phase }))
 }
 

@@ -57,6 +57,18 @@ enum Caller {
     Refused,
 }
 
+/// Whether a `Host` (already checked to be a host and optional port) names this machine by
+/// address, or as `localhost`, rather than by a DNS name someone else may control.
+fn is_address_or_localhost(host_and_port: &str) -> bool {
+    if host_and_port.starts_with('[') {
+        return true; // a bracketed IPv6 address: nothing else is accepted in brackets
+    }
+    let host = host_and_port
+        .rsplit_once(':')
+        .map_or(host_and_port, |(host, _port)| host);
+    host.parse::<std::net::Ipv4Addr>().is_ok() || host.eq_ignore_ascii_case("localhost")
+}
+
 impl BrowserPolicy {
     /// `public_url`: `PORTCULLIS_PUBLIC_URL` (validated); `allowed`: the validated allow-list;
     /// `methods`: what the API answers; `docs_page`: the Swagger UI page as served.
@@ -81,15 +93,20 @@ impl BrowserPolicy {
 
     /// Our own origin: that of `PORTCULLIS_PUBLIC_URL` when set, else `http://` and the
     /// request's `Host` — this server speaks plain HTTP, so a page it served itself has that
-    /// origin. Behind a proxy that terminates TLS or rewrites `Host`, the browser's origin is the
-    /// proxy's: set `PORTCULLIS_PUBLIC_URL` (forwarded headers are not trusted for this).
+    /// origin — provided that `Host` is an IP address or `localhost`. A DNS name in `Host` is
+    /// not trusted: a hostile site can rebind its own name to this server's address, and its
+    /// pages would then send a matching `Host` and `Origin` (DNS rebinding). Served under a name,
+    /// or behind a proxy that terminates TLS or rewrites `Host`, set `PORTCULLIS_PUBLIC_URL`
+    /// (forwarded headers are not trusted for this).
     fn own_origin(&self, request: &Request) -> Option<String> {
         match &self.public_origin {
             Some(origin) => Some(origin.clone()),
-            None => serialized_origin(&format!(
-                "http://{}",
-                super::wellknown::request_host(request)?
-            )),
+            None => {
+                let host = super::wellknown::request_host(request)?;
+                is_address_or_localhost(host)
+                    .then(|| serialized_origin(&format!("http://{host}")))
+                    .flatten()
+            }
         }
     }
 
@@ -283,6 +300,26 @@ fn inline_scripts(page: &str) -> impl Iterator<Item = &str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_address_or_localhost_in_host_names_this_service() {
+        for host in [
+            "127.0.0.1:8000",
+            "10.0.0.5",
+            "[::1]:8000",
+            "localhost:3000",
+            "LOCALHOST",
+        ] {
+            assert!(is_address_or_localhost(host), "{host}");
+        }
+        for host in [
+            "evil.example:8000",
+            "auth.example.com",
+            "localhost.evil.example:80",
+        ] {
+            assert!(!is_address_or_localhost(host), "{host}");
+        }
+    }
 
     #[test]
     fn origins_are_compared_as_browsers_serialize_them() {

@@ -115,7 +115,8 @@ pub enum ListItemsResponse {
     Ok(
         Json<Vec<ItemBody>>,
         /// While more items follow, `</users/me/items?limit=<limit>&after=<last id>>;
-        /// rel="next"` (RFC 8288): the next page, as a path on this server.
+        /// rel="next"` (RFC 8288): the next page, as a path on this server, or under
+        /// `PORTCULLIS_PUBLIC_URL` when one is configured.
         #[oai(header = "Link")]
         Option<String>,
     ),
@@ -178,8 +179,10 @@ impl ItemsApi {
             .await
             .map_err(ApiError::from)?;
         let next = match items.last() {
+            // Under the public URL when set: behind a proxy the service may live below a path.
             Some(last) if more => Some(format!(
-                "</users/me/items?limit={limit}&after={}>; rel=\"next\"",
+                "<{}/users/me/items?limit={limit}&after={}>; rel=\"next\"",
+                state.public_url.as_deref().unwrap_or(""),
                 last.id
             )),
             _ => None,

@@ -153,6 +153,42 @@ async fn a_login_from_the_services_own_page_is_served() {
 }
 
 #[tokio::test]
+async fn a_page_whose_name_was_rebound_to_this_server_is_not_its_own_origin() {
+    // Arrange: DNS rebinding. evil.example now resolves to this server, so its page's requests
+    // arrive with a `Host` and an `Origin` that name evil.example and agree with each other.
+    let app = spawn_app().await;
+    app.create_user("johndoe", "secret").await;
+    let rebound = format!("evil.example:{}", app.address.port());
+
+    // Act
+    let response = app
+        .client
+        .post(app.url("/token"))
+        .header("Host", rebound.as_str())
+        .header("Origin", format!("http://{rebound}"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("username=johndoe&password=secret")
+        .send()
+        .await
+        .unwrap();
+
+    // Assert: without PORTCULLIS_PUBLIC_URL only an address or localhost names the service.
+    assert_origin_refused(response).await;
+    let localhost = format!("localhost:{}", app.address.port());
+    let response = app
+        .client
+        .post(app.url("/token"))
+        .header("Host", localhost.as_str())
+        .header("Origin", format!("http://{localhost}"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("username=johndoe&password=secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
 async fn with_a_public_url_the_own_origin_is_the_public_urls() {
     let (url, dir) = fresh_database().await;
     let mut settings = test_settings(url);

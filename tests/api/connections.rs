@@ -321,6 +321,47 @@ async fn the_65th_connection_from_one_address_is_closed_at_once() {
 }
 
 #[tokio::test]
+async fn a_client_that_pipelines_requests_and_never_reads_the_answers_is_closed() {
+    // Arrange: one connection per address, so the greedy client's next connection is served
+    // only once the server has let go of the first.
+    let app = spawn_with(|c| {
+        c.max_connections_per_address = 1;
+        c.idle_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(1024).unwrap();
+    socket
+        .bind(SocketAddr::new(GREEDY.parse::<IpAddr>().unwrap(), 0))
+        .unwrap();
+    let mut stuck = socket.connect(app.address).await.unwrap();
+
+    // Act: eight requests for the 1.6 MB Swagger UI page in one write, then nothing read: far
+    // more than the socket buffers hold, so the server's writes stall.
+    let docs = b"GET /docs HTTP/1.1\r\nHost: portcullis\r\n\r\n".repeat(8);
+    stuck.write_all(&docs).await.unwrap();
+
+    // Assert: the stalled connection is let go (its slot frees) after the idle timeout, and
+    // another client is served meanwhile.
+    assert_other_client_served(&app).await;
+    let deadline = Instant::now() + PATIENCE + Duration::from_secs(2);
+    loop {
+        let mut again = connect_from(GREEDY, app.address).await;
+        let _ = again.write_all(HEALTH).await;
+        if let Some(response) = read_response(&mut again, Duration::from_secs(1)).await {
+            assert_eq!(response.status_line, "HTTP/1.1 200 OK");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a connection that never reads its responses is closed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(stuck);
+}
+
+#[tokio::test]
 async fn beyond_the_global_cap_connections_wait_until_one_frees() {
     let app = spawn_with(|c| {
         c.max_connections = NonZeroUsize::new(4);

@@ -323,3 +323,31 @@ async fn bad_page_parameters_without_a_token_are_not_authenticated_first() {
         json!({"detail": "Not authenticated"})
     );
 }
+
+#[tokio::test]
+async fn behind_a_public_url_the_next_link_is_under_it() {
+    // Arrange: the service published below a path by a proxy.
+    let (url, dir) = fresh_database().await;
+    let mut settings = test_settings(url);
+    settings.public_url = Some("https://auth.example.com/base".into());
+    let app = spawn_app_with(settings, dir).await;
+    app.create_user("JohnDoe", PASSWORD).await;
+    let token = app.login("JohnDoe", PASSWORD).await;
+    let created = create_items(&app, &token, 2).await;
+
+    // Act
+    let (link, first) = page(&app, &token, "/users/me/items?limit=1").await;
+
+    // Assert
+    assert_eq!(first, created[..1]);
+    assert_eq!(
+        link.as_deref(),
+        Some(
+            format!(
+                "<https://auth.example.com/base/users/me/items?limit=1&after={}>; rel=\"next\"",
+                created[0]
+            )
+            .as_str()
+        )
+    );
+}
