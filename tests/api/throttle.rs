@@ -396,9 +396,11 @@ async fn a_block_is_remembered_after_it_ends() {
     let mut settings = test_settings(url);
     settings.throttle.enabled = true;
     settings.throttle.max_failures_per_account = 3;
-    settings.throttle.base_delay = chrono::Duration::seconds(2);
-    settings.throttle.max_delay = chrono::Duration::seconds(2);
-    settings.throttle.window = chrono::Duration::seconds(2);
+    // Seconds, not fractions: the two guesses after the block must both fall within the window
+    // that follows it, even on a slow, busy machine.
+    settings.throttle.base_delay = chrono::Duration::seconds(4);
+    settings.throttle.max_delay = chrono::Duration::seconds(4);
+    settings.throttle.window = chrono::Duration::seconds(4);
     let app = spawn_app_with(settings, dir).await;
     app.create_user("johndoe", "secret").await;
     for _ in 0..3 {
@@ -414,7 +416,7 @@ async fn a_block_is_remembered_after_it_ends() {
     .await;
 
     // Act: once the block has ended, the count is still there: one more guess, then blocked.
-    tokio::time::sleep(Duration::from_millis(2300)).await;
+    tokio::time::sleep(Duration::from_millis(4300)).await;
     let after_block = app
         .post_token(&[("username", "johndoe"), ("password", "wrong")])
         .await;
