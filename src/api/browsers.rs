@@ -20,7 +20,10 @@ use poem::{
     http::{HeaderMap, HeaderValue, Method, StatusCode, header},
 };
 
-use super::error::plain_error;
+use super::error::{is_token_endpoint, plain_error, plain_token_error};
+
+/// The `detail` of the 403 a state-changing request from another site's page gets.
+const ORIGIN_NOT_ALLOWED: &str = "Origin not allowed";
 
 /// How long a browser may reuse a preflight's answer (Chromium caps it at 2 hours).
 const PREFLIGHT_MAX_AGE_SECONDS: &str = "600";
@@ -192,7 +195,11 @@ pub async fn apply<E: Endpoint>(
         Caller::Allowed(origin) if is_preflight => policy.preflight(origin),
         Caller::Refused if is_preflight || is_state_changing => {
             tracing::info!("refused a request from another site's page");
-            plain_error(StatusCode::FORBIDDEN, "Origin not allowed")
+            if is_token_endpoint(&path) {
+                plain_token_error(StatusCode::FORBIDDEN, ORIGIN_NOT_ALLOWED)
+            } else {
+                plain_error(StatusCode::FORBIDDEN, ORIGIN_NOT_ALLOWED)
+            }
         }
         Caller::Allowed(origin) => {
             let mut response = match next.call(request).await {

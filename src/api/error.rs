@@ -712,6 +712,26 @@ pub fn plain_error(status: StatusCode, detail: &str) -> Response {
         .body(json)
 }
 
+/// As [`plain_error`], with RFC 6749 §5.2's `error` (`invalid_request`) and
+/// `error_description`, as every error of the token endpoints carries (`TokenErrorBody`).
+pub fn plain_token_error(status: StatusCode, detail: &str) -> Response {
+    let json = serde_json::json!({
+        "detail": detail,
+        "error": "invalid_request",
+        "error_description": detail,
+    })
+    .to_string();
+    Response::builder()
+        .status(status)
+        .content_type("application/json; charset=utf-8")
+        .body(json)
+}
+
+/// Whether `path` is one of the token endpoints, whose errors carry the OAuth members.
+pub fn is_token_endpoint(path: &str) -> bool {
+    matches!(path, "/token" | "/token/revoke")
+}
+
 /// `408 {"detail": "Request timeout"}`: the body did not arrive within the body-read timeout.
 /// Answered by the accept loop (`server`), which then closes the connection.
 pub const REQUEST_TIMEOUT: &str = "Request timeout";

@@ -121,14 +121,17 @@ const NULLABLE_MEMBERS: [(&str, &str); 4] = [
 fn refine(spec: &str) -> String {
     let mut doc: Value = serde_json::from_str(spec).expect("poem-openapi emits valid JSON");
     if let Some(paths) = doc["paths"].as_object_mut() {
-        for operation in paths.values_mut().filter_map(Value::as_object_mut) {
+        for (path, operation) in paths.iter_mut() {
+            let Some(operation) = operation.as_object_mut() else {
+                continue;
+            };
             for (method, operation) in operation.iter_mut() {
                 let Some(operation) = operation.as_object_mut() else {
                     continue;
                 };
                 operation.entry("security").or_insert_with(|| json!([]));
                 if matches!(method.as_str(), "post" | "put" | "patch" | "delete") {
-                    declare_origin_refusal(operation);
+                    declare_origin_refusal(path, operation);
                 }
                 let responses = operation
                     .get_mut("responses")
@@ -167,7 +170,14 @@ fn refine(spec: &str) -> String {
 /// The 403 the browser policy (`browsers.rs`) gives a state-changing request from another
 /// site's page, before any handler runs: declared beside the operation's own responses, in
 /// status order.
-fn declare_origin_refusal(operation: &mut serde_json::Map<String, Value>) {
+fn declare_origin_refusal(path: &str, operation: &mut serde_json::Map<String, Value>) {
+    // The token endpoints' errors carry the OAuth members; one error schema per operation is
+    // also what progenitor (the Rust SDK) requires.
+    let schema = if error::is_token_endpoint(path) {
+        "#/components/schemas/TokenErrorBody"
+    } else {
+        "#/components/schemas/Error"
+    };
     let Some(responses) = operation
         .get_mut("responses")
         .and_then(Value::as_object_mut)
@@ -181,7 +191,7 @@ fn declare_origin_refusal(operation: &mut serde_json::Map<String, Value>) {
                 or `null`). Requests without `Origin` never get it.",
             "content": {
                 "application/json; charset=utf-8": {
-                    "schema": { "$ref": "#/components/schemas/Error" }
+                    "schema": { "$ref": schema }
                 }
             }
         })
@@ -315,15 +325,16 @@ mod tests {
     #[test]
     fn state_changing_operations_declare_the_origin_refusal() {
         let doc: Value = serde_json::from_str(&openapi_document()).unwrap();
-        for (path, method) in [
-            ("/token", "post"),
-            ("/logout", "post"),
-            ("/users/me/items/{id}", "delete"),
+        for (path, method, schema) in [
+            ("/token", "post", "TokenErrorBody"),
+            ("/token/revoke", "post", "TokenErrorBody"),
+            ("/logout", "post", "Error"),
+            ("/users/me/items/{id}", "delete", "Error"),
         ] {
             let responses = doc["paths"][path][method]["responses"].as_object().unwrap();
             assert_eq!(
                 responses["403"]["content"]["application/json; charset=utf-8"]["schema"],
-                json!({ "$ref": "#/components/schemas/Error" }),
+                json!({ "$ref": format!("#/components/schemas/{schema}") }),
                 "{method} {path}"
             );
             let statuses: Vec<&String> = responses.keys().collect();
