@@ -883,11 +883,7 @@ struct KeyAuthenticationKey(Zeroizing<[u8; 32]>);
 
 impl KeyAuthenticationKey {
     fn derive(secret: &[u8]) -> Self {
-        let mut key = Zeroizing::new([0u8; 32]);
-        hkdf::Hkdf::<Sha256>::new(None, secret)
-            .expand(AUTHENTICATION_KEY_INFO, key.as_mut_slice())
-            .expect("32 bytes is a valid HKDF-SHA256 output length");
-        Self(key)
+        Self(super::derive_key(secret, AUTHENTICATION_KEY_INFO))
     }
 
     /// Each field is length-prefixed, so that no two rows' fields run together the same way.
@@ -947,10 +943,7 @@ struct KeyEncryptionKey(ChaCha20Poly1305);
 
 impl KeyEncryptionKey {
     fn derive(secret: &[u8]) -> Self {
-        let mut key = Zeroizing::new([0u8; 32]);
-        hkdf::Hkdf::<Sha256>::new(None, secret)
-            .expand(ENCRYPTION_KEY_INFO, key.as_mut_slice())
-            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        let key = super::derive_key(secret, ENCRYPTION_KEY_INFO);
         Self(ChaCha20Poly1305::new(key.as_slice().into()))
     }
 

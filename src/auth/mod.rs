@@ -9,6 +9,16 @@ pub mod throttle;
 pub mod token;
 
 pub use keys::SigningKeys;
+
+/// A 32-byte key for one use, derived from the JWT secret with HKDF-SHA256; `info` names the
+/// use, so that no two uses (and never the secret itself) share a key.
+pub(crate) fn derive_key(secret: &[u8], info: &[u8]) -> secrecy::zeroize::Zeroizing<[u8; 32]> {
+    let mut key = secrecy::zeroize::Zeroizing::new([0u8; 32]);
+    hkdf::Hkdf::<sha2::Sha256>::new(None, secret)
+        .expand(info, key.as_mut_slice())
+        .expect("32 bytes is a valid HKDF-SHA256 output length");
+    key
+}
 pub use password::{HashError, PasswordHasher, Verification};
 pub use refresh::{PresentedRefreshToken, RefreshTokens};
 pub use scheme::{Authenticated, OAuth2, OAuthScope, authenticate};

@@ -51,10 +51,7 @@ impl std::fmt::Debug for RefreshTokens {
 impl RefreshTokens {
     /// The MAC key, derived from the JWT secret.
     pub fn new(secret: &[u8]) -> Self {
-        let mut key = secrecy::zeroize::Zeroizing::new([0u8; 32]);
-        hkdf::Hkdf::<Sha256>::new(None, secret)
-            .expand(MAC_KEY_INFO, key.as_mut_slice())
-            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        let key = super::derive_key(secret, MAC_KEY_INFO);
         Self {
             mac: Hmac::new_from_slice(key.as_slice()).expect("HMAC takes a key of any length"),
         }

@@ -137,11 +137,10 @@ impl std::fmt::Debug for LoginThrottle {
 
 impl LoginThrottle {
     pub fn new(settings: ThrottleSettings, secret: &[u8]) -> Self {
-        let mut name_key = [0u8; 32];
-        hkdf::Hkdf::<Sha256>::new(None, secret)
-            .expand(NAME_KEY_INFO, &mut name_key)
-            .expect("32 bytes is a valid HKDF-SHA256 output length");
-        Self { settings, name_key }
+        Self {
+            settings,
+            name_key: *super::derive_key(secret, NAME_KEY_INFO),
+        }
     }
 
     /// The keys of an attempt on `username` from `client`.
