@@ -24,7 +24,7 @@ use std::{
 use portcullis::{
     config::DatabaseSettings,
     db::{NewSession, NewUser, Store},
-    domain::{ScopeSet, Username},
+    domain::{HashedPassword, ScopeSet, Username},
 };
 
 fn main() -> anyhow::Result<()> {
@@ -56,7 +56,7 @@ async fn run(tasks: usize, duration: Duration, user_only: bool) -> anyhow::Resul
             username: Username::parse("johndoe").map_err(|e| anyhow::anyhow!("{e:?}"))?,
             email: None,
             full_name: None,
-            hashed_password: "not a hash: never verified here".into(),
+            hashed_password: HashedPassword::from_phc("not a hash: never verified here"),
             disabled: false,
             scopes: ScopeSet::default_for_new_users(),
         })

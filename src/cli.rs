@@ -8,15 +8,15 @@ use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 
 use crate::{
+    accounts::{self, CreateUser, create_user, seed_demo_users, sessions::end_all_sessions},
     auth::{
         PasswordHasher,
         keys::{self, KeyAlgorithm, KeyStatus},
     },
     config::ConfigArgs,
     db::{self, Store},
-    domain::{Scope, ScopeSet, Username},
+    domain::{Scope, ScopeSet},
     startup::Application,
-    users::{CreateUser, create_user, seed_demo_users},
 };
 
 #[derive(Debug, Parser)]
@@ -229,27 +229,19 @@ async fn users(config: &ConfigArgs, command: UsersCommand) -> anyhow::Result<()>
             println!("created user {} ({})", user.username, user.id);
         }
         UsersCommand::Disable { username } => {
-            set_disabled(&store, &username, true).await?;
+            accounts::set_disabled(&store, &username, true).await?;
             println!("disabled user {username}");
         }
         UsersCommand::Enable { username } => {
-            set_disabled(&store, &username, false).await?;
+            accounts::set_disabled(&store, &username, false).await?;
             println!("enabled user {username}");
         }
         UsersCommand::Logout { username } => {
-            let name = parse_username(&username)?;
-            let Some(user) = store.find_user_by_username(&name).await? else {
-                anyhow::bail!("no user named {username:?}");
-            };
-            let ended = store.revoke_user_sessions(user.id, None).await?;
-            tracing::info!(user_id = %user.id, sessions_ended = ended, "sessions ended from the command line");
+            let ended = end_all_sessions(&store, &username).await?;
             println!("ended {ended} session(s) of user {username}");
         }
         UsersCommand::Delete { username } => {
-            let name = parse_username(&username)?;
-            if !store.delete_user(&name).await? {
-                anyhow::bail!("no user named {username:?}");
-            }
+            accounts::delete_user(&store, &username).await?;
             println!("deleted user {username}");
         }
         UsersCommand::List => {
@@ -257,7 +249,7 @@ async fn users(config: &ConfigArgs, command: UsersCommand) -> anyhow::Result<()>
                 "{:<36}  {:<24}  {:<8}  {:<16}  email",
                 "id", "username", "status", "scopes"
             );
-            for user in store.list_users().await? {
+            for user in accounts::list_users(&store).await? {
                 println!(
                     "{:<36}  {:<24}  {:<8}  {:<16}  {}",
                     user.id,
@@ -327,18 +319,6 @@ async fn signing_keys(config: &ConfigArgs, command: KeysCommand) -> anyhow::Resu
 
 fn timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
     at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-fn parse_username(raw: &str) -> anyhow::Result<Username> {
-    Username::parse(raw).map_err(|err| anyhow::anyhow!("invalid username {raw:?}: {err}"))
-}
-
-async fn set_disabled(store: &Store, username: &str, disabled: bool) -> anyhow::Result<()> {
-    let name = parse_username(username)?;
-    if !store.set_user_disabled(&name, disabled).await? {
-        anyhow::bail!("no user named {username:?}");
-    }
-    Ok(())
 }
 
 /// The password from standard input: everything up to the first line break.

@@ -44,9 +44,10 @@ pub struct ConfigArgs {
         long,
         env = "PORTCULLIS_JWT_SECRET",
         hide_env_values = true,
-        global = true
+        global = true,
+        value_parser = secret_value
     )]
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<SecretString>,
 
     /// File holding the JWT signing secret (at least 32 bytes; surrounding whitespace ignored).
     #[arg(long, env = "PORTCULLIS_JWT_SECRET_FILE", global = true)]
@@ -571,7 +572,7 @@ impl ConfigArgs {
                 bail!("PORTCULLIS_PUBLIC_URL must start with https:// or http://: {url:?}")
             }
             // It is also the service's own origin, which browsers' requests are checked against.
-            Some(url) if crate::api::url_origin(url).is_none() => {
+            Some(url) if crate::domain::origin::url_origin(url).is_none() => {
                 bail!("PORTCULLIS_PUBLIC_URL has no valid host[:port]: {url:?}")
             }
             other => other.map(str::to_owned),
@@ -714,9 +715,7 @@ impl ConfigArgs {
             (Some(_), Some(_)) => {
                 bail!("set PORTCULLIS_JWT_SECRET or PORTCULLIS_JWT_SECRET_FILE, not both")
             }
-            (Some(secret), None) => {
-                checked_secret(SecretString::from(secret.clone()), "PORTCULLIS_JWT_SECRET")
-            }
+            (Some(secret), None) => checked_secret(secret.clone(), "PORTCULLIS_JWT_SECRET"),
             (None, Some(path)) => {
                 let text = std::fs::read_to_string(path).with_context(|| {
                     format!("cannot read the JWT secret file {}", path.display())
@@ -794,7 +793,7 @@ fn within<T: PartialOrd + std::fmt::Display + Copy>(
 fn allowed_origins(entries: &[String]) -> anyhow::Result<Vec<String>> {
     let mut origins: Vec<String> = Vec::new();
     for entry in entries.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
-        let Some(origin) = crate::api::serialized_origin(entry) else {
+        let Some(origin) = crate::domain::origin::serialized_origin(entry) else {
             bail!(
                 "PORTCULLIS_CORS_ALLOWED_ORIGINS: {entry:?} is not an origin; write \
                  scheme://host[:port] with http or https, no path, no wildcard \
@@ -819,6 +818,12 @@ fn seconds(value: u64) -> chrono::Duration {
             .unwrap_or(i64::MAX)
             .min(100 * 365 * 86_400),
     )
+}
+
+/// A secret given on the command line or in the environment: a [`SecretString`] from the
+/// moment it is parsed, so that `Debug` of the arguments never prints it.
+fn secret_value(raw: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(raw))
 }
 
 fn checked_secret(secret: SecretString, origin: &str) -> anyhow::Result<SecretBox<[u8]>> {

@@ -1,6 +1,7 @@
 //! portcullis: an OAuth 2.0 password-flow authentication API issuing JWT bearer tokens, with
 //! users stored through SeaORM (SQLite or PostgreSQL) and a generated OpenAPI document.
 
+pub mod accounts;
 pub mod api;
 pub mod auth;
 pub mod cli;
@@ -10,4 +11,3 @@ pub mod domain;
 pub mod server;
 pub mod startup;
 pub mod telemetry;
-pub mod users;

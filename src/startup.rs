@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     api::{self, AppState},
-    auth::{AccessTokens, LoginThrottle, PasswordHasher, RefreshTokens, SigningKeys},
+    auth::{AccessTokens, Grants, LoginThrottle, PasswordHasher, RefreshTokens, SigningKeys},
     config::{ConnectionSettings, Settings},
     db::Store,
     server,
@@ -46,17 +46,21 @@ impl Application {
     pub async fn build_with_store(settings: &Settings, store: Store) -> anyhow::Result<Self> {
         let hasher = PasswordHasher::start(settings.hashing).await?;
         let keys = SigningKeys::start(store.clone(), &settings.tokens).await?;
+        let tokens = Arc::new(AccessTokens::new(&settings.tokens, keys));
+        let secret = settings.tokens.secret.expose_secret();
+        let grants = Grants::new(
+            store.clone(),
+            hasher,
+            tokens.clone(),
+            RefreshTokens::new(secret),
+            LoginThrottle::new(settings.throttle, secret),
+            settings.sessions,
+        );
         let state = AppState {
             store,
-            hasher,
-            tokens: Arc::new(AccessTokens::new(&settings.tokens, keys)),
-            refresh_tokens: RefreshTokens::new(settings.tokens.secret.expose_secret()),
+            tokens,
+            grants,
             public_url: settings.public_url.clone(),
-            throttle: LoginThrottle::new(
-                settings.throttle,
-                secrecy::ExposeSecret::expose_secret(settings.tokens.secret.as_ref()),
-            ),
-            sessions: settings.sessions,
             client_ip_header: settings.client_ip_header.clone(),
             cors_allowed_origins: settings.cors_allowed_origins.clone(),
             max_items_per_user: settings.max_items_per_user,
@@ -92,14 +96,14 @@ impl Application {
     }
 
     pub fn hasher(&self) -> &PasswordHasher {
-        &self.state.hasher
+        self.state.grants.hasher()
     }
 
     /// Serves until the process gets Ctrl-C or SIGTERM, then lets in-flight requests finish.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let housekeeping = tokio::spawn(delete_ended_sessions(self.state.store.clone()));
         let _stop_purge = AbortOnDrop(tokio::spawn(purge_login_counts(
-            self.state.throttle.clone(),
+            self.state.grants.throttle().clone(),
             self.state.store.clone(),
         )));
         let routes = api::routes(self.state, self.max_body_bytes);

@@ -21,6 +21,7 @@ use poem::{
 };
 
 use super::error::{is_token_endpoint, plain_error, plain_token_error};
+use crate::domain::origin::{serialized_origin, url_origin};
 
 /// The `detail` of the 403 a state-changing request from another site's page gets.
 const ORIGIN_NOT_ALLOWED: &str = "Origin not allowed";
@@ -236,37 +237,6 @@ pub async fn apply<E: Endpoint>(
     Ok(response)
 }
 
-/// `origin` as browsers serialize it in `Origin` (`scheme://host[:port]`, http or https, lower
-/// case, default port omitted), when it is an origin and nothing more.
-pub fn serialized_origin(origin: &str) -> Option<String> {
-    let (scheme, authority) = origin.split_once("://")?;
-    let scheme = scheme.to_ascii_lowercase();
-    let default_port = match scheme.as_str() {
-        "http" => 80,
-        "https" => 443,
-        _ => return None,
-    };
-    if !super::wellknown::is_host_and_port(authority) {
-        return None;
-    }
-    let authority = authority.to_ascii_lowercase();
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) if !port.ends_with(']') => (host, Some(port.parse::<u16>().ok()?)),
-        _ => (authority.as_str(), None),
-    };
-    Some(match port {
-        Some(port) if port != default_port => format!("{scheme}://{host}:{port}"),
-        _ => format!("{scheme}://{host}"),
-    })
-}
-
-/// The origin of a URL that may have a path (`https://example.com/auth` → `https://example.com`).
-pub fn url_origin(url: &str) -> Option<String> {
-    let (scheme, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    serialized_origin(&format!("{scheme}://{authority}"))
-}
-
 /// The Swagger UI page's Content-Security-Policy: its inline scripts (the bundle, and the one
 /// starting it with the inlined document) by their SHA-256, its inline stylesheet, the icons
 /// its stylesheet holds as `data:` URLs, and requests to this origin only (logging in, trying
@@ -326,42 +296,6 @@ mod tests {
         ] {
             assert!(!is_address_or_localhost(host), "{host}");
         }
-    }
-
-    #[test]
-    fn origins_are_compared_as_browsers_serialize_them() {
-        assert_eq!(
-            serialized_origin("http://127.0.0.1:8000").as_deref(),
-            Some("http://127.0.0.1:8000")
-        );
-        assert_eq!(
-            serialized_origin("HTTPS://Example.COM:443").as_deref(),
-            Some("https://example.com")
-        );
-        assert_eq!(
-            serialized_origin("http://[::1]:3000").as_deref(),
-            Some("http://[::1]:3000")
-        );
-        assert_eq!(
-            serialized_origin("http://[::1]").as_deref(),
-            Some("http://[::1]")
-        );
-        for not_an_origin in [
-            "null",
-            "",
-            "https://",
-            "https://a.example/",
-            "ftp://a.example",
-            "https://u@a.example",
-            "https://a.example:0x1",
-            "https://*.example",
-        ] {
-            assert_eq!(serialized_origin(not_an_origin), None, "{not_an_origin}");
-        }
-        assert_eq!(
-            url_origin("https://auth.example.com/base/").as_deref(),
-            Some("https://auth.example.com")
-        );
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub enum ReadyResponse {
     ),
 }
 
+#[derive(Default)]
 pub struct HealthApi;
 
 #[OpenApi(tag = "ApiTags::Health")]

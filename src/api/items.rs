@@ -15,9 +15,9 @@ use super::{
     ApiTags, AppState,
     error::{ApiError, ErrorBody, ProtectedError, ValidationIssue},
     input::{Deferred, JsonBody, UuidPath, optional_string, required_string},
+    security::OAuth2,
 };
 use crate::{
-    auth::{OAuth2, OAuthScope, authenticate},
     db,
     domain::{ItemDescription, ItemTitle, Scope},
 };
@@ -143,6 +143,7 @@ pub enum DeleteItemResponse {
     NotFound(Json<ErrorBody>),
 }
 
+#[derive(Default)]
 pub struct ItemsApi;
 
 #[OpenApi(tag = "ApiTags::Items")]
@@ -155,14 +156,14 @@ impl ItemsApi {
     #[oai(path = "/users/me/items", method = "get", operation_id = "list_items")]
     async fn list_items(
         &self,
-        #[oai(scope = "OAuthScope::Items")] auth: OAuth2,
+        #[oai(scope = "Scope::Items")] auth: OAuth2,
         state: poem::web::Data<&AppState>,
         /// How many items to return, 1–200 (default 100).
         limit: Query<Option<Deferred<PageLimit>>>,
         /// Return the items after the item with this id (the last one of the previous page).
         after: Query<Option<UuidPath>>,
     ) -> Result<ListItemsResponse, ProtectedError> {
-        let caller = authenticate(&state.tokens, &state.store, &auth, &[Scope::Items]).await?;
+        let caller = auth.authenticate(&state, &[Scope::Items]).await?;
         // An empty value (`?after=`) is malformed like any other: the document says integer
         // and UUID, and a client that means "from the start" leaves the parameter out.
         let limit = match &limit.0 {
@@ -208,11 +209,11 @@ impl ItemsApi {
     )]
     async fn create_item(
         &self,
-        #[oai(scope = "OAuthScope::Items")] auth: OAuth2,
+        #[oai(scope = "Scope::Items")] auth: OAuth2,
         state: poem::web::Data<&AppState>,
         body: JsonBody<NewItemBody>,
     ) -> Result<CreateItemResponse, ProtectedError> {
-        let caller = authenticate(&state.tokens, &state.store, &auth, &[Scope::Items]).await?;
+        let caller = auth.authenticate(&state, &[Scope::Items]).await?;
         let (title, description) = parse_new_item(&body.object()?)?;
         let created = state
             .store
@@ -238,12 +239,12 @@ impl ItemsApi {
     )]
     async fn delete_item(
         &self,
-        #[oai(scope = "OAuthScope::Items")] auth: OAuth2,
+        #[oai(scope = "Scope::Items")] auth: OAuth2,
         state: poem::web::Data<&AppState>,
         /// The item's id.
         id: Path<UuidPath>,
     ) -> Result<DeleteItemResponse, ProtectedError> {
-        let caller = authenticate(&state.tokens, &state.store, &auth, &[Scope::Items]).await?;
+        let caller = auth.authenticate(&state, &[Scope::Items]).await?;
         let id = id.0.parse_uuid("id")?;
         if state
             .store

@@ -1,14 +1,15 @@
 //! The HTTP API: one poem-openapi struct per area, combined into one service with its
 //! OpenAPI document and Swagger UI.
 
+mod account;
 mod browsers;
 pub(crate) mod error;
 mod health;
 mod input;
 mod items;
+mod security;
 mod sessions;
 mod token;
-mod users;
 mod wellknown;
 
 use std::sync::Arc;
@@ -20,11 +21,12 @@ use poem::{
 use poem_openapi::{LicenseObject, OpenApiService, ServerObject, Tags};
 use serde_json::{Value, json};
 
-pub use browsers::{serialized_origin, url_origin};
 pub use error::ApiError;
 
+pub use security::OAuth2;
+
 use crate::{
-    auth::{AccessTokens, LoginThrottle, PasswordHasher, RefreshTokens},
+    auth::{AccessTokens, Grants},
     db::Store,
 };
 
@@ -32,13 +34,12 @@ use crate::{
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
-    pub hasher: PasswordHasher,
+    /// Verifies access tokens (the access check) and publishes the keys.
     pub tokens: Arc<AccessTokens>,
-    pub refresh_tokens: RefreshTokens,
+    /// The OAuth 2.0 grants and revocation (`/token`, `/token/revoke`).
+    pub grants: Grants,
     /// Base of the absolute URLs in the server metadata; unset: from the request's `Host`.
     pub public_url: Option<String>,
-    pub throttle: LoginThrottle,
-    pub sessions: crate::config::SessionSettings,
     /// Header holding the client address, set by a trusted proxy (else the socket's peer).
     pub client_ip_header: Option<poem::http::HeaderName>,
     /// Other sites whose pages may call the API (`PORTCULLIS_CORS_ALLOWED_ORIGINS`).
@@ -73,32 +74,21 @@ then send the `access_token` as `Authorization: Bearer <token>`. In Swagger UI, 
 Every error is JSON with a `detail` member; errors from `/token` also carry OAuth 2.0's \
 `error` and `error_description`. Validation errors are 422 with a list of problems in `detail`.";
 
-fn openapi_service() -> OpenApiService<
-    (
-        token::TokenApi,
-        users::UsersApi,
-        sessions::SessionsApi,
-        items::ItemsApi,
-        health::HealthApi,
-        wellknown::WellKnownApi,
-    ),
-    (),
-> {
-    OpenApiService::new(
-        (
-            token::TokenApi,
-            users::UsersApi,
-            sessions::SessionsApi,
-            items::ItemsApi,
-            health::HealthApi,
-            wellknown::WellKnownApi,
-        ),
-        "portcullis",
-        env!("CARGO_PKG_VERSION"),
-    )
-    .description(DESCRIPTION)
-    .license(LicenseObject::new("MIT").url("https://opensource.org/license/mit"))
-    .server(ServerObject::new("/").description("This server"))
+/// Every area of the API, in the document's order.
+type Areas = (
+    token::TokenApi,
+    account::AccountApi,
+    sessions::SessionsApi,
+    items::ItemsApi,
+    health::HealthApi,
+    wellknown::WellKnownApi,
+);
+
+fn openapi_service() -> OpenApiService<Areas, ()> {
+    OpenApiService::new(Areas::default(), "portcullis", env!("CARGO_PKG_VERSION"))
+        .description(DESCRIPTION)
+        .license(LicenseObject::new("MIT").url("https://opensource.org/license/mit"))
+        .server(ServerObject::new("/").description("This server"))
 }
 
 /// The OpenAPI document, exactly as served at `/openapi.json` and committed as `openapi.json`.

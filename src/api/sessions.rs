@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use poem_openapi::{
-    ApiResponse, Enum, Object, OpenApi,
+    ApiResponse, Object, OpenApi,
     param::{Path, Query},
     payload::Json,
 };
@@ -12,10 +12,12 @@ use super::{
     ApiTags, AppState,
     error::{ApiError, ErrorBody, ProtectedError},
     input::{Deferred, UuidPath},
+    security::OAuth2,
 };
 use crate::{
-    auth::{OAuth2, OAuthScope, authenticate},
+    accounts::sessions::{self, LogoutScope},
     db,
+    domain::Scope,
 };
 
 /// A live session: one login, with every token refreshed from it.
@@ -52,18 +54,6 @@ impl SessionBody {
     }
 }
 
-/// Which sessions `POST /logout` ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename = "LogoutScope", rename_all = "lowercase")]
-pub enum LogoutScope {
-    /// The session of this request's token.
-    Local,
-    /// Every other session of yours.
-    Others,
-    /// Every session of yours, this one included.
-    Global,
-}
-
 /// What a logout ended.
 #[derive(Debug, Object)]
 #[oai(rename = "LogoutResult")]
@@ -97,6 +87,7 @@ pub enum EndSessionResponse {
     NotFound(Json<ErrorBody>),
 }
 
+#[derive(Default)]
 pub struct SessionsApi;
 
 #[OpenApi(tag = "ApiTags::Sessions")]
@@ -123,24 +114,14 @@ impl SessionsApi {
         };
         // Ending sessions other than the caller's needs `me`, checked where every scope is (so
         // an invalid token is still told first, and a bad `scope` after the token).
-        let needed: &[crate::domain::Scope] = match scope {
-            Ok(LogoutScope::Others | LogoutScope::Global) => &[crate::domain::Scope::Me],
+        let needed: &[Scope] = match scope {
+            Ok(scope) if scope.reaches_other_sessions() => &[Scope::Me],
             _ => &[],
         };
-        let caller = authenticate(&state.tokens, &state.store, &auth, needed).await?;
-        let scope = scope?;
-        let store = &state.store;
-        let user = caller.user.id;
-        let ended = match scope {
-            LogoutScope::Local => u64::from(store.revoke_session(caller.session_id).await?),
-            LogoutScope::Others => {
-                store
-                    .revoke_user_sessions(user, Some(caller.session_id))
-                    .await?
-            }
-            LogoutScope::Global => store.revoke_user_sessions(user, None).await?,
-        };
-        tracing::info!(user_id = %user, sessions_ended = ended, "logged out");
+        let caller = auth.authenticate(&state, needed).await?;
+        let ended = sessions::logout(&state.store, caller.user.id, caller.session_id, scope?)
+            .await
+            .map_err(ApiError::from)?;
         Ok(LogoutResponse::Ok(Json(LogoutBody {
             sessions_ended: ended,
         })))
@@ -157,19 +138,11 @@ impl SessionsApi {
     )]
     async fn list_sessions(
         &self,
-        #[oai(scope = "OAuthScope::Me")] auth: OAuth2,
+        #[oai(scope = "Scope::Me")] auth: OAuth2,
         state: poem::web::Data<&AppState>,
     ) -> Result<ListSessionsResponse, ProtectedError> {
-        let caller = authenticate(
-            &state.tokens,
-            &state.store,
-            &auth,
-            &[crate::domain::Scope::Me],
-        )
-        .await?;
-        let sessions = state
-            .store
-            .live_sessions(caller.user.id)
+        let caller = auth.authenticate(&state, &[Scope::Me]).await?;
+        let sessions = sessions::live_sessions(&state.store, caller.user.id)
             .await
             .map_err(ApiError::from)?;
         Ok(ListSessionsResponse::Ok(Json(
@@ -191,26 +164,17 @@ impl SessionsApi {
     )]
     async fn end_session(
         &self,
-        #[oai(scope = "OAuthScope::Me")] auth: OAuth2,
+        #[oai(scope = "Scope::Me")] auth: OAuth2,
         state: poem::web::Data<&AppState>,
         /// The session's id.
         id: Path<UuidPath>,
     ) -> Result<EndSessionResponse, ProtectedError> {
-        let caller = authenticate(
-            &state.tokens,
-            &state.store,
-            &auth,
-            &[crate::domain::Scope::Me],
-        )
-        .await?;
+        let caller = auth.authenticate(&state, &[Scope::Me]).await?;
         let id = id.0.parse_uuid("id")?;
-        if state
-            .store
-            .revoke_user_session(caller.user.id, id)
+        if sessions::end_session(&state.store, caller.user.id, id)
             .await
             .map_err(ApiError::from)?
         {
-            tracing::info!(user_id = %caller.user.id, session_id = %id, "session ended by its user");
             Ok(EndSessionResponse::Ended)
         } else {
             Ok(EndSessionResponse::NotFound(Json(ErrorBody::new(

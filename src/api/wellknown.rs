@@ -8,7 +8,10 @@ use super::{
     ApiTags, AppState,
     error::{ApiError, KeySetError, MetadataError},
 };
-use crate::{auth::keys::PublicJwk, domain::Scope};
+use crate::{
+    auth::keys::PublicJwk,
+    domain::{Scope, origin::is_host_and_port},
+};
 
 /// Both documents change only when a key is rotated or retired (or the service is
 /// reconfigured): a minute of caching spares the database, and a verifier that meets an unknown
@@ -111,6 +114,7 @@ pub enum MetadataResponse {
     ),
 }
 
+#[derive(Default)]
 pub struct WellKnownApi;
 
 #[OpenApi(tag = "ApiTags::Discovery")]
@@ -177,95 +181,4 @@ pub(super) fn request_host(request: &Request) -> Option<&str> {
         None => request.uri().authority()?.as_str(),
     };
     is_host_and_port(host).then_some(host)
-}
-
-/// Whether `raw` is a DNS name, an IPv4 address or a bracketed IPv6 address, with an optional
-/// port — and nothing else a URL could be bent with (user info, a path, spaces).
-pub(super) fn is_host_and_port(raw: &str) -> bool {
-    let (host, port) = match raw.strip_prefix('[') {
-        Some(bracketed) => {
-            let Some((address, rest)) = bracketed.split_once(']') else {
-                return false;
-            };
-            if address.parse::<std::net::Ipv6Addr>().is_err() {
-                return false;
-            }
-            match rest {
-                "" => return true,
-                _ => return rest.strip_prefix(':').is_some_and(is_port),
-            }
-        }
-        None => match raw.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (raw, None),
-        },
-    };
-    is_dns_name(host) && port.is_none_or(is_port)
-}
-
-/// Letters, digits and hyphens in dot-separated labels (IPv4 addresses are such names too).
-fn is_dns_name(host: &str) -> bool {
-    !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
-}
-
-fn is_port(port: &str) -> bool {
-    !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn host_names_and_addresses_with_optional_ports_are_accepted() {
-        for host in [
-            "localhost",
-            "localhost:8000",
-            "auth.example.com",
-            "auth-1.example.com:443",
-            "127.0.0.1:8000",
-            "[::1]",
-            "[::1]:8000",
-            "[2001:db8::7]:65535",
-        ] {
-            assert!(is_host_and_port(host), "{host}");
-        }
-    }
-
-    #[test]
-    fn anything_else_in_host_is_refused() {
-        for host in [
-            "",
-            ":8000",
-            "example.com:",
-            "example.com:65536",
-            "example.com:80:80",
-            "example.com:+80",
-            "user@example.com",
-            "example.com/path",
-            "example.com?query",
-            "exa mple.com",
-            "example..com",
-            ".example.com",
-            "-example.com",
-            "exämple.com",
-            "[::1",
-            "[::1]x",
-            "[not-an-address]",
-            "::1",
-            "example.com\"><script>",
-        ] {
-            assert!(!is_host_and_port(host), "{host:?}");
-        }
-    }
 }

@@ -1,10 +1,12 @@
-//! Authentication: password hashing, access tokens, and the security scheme that protected
-//! operations take as a parameter.
+//! Credentials and what they grant: password hashing, the login throttle, the OAuth 2.0 grants
+//! (`grants`), access and refresh tokens, the signing keys, and the access check every protected
+//! operation runs (`access`). Nothing here knows about HTTP.
 
+pub mod access;
+pub mod grants;
 pub mod keys;
 pub mod password;
 pub mod refresh;
-pub mod scheme;
 pub mod throttle;
 pub mod token;
 
@@ -19,8 +21,9 @@ pub(crate) fn derive_key(secret: &[u8], info: &[u8]) -> secrecy::zeroize::Zeroiz
         .expect("32 bytes is a valid HKDF-SHA256 output length");
     key
 }
+pub use access::{AccessError, Authenticated};
+pub use grants::{Client, GrantError, Granted, Grants, PasswordLogin};
 pub use password::{HashError, PasswordHasher, Verification};
 pub use refresh::{PresentedRefreshToken, RefreshTokens};
-pub use scheme::{Authenticated, OAuth2, OAuthScope, authenticate};
 pub use throttle::{Admission, AttemptKeys, LoginThrottle};
 pub use token::{AccessTokens, InvalidToken, IssueError, IssuedToken, VerifiedToken, VerifyError};

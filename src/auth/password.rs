@@ -21,7 +21,7 @@ use argon2::{
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::oneshot;
 
-use crate::config::HashingSettings;
+use crate::{config::HashingSettings, domain::HashedPassword};
 
 const SALT_BYTES: usize = 16;
 const OUTPUT_BYTES: usize = 32;
@@ -41,7 +41,7 @@ pub enum Verification {
     /// The password matches. `rehashed` is a new hash with the current parameters when the
     /// stored one was made with others; the caller stores it.
     Valid {
-        rehashed: Option<String>,
+        rehashed: Option<HashedPassword>,
     },
     Invalid,
 }
@@ -63,7 +63,7 @@ enum Job {
 pub struct PasswordHasher {
     jobs: mpsc::SyncSender<(tracing::Span, Job)>,
     /// A hash of a random password, verified for unknown users so that their timing matches.
-    dummy_hash: Arc<String>,
+    dummy_hash: Arc<HashedPassword>,
     /// Hashes waiting or running per client, for the fair share.
     in_flight: Arc<Mutex<HashMap<String, usize>>>,
     per_client: usize,
@@ -90,7 +90,7 @@ impl PasswordHasher {
         }
         let mut hasher = Self {
             jobs: sender,
-            dummy_hash: Arc::new(String::new()),
+            dummy_hash: Arc::new(HashedPassword::from_phc(String::new())),
             in_flight: Arc::default(),
             per_client: settings.queue_per_client.get(),
         };
@@ -102,10 +102,13 @@ impl PasswordHasher {
     }
 
     /// A PHC string of `password` with the current parameters.
-    pub async fn hash(&self, password: SecretString) -> Result<String, HashError> {
+    pub async fn hash(&self, password: SecretString) -> Result<HashedPassword, HashError> {
         let (reply, answer) = oneshot::channel();
         self.submit(Job::Hash { password, reply })?;
-        answer.await.map_err(worker_gone)?
+        answer
+            .await
+            .map_err(worker_gone)?
+            .map(HashedPassword::from_phc)
     }
 
     /// Checks `password` against `stored`, or against the dummy hash when there is no user, so
@@ -113,10 +116,10 @@ impl PasswordHasher {
     pub async fn verify(
         &self,
         password: SecretString,
-        stored: Option<&str>,
+        stored: Option<&HashedPassword>,
     ) -> Result<Verification, HashError> {
         let known = stored.is_some();
-        let stored = stored.unwrap_or(&self.dummy_hash).to_owned();
+        let stored = stored.unwrap_or(&self.dummy_hash).expose().to_owned();
         let (reply, answer) = oneshot::channel();
         self.submit(Job::Verify {
             password,
@@ -137,7 +140,7 @@ impl PasswordHasher {
         &self,
         clients: &[String],
         password: SecretString,
-        stored: Option<&str>,
+        stored: Option<&HashedPassword>,
     ) -> Result<Verification, HashError> {
         let _share = self.claim(clients)?;
         self.verify(password, stored).await
@@ -304,7 +307,7 @@ impl Worker {
         let rehashed = if current {
             None
         } else {
-            Some(self.hash(password)?)
+            Some(HashedPassword::from_phc(self.hash(password)?))
         };
         Ok(Verification::Valid { rehashed })
     }
@@ -398,8 +401,9 @@ mod tests {
         let hasher = PasswordHasher::start(settings()).await.unwrap();
         let hash = hasher.hash(secret("secret")).await.unwrap();
         assert!(
-            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
-            "{hash}"
+            hash.expose().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{}",
+            hash.expose()
         );
         assert_eq!(
             hasher.verify(secret("secret"), Some(&hash)).await.unwrap(),
@@ -414,7 +418,9 @@ mod tests {
     #[tokio::test]
     async fn a_fastapi_hash_verifies_and_is_upgraded() {
         // Made by argon2-cffi with FastAPI's current parameters, for the password `secret`.
-        let fastapi = "$argon2id$v=19$m=65536,t=3,p=4$qpT4PnhNW9H7Sb19quyJ2g$XWj2pn4eKJFoNontTs32xTrgWWJIi10vtZy+t9DBpMo";
+        let fastapi = &HashedPassword::from_phc(
+            "$argon2id$v=19$m=65536,t=3,p=4$qpT4PnhNW9H7Sb19quyJ2g$XWj2pn4eKJFoNontTs32xTrgWWJIi10vtZy+t9DBpMo",
+        );
         let hasher = PasswordHasher::start(settings()).await.unwrap();
         let Verification::Valid {
             rehashed: Some(upgraded),
@@ -425,7 +431,11 @@ mod tests {
         else {
             panic!("the FastAPI hash should verify and be re-hashed");
         };
-        assert!(upgraded.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(
+            upgraded
+                .expose()
+                .starts_with("$argon2id$v=19$m=19456,t=2,p=1$")
+        );
         assert_eq!(
             hasher
                 .verify(secret("secret"), Some(&upgraded))
@@ -453,7 +463,10 @@ mod tests {
         let hasher = PasswordHasher::start(settings()).await.unwrap();
         assert_eq!(
             hasher
-                .verify(secret("secret"), Some("not a hash"))
+                .verify(
+                    secret("secret"),
+                    Some(&HashedPassword::from_phc("not a hash"))
+                )
                 .await
                 .unwrap(),
             Verification::Invalid

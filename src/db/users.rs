@@ -6,7 +6,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{Store, StoreError, entities::user};
-use crate::domain::{EmailAddress, ScopeSet, Username};
+use crate::domain::{EmailAddress, HashedPassword, ScopeSet, Username};
 
 /// A user as stored, hash included: handle with care, never serialize.
 #[derive(Debug, Clone)]
@@ -15,7 +15,7 @@ pub struct User {
     pub username: String,
     pub email: Option<String>,
     pub full_name: Option<String>,
-    pub hashed_password: String,
+    pub hashed_password: HashedPassword,
     pub disabled: bool,
     pub scopes: ScopeSet,
     pub created_at: DateTime<Utc>,
@@ -36,7 +36,7 @@ impl From<user::Model> for User {
             username: row.username,
             email: row.email,
             full_name: row.full_name,
-            hashed_password: row.hashed_password,
+            hashed_password: HashedPassword::from_phc(row.hashed_password),
             disabled: row.disabled,
             scopes,
             created_at: row.created_at,
@@ -50,7 +50,7 @@ pub struct NewUser {
     pub username: Username,
     pub email: Option<EmailAddress>,
     pub full_name: Option<String>,
-    pub hashed_password: String,
+    pub hashed_password: HashedPassword,
     pub disabled: bool,
     pub scopes: ScopeSet,
 }
@@ -68,7 +68,7 @@ impl Store {
             username: Set(new.username.as_str().to_owned()),
             email: Set(new.email.map(|e| e.as_str().to_owned())),
             full_name: Set(new.full_name),
-            hashed_password: Set(new.hashed_password),
+            hashed_password: Set(new.hashed_password.expose().to_owned()),
             disabled: Set(new.disabled),
             scopes: Set(new.scopes.to_string()),
             created_at: Set(now),
@@ -149,10 +149,13 @@ impl Store {
     pub async fn set_password_hash(
         &self,
         id: Uuid,
-        hashed_password: String,
+        hashed_password: HashedPassword,
     ) -> Result<(), StoreError> {
         user::Entity::update_many()
-            .col_expr(user::Column::HashedPassword, hashed_password.into())
+            .col_expr(
+                user::Column::HashedPassword,
+                hashed_password.expose().to_owned().into(),
+            )
             .col_expr(user::Column::UpdatedAt, super::now().into())
             .filter(user::Column::Id.eq(id))
             .exec(self.connection())

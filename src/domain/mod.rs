@@ -1,13 +1,16 @@
-//! What a user, a scope and an item are, as validated types. Each has a private field and one
+//! What a user, a scope, a password hash and an item are, as validated types. Each has a private field and one
 //! way in (`parse`), so the rest of the code never sees an unchecked value.
 
 mod email;
+mod hashed_password;
 mod item;
+pub mod origin;
 mod scope;
 mod text;
 mod username;
 
 pub use email::EmailAddress;
+pub use hashed_password::HashedPassword;
 pub use item::{ItemDescription, ItemTitle};
 pub use scope::{Scope, ScopeSet};
 pub use text::check_text;

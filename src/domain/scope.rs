@@ -1,7 +1,11 @@
 use std::collections::BTreeSet;
 
+// The one scope type: the OpenAPI document's `Scope` schema derives from it, and the OAuth2
+// scheme's scopes are it (`api::security`, with the descriptions Swagger UI shows). Its doc
+// comment is the schema's description.
 /// A permission a token can carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, poem_openapi::Enum)]
+#[oai(rename = "Scope", rename_all = "lowercase")]
 pub enum Scope {
     /// Read and change your own account.
     Me,

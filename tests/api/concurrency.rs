@@ -2,8 +2,8 @@
 //! for a username, and SQLite's concurrent writers wait their turn instead of failing.
 
 use portcullis::{
+    accounts::{AccountError, CreateUser, create_user},
     domain::ScopeSet,
-    users::{CreateUser, CreateUserError, create_user},
 };
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -94,7 +94,7 @@ async fn concurrent_creations_of_one_name_leave_exactly_one_account() {
     assert_eq!(created.len(), 1, "{results:?}");
     for result in &results {
         assert!(
-            matches!(result, Ok(_) | Err(CreateUserError::UsernameTaken(_))),
+            matches!(result, Ok(_) | Err(AccountError::UsernameTaken(_))),
             "{result:?}"
         );
     }

@@ -1,6 +1,7 @@
 use std::{net::SocketAddr, num::NonZeroUsize, sync::Arc, time::Duration};
 
 use portcullis::{
+    accounts::{CreateUser, create_user},
     auth::PasswordHasher,
     config::{
         ConnectionSettings, DatabaseSettings, HashingSettings, SessionSettings, Settings,
@@ -9,7 +10,6 @@ use portcullis::{
     db::{NewSession, Store, User},
     domain::ScopeSet,
     startup::Application,
-    users::{CreateUser, create_user},
 };
 use reqwest::{Response, header::HeaderMap};
 use secrecy::{SecretBox, SecretString};

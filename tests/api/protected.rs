@@ -5,8 +5,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use portcullis::{
+    accounts::{CreateUser, create_user},
     domain::{ScopeSet, Username},
-    users::{CreateUser, create_user},
 };
 use reqwest::{Method, Response};
 use secrecy::SecretString;

@@ -4,9 +4,9 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use portcullis::{
+    accounts::{AccountError, CreateUser, create_user},
     db::NewUser,
-    domain::{Scope, ScopeSet, Username},
-    users::{CreateUser, CreateUserError, create_user},
+    domain::{HashedPassword, Scope, ScopeSet, Username},
 };
 use reqwest::{Response, StatusCode, header::HeaderMap};
 use secrecy::SecretString;
@@ -757,7 +757,7 @@ async fn a_name_taken_in_another_spelling_cannot_be_created() {
 
     // Assert
     assert!(
-        matches!(result, Err(CreateUserError::UsernameTaken(_))),
+        matches!(result, Err(AccountError::UsernameTaken(_))),
         "{result:?}"
     );
     let users = app.store.list_users().await.unwrap();
@@ -776,7 +776,7 @@ async fn a_fastapi_argon2_hash_verifies_and_is_upgraded_on_login() {
             username: username.clone(),
             email: None,
             full_name: None,
-            hashed_password: FASTAPI_HASH.into(),
+            hashed_password: HashedPassword::from_phc(FASTAPI_HASH),
             disabled: false,
             scopes: ScopeSet::default_for_new_users(),
         })
@@ -794,7 +794,9 @@ async fn a_fastapi_argon2_hash_verifies_and_is_upgraded_on_login() {
         .await
         .unwrap()
         .unwrap()
-        .hashed_password;
+        .hashed_password
+        .expose()
+        .to_owned();
     assert!(
         stored.starts_with(CURRENT_PARAMETERS),
         "re-hashed with the current parameters: {stored}"
@@ -817,7 +819,7 @@ async fn a_wrong_password_leaves_a_fastapi_hash_alone() {
             username: username.clone(),
             email: None,
             full_name: None,
-            hashed_password: FASTAPI_HASH.into(),
+            hashed_password: HashedPassword::from_phc(FASTAPI_HASH),
             disabled: false,
             scopes: ScopeSet::default_for_new_users(),
         })
@@ -835,7 +837,9 @@ async fn a_wrong_password_leaves_a_fastapi_hash_alone() {
         .await
         .unwrap()
         .unwrap()
-        .hashed_password;
+        .hashed_password
+        .expose()
+        .to_owned();
     assert_eq!(stored, FASTAPI_HASH);
 }
 

@@ -4,8 +4,8 @@
 //! working after the upgrade.
 
 use portcullis::{
+    accounts::{AccountError, CreateUser, create_user},
     domain::ScopeSet,
-    users::{CreateUser, CreateUserError, create_user},
 };
 use secrecy::SecretString;
 use serde_json::Value;
@@ -14,7 +14,7 @@ use crate::helpers::*;
 
 const PASSWORD: &str = "correct horse battery staple";
 
-async fn try_create(app: &TestApp, username: &str) -> Result<(), CreateUserError> {
+async fn try_create(app: &TestApp, username: &str) -> Result<(), AccountError> {
     create_user(
         &app.store,
         &app.hasher,
@@ -70,7 +70,7 @@ async fn lookalikes_of_an_existing_name_cannot_be_created() {
 
         // Assert
         assert!(
-            matches!(result, Err(CreateUserError::UsernameTaken(_))),
+            matches!(result, Err(AccountError::UsernameTaken(_))),
             "{lookalike}: {result:?}"
         );
     }
@@ -157,7 +157,7 @@ async fn accounts_stored_before_normalization_are_upgraded_and_lookalike_pairs_k
         assert!(
             matches!(
                 try_create(&app, lookalike).await,
-                Err(CreateUserError::UsernameTaken(_))
+                Err(AccountError::UsernameTaken(_))
             ),
             "{lookalike}"
         );

@@ -1,9 +1,12 @@
-//! Managing accounts: what the CLI and the demo seeding share.
+//! Accounts: the rules for users and their sessions that the HTTP API and the command line
+//! share. Each rule is written once here and refuses with an [`AccountError`].
+
+pub mod sessions;
 
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::{
-    auth::PasswordHasher,
+    auth::{HashError, PasswordHasher},
     db::{NewUser, Store, StoreError, User},
     domain::{EmailAddress, Invalid, ScopeSet, Username},
 };
@@ -18,20 +21,33 @@ pub struct CreateUser {
     pub disabled: bool,
 }
 
+/// Why an account rule refused.
 #[derive(Debug, thiserror::Error)]
-pub enum CreateUserError {
+pub enum AccountError {
+    /// A new account's name that is not a valid username.
     #[error("invalid username: {0}")]
     InvalidUsername(Invalid),
+    /// A name given to find an account that could not be a username.
+    #[error("invalid username {0:?}: {1}")]
+    UnparsableUsername(String, Invalid),
     #[error("invalid e-mail address: {0}")]
     InvalidEmail(Invalid),
     #[error("the password must not be empty")]
     EmptyPassword,
     #[error("a user named {0:?} already exists (usernames are compared without regard to case)")]
     UsernameTaken(String),
+    #[error("no user named {0:?}")]
+    NoSuchUser(String),
     #[error(transparent)]
     Store(StoreError),
     #[error(transparent)]
-    Hash(#[from] crate::auth::HashError),
+    Hash(#[from] HashError),
+}
+
+impl From<StoreError> for AccountError {
+    fn from(err: StoreError) -> Self {
+        Self::Store(err)
+    }
 }
 
 /// Validates, hashes and inserts; a name taken in any spelling is refused by the database's
@@ -40,16 +56,16 @@ pub async fn create_user(
     store: &Store,
     hasher: &PasswordHasher,
     request: CreateUser,
-) -> Result<User, CreateUserError> {
-    let username = Username::parse(&request.username).map_err(CreateUserError::InvalidUsername)?;
+) -> Result<User, AccountError> {
+    let username = Username::parse(&request.username).map_err(AccountError::InvalidUsername)?;
     let email = request
         .email
         .as_deref()
         .map(EmailAddress::parse)
         .transpose()
-        .map_err(CreateUserError::InvalidEmail)?;
+        .map_err(AccountError::InvalidEmail)?;
     if request.password.expose_secret().is_empty() {
-        return Err(CreateUserError::EmptyPassword);
+        return Err(AccountError::EmptyPassword);
     }
     let hashed_password = hasher.hash(request.password).await?;
     store
@@ -63,13 +79,52 @@ pub async fn create_user(
         })
         .await
         .map_err(|err| match err {
-            StoreError::UsernameTaken => CreateUserError::UsernameTaken(username.to_string()),
-            other => CreateUserError::Store(other),
+            StoreError::UsernameTaken => AccountError::UsernameTaken(username.to_string()),
+            other => AccountError::Store(other),
         })
 }
 
+/// The account named `name` (any case), or [`AccountError::NoSuchUser`].
+pub async fn find_user(store: &Store, name: &str) -> Result<User, AccountError> {
+    let username = parse_username(name)?;
+    store
+        .find_user_by_username(&username)
+        .await?
+        .ok_or_else(|| AccountError::NoSuchUser(name.to_owned()))
+}
+
+/// Disables or enables an account. A disabled user's tokens are refused at their next
+/// request; enabling lets their sessions resume.
+pub async fn set_disabled(store: &Store, name: &str, disabled: bool) -> Result<(), AccountError> {
+    if !store
+        .set_user_disabled(&parse_username(name)?, disabled)
+        .await?
+    {
+        return Err(AccountError::NoSuchUser(name.to_owned()));
+    }
+    tracing::info!(username = name, disabled, "account status changed");
+    Ok(())
+}
+
+/// Deletes an account and, with it, its items and sessions.
+pub async fn delete_user(store: &Store, name: &str) -> Result<(), AccountError> {
+    if !store.delete_user(&parse_username(name)?).await? {
+        return Err(AccountError::NoSuchUser(name.to_owned()));
+    }
+    Ok(())
+}
+
+/// Every account, by name.
+pub async fn list_users(store: &Store) -> Result<Vec<User>, AccountError> {
+    Ok(store.list_users().await?)
+}
+
+fn parse_username(name: &str) -> Result<Username, AccountError> {
+    Username::parse(name).map_err(|err| AccountError::UnparsableUsername(name.to_owned(), err))
+}
+
 /// The demo accounts of `serve --demo`: created when absent, left alone when present.
-pub async fn seed_demo_users(store: &Store, hasher: &PasswordHasher) -> anyhow::Result<()> {
+pub async fn seed_demo_users(store: &Store, hasher: &PasswordHasher) -> Result<(), AccountError> {
     let demo = [
         (
             "johndoe",
@@ -97,8 +152,8 @@ pub async fn seed_demo_users(store: &Store, hasher: &PasswordHasher) -> anyhow::
         };
         match create_user(store, hasher, request).await {
             Ok(_) => tracing::info!(username, "created demo user"),
-            Err(CreateUserError::UsernameTaken(_)) => {}
-            Err(err) => return Err(err.into()),
+            Err(AccountError::UsernameTaken(_)) => {}
+            Err(err) => return Err(err),
         }
     }
     Ok(())

@@ -1,34 +1,11 @@
-//! The caller's own account.
+//! The caller's own account: `/users/me`.
 
 use chrono::{DateTime, Utc};
-use poem_openapi::{ApiResponse, Enum, Object, OpenApi, payload::Json};
+use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
 use uuid::Uuid;
 
-use super::{ApiTags, AppState, error::ProtectedError};
-use crate::{
-    auth::{OAuth2, OAuthScope, authenticate},
-    db,
-    domain::Scope,
-};
-
-/// A permission a token can carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename = "Scope", rename_all = "lowercase")]
-pub enum ScopeName {
-    Me,
-    Items,
-    Admin,
-}
-
-impl From<Scope> for ScopeName {
-    fn from(scope: Scope) -> Self {
-        match scope {
-            Scope::Me => Self::Me,
-            Scope::Items => Self::Items,
-            Scope::Admin => Self::Admin,
-        }
-    }
-}
+use super::{ApiTags, AppState, error::ProtectedError, security::OAuth2};
+use crate::{db, domain::Scope};
 
 /// A user account, as its owner sees it.
 #[derive(Debug, Object)]
@@ -45,7 +22,7 @@ pub struct UserBody {
     /// Whether the account is disabled (always `false` here: disabled users are refused).
     pub disabled: bool,
     /// Scopes the user holds.
-    pub scopes: Vec<ScopeName>,
+    pub scopes: Vec<Scope>,
     /// When the account was created.
     pub created_at: DateTime<Utc>,
 }
@@ -54,7 +31,7 @@ impl From<db::User> for UserBody {
     fn from(user: db::User) -> Self {
         Self {
             id: user.id,
-            scopes: user.scopes.iter().map(ScopeName::from).collect(),
+            scopes: user.scopes.iter().collect(),
             username: user.username,
             email: user.email,
             full_name: user.full_name,
@@ -71,20 +48,21 @@ pub enum CurrentUserResponse {
     Ok(Json<UserBody>),
 }
 
-pub struct UsersApi;
+#[derive(Default)]
+pub struct AccountApi;
 
 #[OpenApi(tag = "ApiTags::Users")]
-impl UsersApi {
+impl AccountApi {
     /// Read your account
     ///
     /// Returns the account the access token belongs to. Needs the `me` scope.
     #[oai(path = "/users/me", method = "get", operation_id = "read_current_user")]
     async fn read_current_user(
         &self,
-        #[oai(scope = "OAuthScope::Me")] auth: OAuth2,
+        #[oai(scope = "Scope::Me")] auth: OAuth2,
         state: poem::web::Data<&AppState>,
     ) -> Result<CurrentUserResponse, ProtectedError> {
-        let caller = authenticate(&state.tokens, &state.store, &auth, &[Scope::Me]).await?;
+        let caller = auth.authenticate(&state, &[Scope::Me]).await?;
         Ok(CurrentUserResponse::Ok(Json(caller.user.into())))
     }
 }

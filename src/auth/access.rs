@@ -1,46 +1,15 @@
-//! The OAuth2 security scheme protected operations take as a parameter, and the check every
-//! one of them runs: a valid token, a live session of a user that still exists (signed with a
-//! key that is not retired), the scopes the operation needs (poem-openapi only documents them),
-//! and an active account — in the contract's order.
+//! The check every protected operation runs on the credentials it was given: a valid token, a
+//! live session of a user that still exists (signed with a key that is not retired), the scopes
+//! the operation needs, and an active account — in the contract's order. The HTTP side
+//! (`api::security`) only takes the token from the request and maps [`AccessError`].
 
-use poem_openapi::{OAuthScopes, SecurityScheme, auth::Bearer};
 use uuid::Uuid;
 
 use crate::{
-    api::ApiError,
-    auth::AccessTokens,
-    db::{Store, User},
+    auth::{AccessTokens, VerifyError},
+    db::{Store, StoreError, User},
     domain::{Scope, ScopeSet},
 };
-
-/// Scopes a token can carry.
-#[derive(Debug, Clone, Copy, OAuthScopes)]
-pub enum OAuthScope {
-    /// Read and change your own account.
-    #[oai(rename = "me")]
-    Me,
-    /// Your own items.
-    #[oai(rename = "items")]
-    Items,
-    /// Manage all users (granted only when asked for by name).
-    #[oai(rename = "admin")]
-    Admin,
-}
-
-/// OAuth2 password flow: log in at `/token` with a username and password, then send the
-/// access token as `Authorization: Bearer <token>`.
-#[derive(SecurityScheme)]
-#[oai(
-    ty = "oauth2",
-    flows(password(token_url = "/token", refresh_url = "/token", scopes = "OAuthScope"))
-)]
-pub struct OAuth2(Bearer);
-
-impl OAuth2 {
-    fn token(&self) -> &str {
-        self.0.token.trim()
-    }
-}
 
 /// The caller of a protected operation, once every check has passed.
 #[derive(Debug)]
@@ -51,20 +20,40 @@ pub struct Authenticated {
     pub session_id: Uuid,
 }
 
+/// Why a presented access token does not let its holder in.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    /// Not a token of ours, expired, signed with a retired key, of an ended session or of a
+    /// user that is gone.
+    #[error("could not validate credentials")]
+    InvalidToken,
+    /// A valid token without every scope the operation needs.
+    #[error("not enough permissions")]
+    InsufficientScope { needed: ScopeSet },
+    /// The token's user is disabled.
+    #[error("inactive user")]
+    InactiveUser,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// `last_used_at` of a session is kept to this precision: a busy session costs one write a
 /// minute, not one per request.
 const LAST_USED_PRECISION: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
-/// Checks a bearer token for an operation needing `needed`.
+/// Checks a bearer `token` for an operation needing `needed`.
 pub async fn authenticate(
     tokens: &AccessTokens,
     store: &Store,
-    credentials: &OAuth2,
+    token: &str,
     needed: &[Scope],
-) -> Result<Authenticated, ApiError> {
-    let verified = tokens.verify(credentials.token()).await.map_err(|err| {
-        tracing::debug!(reason = %err, "refused an access token");
-        ApiError::from(err)
+) -> Result<Authenticated, AccessError> {
+    let verified = tokens.verify(token).await.map_err(|err| match err {
+        VerifyError::Invalid(reason) => {
+            tracing::debug!(%reason, "refused an access token");
+            AccessError::InvalidToken
+        }
+        VerifyError::Store(err) => AccessError::Store(err),
     })?;
     // One query: the session, its user, and (for a `kid`) that the key is not retired.
     let (session, user) = store
@@ -74,11 +63,11 @@ pub async fn authenticate(
             verified.kid.as_deref().zip(verified.key_tag.as_deref()),
         )
         .await?
-        .ok_or(ApiError::InvalidToken)?;
+        .ok_or(AccessError::InvalidToken)?;
     let now = chrono::Utc::now();
     if !session.is_live(now) {
         tracing::debug!(session_id = %session.id, "refused an access token: session ended");
-        return Err(ApiError::InvalidToken);
+        return Err(AccessError::InvalidToken);
     }
     if now - session.last_used_at >= LAST_USED_PRECISION {
         // Off the request's path: the answer does not wait for this write.
@@ -91,10 +80,10 @@ pub async fn authenticate(
     }
     let needed: ScopeSet = needed.iter().copied().collect();
     if !needed.missing_from(&verified.scopes).is_empty() {
-        return Err(ApiError::InsufficientScope { needed });
+        return Err(AccessError::InsufficientScope { needed });
     }
     if user.disabled {
-        return Err(ApiError::InactiveUser);
+        return Err(AccessError::InactiveUser);
     }
     Ok(Authenticated {
         user,

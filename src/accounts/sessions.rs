@@ -1,0 +1,67 @@
+//! A user's sessions: logging out, listing them, ending one or all. Ending a session refuses
+//! its access and refresh tokens from the next request on, on every instance (the access check
+//! reads the session each time).
+
+use uuid::Uuid;
+
+use super::{AccountError, find_user};
+use crate::db::{Session, Store, StoreError};
+
+// The doc comment is the OpenAPI schema's description (`POST /logout`'s `scope`).
+/// Which sessions `POST /logout` ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, poem_openapi::Enum)]
+#[oai(rename = "LogoutScope", rename_all = "lowercase")]
+pub enum LogoutScope {
+    /// The session of this request's token.
+    Local,
+    /// Every other session of yours.
+    Others,
+    /// Every session of yours, this one included.
+    Global,
+}
+
+impl LogoutScope {
+    /// Whether it ends sessions other than the caller's, which needs the `me` scope: a token
+    /// that may only read items must not log its user out everywhere.
+    pub fn reaches_other_sessions(self) -> bool {
+        matches!(self, Self::Others | Self::Global)
+    }
+}
+
+/// Ends `scope`'s sessions of `user_id`, seen from its session `current`; how many ended.
+pub async fn logout(
+    store: &Store,
+    user_id: Uuid,
+    current: Uuid,
+    scope: LogoutScope,
+) -> Result<u64, StoreError> {
+    let ended = match scope {
+        LogoutScope::Local => u64::from(store.revoke_session(current).await?),
+        LogoutScope::Others => store.revoke_user_sessions(user_id, Some(current)).await?,
+        LogoutScope::Global => store.revoke_user_sessions(user_id, None).await?,
+    };
+    tracing::info!(user_id = %user_id, sessions_ended = ended, "logged out");
+    Ok(ended)
+}
+
+/// The user's live sessions (neither ended nor expired), most recently used first.
+pub async fn live_sessions(store: &Store, user_id: Uuid) -> Result<Vec<Session>, StoreError> {
+    store.live_sessions(user_id).await
+}
+
+/// Ends one live session of the user's; `false` when they have none with this id.
+pub async fn end_session(store: &Store, user_id: Uuid, id: Uuid) -> Result<bool, StoreError> {
+    let ended = store.revoke_user_session(user_id, id).await?;
+    if ended {
+        tracing::info!(user_id = %user_id, session_id = %id, "session ended by its user");
+    }
+    Ok(ended)
+}
+
+/// Ends every session of the account named `name` (e.g. a compromised account); how many.
+pub async fn end_all_sessions(store: &Store, name: &str) -> Result<u64, AccountError> {
+    let user = find_user(store, name).await?;
+    let ended = store.revoke_user_sessions(user.id, None).await?;
+    tracing::info!(user_id = %user.id, sessions_ended = ended, "sessions ended from the command line");
+    Ok(ended)
+}

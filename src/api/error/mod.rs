@@ -1,0 +1,157 @@
+//! The one place where failures become HTTP responses.
+//!
+//! Handlers return [`ApiError`]; the service layer's typed errors (`GrantError`,
+//! `AccessError`, `StoreError`, …) become an `ApiError` here, each in one `From`. Client errors
+//! carry the contract's JSON body; internal errors are logged here with their cause chain and
+//! leave as an opaque 500 (or 503 when the database is unreachable).
+//!
+//! - [`body`]: the JSON bodies (`Error`, `TokenErrorBody`, a 422's issues);
+//! - [`responses`]: each operation's declared error responses (`ProtectedError`, `TokenError`, …),
+//!   whose schemas therefore appear in the OpenAPI document;
+//! - [`fallback`]: errors raised before a handler runs (missing credentials, unparsable bodies
+//!   and parameters, unknown routes), turned into the same shapes.
+
+mod body;
+mod fallback;
+mod responses;
+
+pub use body::{ErrorBody, ErrorDetail, OAuthErrorCode, TokenErrorBody, ValidationIssue};
+pub use fallback::{
+    AllowedMethods, HEADER_FIELDS_TOO_LARGE, REQUEST_TIMEOUT, is_token_endpoint,
+    map_framework_errors, plain_error, plain_token_error,
+};
+pub use responses::{KeySetError, MetadataError, ProtectedError, RevocationError, TokenError};
+
+use crate::{
+    auth::{AccessError, GrantError},
+    db::StoreError,
+    domain::ScopeSet,
+};
+
+/// Everything that can go wrong while serving a request.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No credentials, or not Bearer ones.
+    #[error("not authenticated")]
+    NotAuthenticated,
+    /// A token that is not valid, or whose user is gone.
+    #[error("could not validate credentials")]
+    InvalidToken,
+    /// A valid token without every scope the operation needs.
+    #[error("not enough permissions")]
+    InsufficientScope { needed: ScopeSet },
+    /// The token's user is disabled.
+    #[error("inactive user")]
+    InactiveUser,
+    /// The password grant's `Incorrect username or password` (401, unlike other grant errors).
+    #[error("incorrect username or password")]
+    InvalidCredentials,
+    /// A failed OAuth 2.0 grant at `/token`.
+    #[error("token request refused: {description}")]
+    Grant {
+        code: OAuthErrorCode,
+        description: String,
+    },
+    #[error("invalid request")]
+    Validation(Vec<ValidationIssue>),
+    #[error("request body too large")]
+    BodyTooLarge,
+    /// Every password-hashing worker is busy and the queue is full.
+    #[error("service busy")]
+    Busy,
+    /// Too many failed logins from this client; retry after this many seconds.
+    #[error("login throttled")]
+    Throttled { retry_after: u32 },
+    /// Too many successful logins to one account this minute; retry after this many seconds.
+    #[error("too many requests")]
+    TooManyRequests { retry_after: u32 },
+    /// No public URL is configured and the request's `Host` cannot be the base of a URL.
+    #[error("missing or invalid Host header")]
+    InvalidHost,
+    #[error("the database is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    fn invalid_grant(description: &str) -> Self {
+        Self::Grant {
+            code: OAuthErrorCode::InvalidGrant,
+            description: description.into(),
+        }
+    }
+
+    pub fn internal(err: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(err.into())
+    }
+
+    /// Logs what the client will not see.
+    pub(super) fn log(&self) {
+        match self {
+            Self::Internal(err) => tracing::error!(error = format!("{err:#}"), "internal error"),
+            Self::Unavailable(err) => {
+                tracing::error!(error = format!("{err:#}"), "database unavailable")
+            }
+            Self::Busy => tracing::warn!("password hashing queue full; answered 503"),
+            _ => {}
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(_) => Self::Unavailable(err.into()),
+            StoreError::UsernameTaken | StoreError::Query(_) => Self::Internal(err.into()),
+        }
+    }
+}
+
+impl From<AccessError> for ApiError {
+    fn from(err: AccessError) -> Self {
+        match err {
+            AccessError::InvalidToken => Self::InvalidToken,
+            AccessError::InsufficientScope { needed } => Self::InsufficientScope { needed },
+            AccessError::InactiveUser => Self::InactiveUser,
+            AccessError::Store(err) => err.into(),
+        }
+    }
+}
+
+impl From<GrantError> for ApiError {
+    fn from(err: GrantError) -> Self {
+        match err {
+            GrantError::InvalidCredentials => Self::InvalidCredentials,
+            GrantError::InactiveUser => Self::invalid_grant("Inactive user"),
+            GrantError::InvalidRefreshToken => Self::invalid_grant("Invalid refresh token"),
+            GrantError::ScopeNotGranted { holder, scope } => Self::Grant {
+                code: OAuthErrorCode::InvalidScope,
+                description: format!("Scope not granted to this {holder}: {scope}"),
+            },
+            GrantError::Throttled { retry_after } => Self::Throttled { retry_after },
+            GrantError::TooManyLogins { retry_after } => Self::TooManyRequests { retry_after },
+            GrantError::Hash(err) => err.into(),
+            GrantError::Issue(err) => err.into(),
+            GrantError::Store(err) => err.into(),
+        }
+    }
+}
+
+impl From<crate::auth::IssueError> for ApiError {
+    fn from(err: crate::auth::IssueError) -> Self {
+        match err {
+            crate::auth::IssueError::Key(crate::auth::keys::KeyError::Store(err)) => err.into(),
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
+impl From<crate::auth::HashError> for ApiError {
+    fn from(err: crate::auth::HashError) -> Self {
+        match err {
+            crate::auth::HashError::Busy => Self::Busy,
+            crate::auth::HashError::Failed(_) => Self::Internal(err.into()),
+        }
+    }
+}

@@ -1,0 +1,414 @@
+//! The OAuth 2.0 grants and revocation, as rules: the password grant (RFC 6749 §4.3: throttle,
+//! password check, rehash, session start), the refresh grant (§6: rotation, reuse detection,
+//! scopes narrowed to the user's current ones) and revocation (RFC 7009). Each refusal is a
+//! [`GrantError`]; `api::token` parses the form and maps them to the contract's responses.
+
+use std::{net::IpAddr, sync::Arc};
+
+use secrecy::SecretString;
+
+use crate::{
+    auth::{
+        AccessTokens, Admission, HashError, IssueError, IssuedToken, LoginThrottle, PasswordHasher,
+        PresentedRefreshToken, RefreshTokens, Verification, VerifyError,
+    },
+    config::SessionSettings,
+    db::{Exchange, NewSession, Session, Store, StoreError},
+    domain::{Scope, ScopeSet, Username},
+};
+
+/// Who is asking, as recorded on the session a login starts.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub address: IpAddr,
+    pub user_agent: Option<String>,
+}
+
+/// A password-grant request, once its fields are present.
+pub struct PasswordLogin<'a> {
+    /// As typed: any case, and possibly a name that could not exist.
+    pub username: &'a str,
+    pub password: SecretString,
+    /// The scopes asked for; `None`: the default (every scope held except `admin`).
+    pub requested: Option<ScopeSet>,
+}
+
+/// What a successful grant issues.
+#[derive(Debug)]
+pub struct Granted {
+    pub access: IssuedToken,
+    pub scopes: ScopeSet,
+    pub refresh_token: String,
+}
+
+/// Whose scopes a request asked beyond.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeHolder {
+    User,
+    Session,
+}
+
+impl std::fmt::Display for ScopeHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::User => "user",
+            Self::Session => "session",
+        })
+    }
+}
+
+/// Why a grant was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    /// An unknown username or a wrong password: the same answer for both.
+    #[error("incorrect username or password")]
+    InvalidCredentials,
+    #[error("inactive user")]
+    InactiveUser,
+    /// Unknown, expired, revoked or reused.
+    #[error("invalid refresh token")]
+    InvalidRefreshToken,
+    #[error("scope not granted to this {holder}: {scope}")]
+    ScopeNotGranted { holder: ScopeHolder, scope: Scope },
+    /// Too many failed logins from this client (or for this account).
+    #[error("login throttled for {retry_after} s")]
+    Throttled { retry_after: u32 },
+    /// Too many successful logins to one account this minute.
+    #[error("too many logins to this account, retry in {retry_after} s")]
+    TooManyLogins { retry_after: u32 },
+    #[error(transparent)]
+    Hash(#[from] HashError),
+    #[error(transparent)]
+    Issue(#[from] IssueError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The grants, with everything they need; cheap to clone.
+#[derive(Clone)]
+pub struct Grants {
+    store: Store,
+    hasher: PasswordHasher,
+    tokens: Arc<AccessTokens>,
+    refresh_tokens: RefreshTokens,
+    throttle: LoginThrottle,
+    sessions: SessionSettings,
+}
+
+impl Grants {
+    pub fn new(
+        store: Store,
+        hasher: PasswordHasher,
+        tokens: Arc<AccessTokens>,
+        refresh_tokens: RefreshTokens,
+        throttle: LoginThrottle,
+        sessions: SessionSettings,
+    ) -> Self {
+        Self {
+            store,
+            hasher,
+            tokens,
+            refresh_tokens,
+            throttle,
+            sessions,
+        }
+    }
+
+    pub fn hasher(&self) -> &PasswordHasher {
+        &self.hasher
+    }
+
+    pub fn throttle(&self) -> &LoginThrottle {
+        &self.throttle
+    }
+
+    /// The password grant: checks the password (after the throttle), upgrades an outdated
+    /// hash, and starts a session.
+    pub async fn password_grant(
+        &self,
+        client: Client,
+        login: PasswordLogin<'_>,
+    ) -> Result<Granted, GrantError> {
+        // Throttling comes before the password is checked, and reserves the attempt's place in
+        // every count first: a blocked client learns nothing, not even from a correct password,
+        // and a burst of concurrent guesses gets no more checks than the limit.
+        let keys = self.throttle.keys(login.username, client.address);
+        if let Admission::Refused { retry_after } = self.throttle.admit(&self.store, &keys).await? {
+            tracing::warn!(client = %client.address, retry_after, "login refused: throttled");
+            return Err(GrantError::Throttled { retry_after });
+        }
+
+        // A username that could not exist is looked up as nothing, and still costs one hash.
+        let checked = async {
+            let user = match Username::parse(login.username) {
+                Ok(name) => self.store.find_user_by_username(&name).await?,
+                Err(_) => None,
+            };
+            let verification = self
+                .hasher
+                .verify_for(
+                    keys.hashing_clients(),
+                    login.password,
+                    user.as_ref().map(|u| &u.hashed_password),
+                )
+                .await?;
+            Ok::<_, GrantError>((user, verification))
+        }
+        .await;
+        let (user, verification) = match checked {
+            Ok(checked) => checked,
+            Err(err) => {
+                // The password was not checked: the attempt gives its places back.
+                if let Err(err) = self.throttle.abandoned(&self.store, &keys).await {
+                    tracing::warn!(error = %err, "could not give back a login attempt");
+                }
+                return Err(err);
+            }
+        };
+        let (Some(user), Verification::Valid { rehashed }) = (user, verification) else {
+            tracing::info!(client = %client.address, "login refused: incorrect username or password");
+            self.throttle.failed(&keys);
+            return Err(GrantError::InvalidCredentials);
+        };
+        if let Err(err) = self.throttle.succeeded(&self.store, &keys).await {
+            tracing::warn!(error = %err, "could not clear the failed-login count");
+        }
+        // Each login starts a session: one account gets only so many a minute, from anywhere.
+        if let Admission::Refused { retry_after } =
+            self.throttle.admit_success(&self.store, &keys).await?
+        {
+            tracing::warn!(user_id = %user.id, client = %client.address, retry_after, "login refused: too many successful logins to this account");
+            return Err(GrantError::TooManyLogins { retry_after });
+        }
+        if let Some(rehashed) = rehashed {
+            // The login stands even if the upgrade cannot be stored; it is retried next time.
+            match self.store.set_password_hash(user.id, rehashed).await {
+                Ok(()) => {
+                    tracing::info!(user_id = %user.id, "password hash upgraded to current parameters")
+                }
+                Err(err) => {
+                    tracing::warn!(user_id = %user.id, error = %err, "could not store an upgraded password hash")
+                }
+            }
+        }
+        if user.disabled {
+            return Err(GrantError::InactiveUser);
+        }
+        let granted = match login.requested {
+            None => user.scopes.without(Scope::Admin),
+            Some(requested) => narrowed(requested, &user.scopes, ScopeHolder::User)?,
+        };
+        // Signed before the session is stored: a signing failure leaves no session behind that
+        // nobody holds a token of.
+        let session_id = uuid::Uuid::now_v7();
+        let access = self.tokens.issue(user.id, session_id, &granted).await?;
+        self.store
+            .start_session(NewSession {
+                id: session_id,
+                user_id: user.id,
+                scopes: granted.clone(),
+                user_agent: client.user_agent,
+                client_address: client.address.to_string(),
+                lifetime: self.sessions.lifetime,
+            })
+            .await?;
+        tracing::info!(user_id = %user.id, %session_id, scope = %granted, "logged in: session started");
+        Ok(Granted {
+            access,
+            refresh_token: self.refresh_tokens.issue(session_id, 0),
+            scopes: granted,
+        })
+    }
+
+    /// The refresh grant: exchanges a refresh token for new tokens in the same session; a
+    /// spent token presented again ends the session.
+    pub async fn refresh_grant(
+        &self,
+        presented: &str,
+        requested: Option<ScopeSet>,
+    ) -> Result<Granted, GrantError> {
+        let Some(presented) = self.presented_refresh_token(presented).await? else {
+            tracing::info!("refresh refused: unknown refresh token");
+            return Err(GrantError::InvalidRefreshToken);
+        };
+        let session = &presented.session;
+        let now = chrono::Utc::now();
+        if !session.state().is_live(now) {
+            tracing::info!(session_id = %session.id, "refresh refused: session ended");
+            return Err(GrantError::InvalidRefreshToken);
+        }
+        // Reuse is answered before anything about the user, and nothing is recorded on a refusal.
+        let grace = self.sessions.reuse_grace;
+        if !presented.exchangeable(now, grace) {
+            return Err(self.reuse_detected(session.id).await);
+        }
+        let user = self
+            .store
+            .find_user_by_id(session.user_id)
+            .await?
+            .ok_or(GrantError::InvalidRefreshToken)?;
+        if user.disabled {
+            return Err(GrantError::InactiveUser);
+        }
+        // The login's scopes, less any the user has lost since.
+        let allowed: ScopeSet = session
+            .scopes
+            .iter()
+            .filter(|scope| user.scopes.contains(*scope))
+            .collect();
+        let granted = match requested {
+            None => allowed,
+            Some(requested) => narrowed(requested, &allowed, ScopeHolder::Session)?,
+        };
+        // Signed before the presented token is spent: a signing failure leaves the client its
+        // token to retry with, rather than a spent one whose next use would end the session.
+        let access = self.tokens.issue(user.id, session.id, &granted).await?;
+        let generation = match self
+            .store
+            .exchange_refresh_token(session.id, presented.generation, grace)
+            .await?
+        {
+            Exchange::Issue(generation) => generation,
+            Exchange::Reused => return Err(self.reuse_detected(session.id).await),
+            Exchange::SessionEnded => {
+                tracing::info!(session_id = %session.id, "refresh refused: session ended meanwhile");
+                return Err(GrantError::InvalidRefreshToken);
+            }
+        };
+        tracing::info!(user_id = %user.id, session_id = %session.id, generation, scope = %granted, "refreshed");
+        Ok(Granted {
+            access,
+            refresh_token: self.refresh_tokens.issue(session.id, generation),
+            scopes: granted,
+        })
+    }
+
+    /// Revocation (RFC 7009): ends the session an access or refresh token belongs to. An
+    /// unknown, expired or already revoked token is not an error. `refresh_first` says which
+    /// kind to try first.
+    pub async fn revoke(&self, token: &str, refresh_first: bool) -> Result<(), StoreError> {
+        let session = if refresh_first {
+            match self.refresh_token_session(token).await? {
+                Some(session) => Some(session),
+                None => self.access_token_session(token).await?,
+            }
+        } else {
+            match self.access_token_session(token).await? {
+                Some(session) => Some(session),
+                None => self.refresh_token_session(token).await?,
+            }
+        };
+        match session {
+            Some(session_id) if self.store.revoke_session(session_id).await? => {
+                tracing::info!(%session_id, "session revoked at /token/revoke");
+            }
+            Some(_) => tracing::debug!("revocation of a token whose session had already ended"),
+            None => tracing::debug!("revocation of an unknown token: nothing to do"),
+        }
+        Ok(())
+    }
+
+    /// The session a presented refresh token names, if it is one of ours: checked by its MAC
+    /// first (a made-up token costs no database read), then the session is read.
+    async fn presented_refresh_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<PresentedToken>, StoreError> {
+        Ok(match self.refresh_tokens.read(token) {
+            PresentedRefreshToken::Generation {
+                session_id,
+                generation,
+            } => self
+                .store
+                .find_session(session_id)
+                .await?
+                .map(|session| PresentedToken {
+                    session,
+                    generation,
+                    legacy_spent_at: None,
+                }),
+            PresentedRefreshToken::Legacy { hash } => self
+                .store
+                .find_legacy_refresh_token(&hash)
+                .await?
+                .map(|legacy| PresentedToken {
+                    session: legacy.session,
+                    generation: 0,
+                    legacy_spent_at: legacy.rotated_at,
+                }),
+            PresentedRefreshToken::Invalid => None,
+        })
+    }
+
+    /// A refresh token presented again after it was exchanged: whoever holds the session's
+    /// tokens, it is not only its owner. The whole session ends (RFC 9700 §4.14.2).
+    async fn reuse_detected(&self, session_id: uuid::Uuid) -> GrantError {
+        tracing::warn!(%session_id, "refresh token reused after rotation: session revoked");
+        match self.store.revoke_session(session_id).await {
+            Ok(_) => GrantError::InvalidRefreshToken,
+            Err(err) => err.into(),
+        }
+    }
+
+    /// The session of a valid access token.
+    async fn access_token_session(&self, token: &str) -> Result<Option<uuid::Uuid>, StoreError> {
+        match self.tokens.verify(token.trim()).await {
+            // The key's status as the per-request check sees it: a key retired since it was
+            // cached (by another instance, or the command line) no longer makes a token valid.
+            Ok(verified) => match verified.kid.as_deref().zip(verified.key_tag.as_deref()) {
+                Some((kid, tag)) if !self.tokens.keys().is_still_active(kid, tag).await? => {
+                    Ok(None)
+                }
+                _ => Ok(Some(verified.session_id)),
+            },
+            Err(VerifyError::Invalid(_)) => Ok(None),
+            // Its key could not be looked up: not the same as a token that is not ours.
+            Err(VerifyError::Store(err)) => Err(err),
+        }
+    }
+
+    /// The session of a refresh token of ours, spent or not.
+    async fn refresh_token_session(&self, token: &str) -> Result<Option<uuid::Uuid>, StoreError> {
+        Ok(self
+            .presented_refresh_token(token)
+            .await?
+            .map(|presented| presented.session.id))
+    }
+}
+
+/// A presented refresh token that names a session of ours.
+struct PresentedToken {
+    session: Session,
+    /// The generation it is, counting a token issued before generations as generation 0.
+    generation: u64,
+    /// When it was spent, for a token issued before generations that was exchanged then.
+    legacy_spent_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl PresentedToken {
+    /// Whether it may be exchanged: it is the session's newest token, or the one before it
+    /// spent less than `grace` ago. Anything older is a spent token presented again.
+    fn exchangeable(&self, now: chrono::DateTime<chrono::Utc>, grace: chrono::Duration) -> bool {
+        let within_grace = |spent_at: Option<chrono::DateTime<chrono::Utc>>| {
+            spent_at.is_some_and(|at| now - at <= grace)
+        };
+        if let Some(spent_at) = self.legacy_spent_at {
+            return within_grace(Some(spent_at));
+        }
+        self.generation == self.session.refresh_generation
+            || (self.generation.checked_add(1) == Some(self.session.refresh_generation)
+                && within_grace(self.session.refresh_rotated_at))
+    }
+}
+
+/// `requested`, if every scope of it is in `allowed` (the user's, or the session's).
+fn narrowed(
+    requested: ScopeSet,
+    allowed: &ScopeSet,
+    holder: ScopeHolder,
+) -> Result<ScopeSet, GrantError> {
+    match requested.missing_from(allowed).first() {
+        Some(&scope) => Err(GrantError::ScopeNotGranted { holder, scope }),
+        None => Ok(requested),
+    }
+}
