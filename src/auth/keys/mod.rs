@@ -13,7 +13,7 @@
 //! was altered no longer matches its kid (such a row is neither used nor published).
 //!
 //! Private keys are stored sealed under a key derived from the JWT secret, bound to their kid
-//! (see [`sealing`]): a copy of the database alone signs nothing. Every instance therefore
+//! (see `sealing.rs`): a copy of the database alone signs nothing. Every instance therefore
 //! needs the same secret. Under another secret the stored keys still verify (their public
 //! halves are plain) but cannot sign: an instance then signs with the newest key it can
 //! decrypt (logging an error once per key it cannot), and refuses to start when there is none.
@@ -39,9 +39,9 @@
 //! would bring back any other state. Under another JWT secret the tags do not verify: the
 //! stored keys neither sign nor verify there (restore the secret, or rotate with `--force`).
 //!
-//! Beside this file: [`algorithm`] (the signing algorithm), [`material`] (private and public
-//! key material), [`jwk`] (the JWK form and thumbprints), [`sealing`] (sealing private keys,
-//! tagging rows), [`admin`] (the command line's rotate, retire and list).
+//! Beside this file: `algorithm.rs` (the signing algorithm), `material.rs` (private and public
+//! key material), `jwk.rs` (the JWK form and thumbprints), `sealing.rs` (sealing private keys,
+//! tagging rows), `admin.rs` (the command line's rotate, retire and list).
 //!
 //! Errors: [`KeyError`] where a caller tells the database from an unusable key (503 or 500);
 //! `anyhow` for start-up and the command-line helpers, which only report.
