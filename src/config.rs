@@ -6,6 +6,8 @@ use std::{net::SocketAddr, num::NonZeroUsize, path::PathBuf, time::Duration};
 use anyhow::{Context, bail};
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 
+use crate::auth::keys::KeyAlgorithm;
+
 /// The smallest HMAC secret accepted: 256 bits (RFC 7518 §3.2 for HS256).
 pub const MIN_SECRET_BYTES: usize = 32;
 
@@ -302,25 +304,44 @@ pub struct ConfigArgs {
     pub log_format: LogFormat,
 }
 
-/// How access tokens are signed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum SigningAlgorithm {
-    /// HMAC-SHA256 with the shared secret; nobody else can verify the tokens.
-    #[value(name = "HS256")]
-    Hs256,
-    /// Ed25519 (RFC 8037), the asymmetric default.
-    #[value(name = "EdDSA")]
-    EdDsa,
-    /// ECDSA with P-256 and SHA-256.
-    #[value(name = "ES256")]
-    Es256,
-}
+/// The algorithm is the token layer's (`auth::keys`), re-exported where the settings have
+/// always named it; how the command line names and describes the algorithms is here, with the
+/// rest of the command line's text.
+pub use crate::auth::keys::SigningAlgorithm;
 
-impl SigningAlgorithm {
-    pub fn is_asymmetric(self) -> bool {
-        self != SigningAlgorithm::Hs256
+/// `--signing-algorithm`: every algorithm.
+impl clap::ValueEnum for SigningAlgorithm {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Self::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        let help = match self {
+            Self::Hs256 => "HMAC-SHA256 with the shared secret; nobody else can verify the tokens",
+            Self::EdDsa => "Ed25519 (RFC 8037), the asymmetric default",
+            Self::Es256 => ES256_HELP,
+        };
+        Some(clap::builder::PossibleValue::new(self.as_str()).help(help))
     }
 }
+
+/// `keys rotate --algorithm`: only the algorithms a stored key can have.
+impl clap::ValueEnum for KeyAlgorithm {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Self::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        let help = if *self == Self::EDDSA {
+            "Ed25519 (RFC 8037)"
+        } else {
+            ES256_HELP
+        };
+        Some(clap::builder::PossibleValue::new(self.as_str()).help(help))
+    }
+}
+
+const ES256_HELP: &str = "ECDSA with P-256 and SHA-256";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {

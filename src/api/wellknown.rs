@@ -1,6 +1,7 @@
 //! Discovery: the public keys that verify access tokens (a JWK Set, RFC 7517) and the server's
 //! metadata (RFC 8414), from which resource servers and clients configure themselves.
 
+use jsonwebtoken::jwk::Jwk;
 use poem::Request;
 use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
 
@@ -8,10 +9,7 @@ use super::{
     ApiTags, AppState,
     error::{ApiError, KeySetError, MetadataError},
 };
-use crate::{
-    auth::keys::PublicJwk,
-    domain::{Scope, origin::is_host_and_port},
-};
+use crate::domain::{Scope, origin::is_host_and_port};
 
 /// Both documents change only when a key is rotated or retired (or the service is
 /// reconfigured): a minute of caching spares the database, and a verifier that meets an unknown
@@ -40,16 +38,28 @@ pub struct JwkBody {
     pub usage: String,
 }
 
-impl From<PublicJwk> for JwkBody {
-    fn from(jwk: PublicJwk) -> Self {
+/// The published form of a key: this schema's members, in its order, with the values
+/// jsonwebtoken's `Jwk` gives them. (`Jwk` itself serializes its common members first, `use`,
+/// `alg` and `kid` before `kty`; the set is published as documented, and as it always was.)
+impl From<Jwk> for JwkBody {
+    fn from(jwk: Jwk) -> Self {
+        let members = serde_json::to_value(&jwk).expect("a JWK serializes");
+        // Every key published is Ed25519 or P-256 (`auth::keys`), so each member but `y` of
+        // an Ed25519 key is there.
+        let member = |name: &str| {
+            members
+                .get(name)
+                .and_then(|value| value.as_str())
+                .map(str::to_owned)
+        };
         Self {
-            kty: jwk.kty,
-            crv: jwk.crv,
-            x: jwk.x,
-            y: jwk.y,
-            kid: jwk.kid,
-            alg: jwk.alg,
-            usage: jwk.usage,
+            kty: member("kty").unwrap_or_default(),
+            crv: member("crv").unwrap_or_default(),
+            x: member("x").unwrap_or_default(),
+            y: member("y"),
+            kid: member("kid").unwrap_or_default(),
+            alg: member("alg").unwrap_or_default(),
+            usage: member("use").unwrap_or_default(),
         }
     }
 }

@@ -242,13 +242,51 @@ async fn an_es256_token_names_a_published_key_that_verifies_it() {
         .await;
 }
 
+/// The set's text, member for member in the order it has always been published: verifiers
+/// that compare or cache the document byte for byte see no change.
+#[tokio::test]
+async fn the_published_key_set_keeps_its_members_in_their_order() {
+    for algorithm in [SigningAlgorithm::EdDsa, SigningAlgorithm::Es256] {
+        // Arrange
+        let app = app_signing_with(algorithm).await;
+        let kid = Jws::parse(&login(&app).await).kid();
+
+        // Act
+        let text = app
+            .client
+            .get(app.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+
+        // Assert
+        let jwk = &serde_json::from_str::<Value>(&text).unwrap()["keys"][0];
+        let member = |name: &str| jwk[name].as_str().unwrap().to_owned();
+        let expected = match algorithm {
+            SigningAlgorithm::EdDsa => format!(
+                r#"{{"keys":[{{"kty":"OKP","crv":"Ed25519","x":"{}","kid":"{kid}","alg":"EdDSA","use":"sig"}}]}}"#,
+                member("x")
+            ),
+            _ => format!(
+                r#"{{"keys":[{{"kty":"EC","crv":"P-256","x":"{}","y":"{}","kid":"{kid}","alg":"ES256","use":"sig"}}]}}"#,
+                member("x"),
+                member("y")
+            ),
+        };
+        assert_eq!(text, expected, "{algorithm:?}");
+    }
+}
+
 #[tokio::test]
 async fn after_a_rotation_new_tokens_name_the_new_key_and_old_tokens_still_work() {
     let app = app_signing_with(SigningAlgorithm::Es256).await;
     let old_token = login(&app).await;
     let old_kid = Jws::parse(&old_token).kid();
 
-    let new_kid = keys::rotate(&app.store, &app.settings.tokens, KeyAlgorithm::Es256, false)
+    let new_kid = keys::rotate(&app.store, &app.settings.tokens, KeyAlgorithm::ES256, false)
         .await
         .unwrap();
 
@@ -294,13 +332,13 @@ async fn a_key_of_the_other_algorithm_is_published_but_neither_signs_nor_verifie
     for (configured, other, other_configured, other_alg) in [
         (
             SigningAlgorithm::EdDsa,
-            KeyAlgorithm::Es256,
+            KeyAlgorithm::ES256,
             SigningAlgorithm::Es256,
             "ES256",
         ),
         (
             SigningAlgorithm::Es256,
-            KeyAlgorithm::EdDsa,
+            KeyAlgorithm::EDDSA,
             SigningAlgorithm::EdDsa,
             "EdDSA",
         ),
@@ -387,7 +425,7 @@ async fn switching_the_configured_algorithm_signs_with_the_key_made_ahead() {
     let es_kid = keys::rotate(
         &before.store,
         &before.settings.tokens,
-        KeyAlgorithm::Es256,
+        KeyAlgorithm::ES256,
         false,
     )
     .await
@@ -421,7 +459,7 @@ async fn a_key_sealed_under_another_secret_is_refused_then_skipped_when_forced()
             .into(),
     ));
 
-    let refused = keys::rotate(&app.store, &wrong, KeyAlgorithm::EdDsa, false).await;
+    let refused = keys::rotate(&app.store, &wrong, KeyAlgorithm::EDDSA, false).await;
     assert!(
         refused
             .unwrap_err()
@@ -435,7 +473,7 @@ async fn a_key_sealed_under_another_secret_is_refused_then_skipped_when_forced()
 
     // Forced: the newest key is one this server cannot decrypt. Logins go on with the newest
     // key it can (and the skipped key is logged once, not at every login).
-    let bad = keys::rotate(&app.store, &wrong, KeyAlgorithm::EdDsa, true)
+    let bad = keys::rotate(&app.store, &wrong, KeyAlgorithm::EDDSA, true)
         .await
         .unwrap();
     // Tagged under the other secret, it is not authentic here: neither published nor used.
@@ -455,7 +493,7 @@ async fn a_key_sealed_under_another_secret_is_refused_then_skipped_when_forced()
 async fn a_retired_key_leaves_the_key_set() {
     let app = app_signing_with(SigningAlgorithm::EdDsa).await;
     let old_kid = Jws::parse(&login(&app).await).kid();
-    let new_kid = keys::rotate(&app.store, &app.settings.tokens, KeyAlgorithm::EdDsa, false)
+    let new_kid = keys::rotate(&app.store, &app.settings.tokens, KeyAlgorithm::EDDSA, false)
         .await
         .unwrap();
 
@@ -475,7 +513,7 @@ async fn a_token_signed_with_a_key_retired_since_its_last_use_is_refused() {
     let app = app_signing_with(SigningAlgorithm::EdDsa).await;
     let old_token = login(&app).await;
     assert_eq!(me_status(&app, &old_token).await, 200);
-    keys::rotate(&app.store, &app.settings.tokens, KeyAlgorithm::EdDsa, false)
+    keys::rotate(&app.store, &app.settings.tokens, KeyAlgorithm::EDDSA, false)
         .await
         .unwrap();
     let new_token = login(&app).await;
@@ -498,7 +536,7 @@ async fn a_token_signed_with_a_key_retired_since_its_last_use_is_refused() {
 async fn a_token_signed_with_a_key_retired_before_its_first_use_is_refused() {
     let app = app_signing_with(SigningAlgorithm::EdDsa).await;
     let old_token = login(&app).await;
-    keys::rotate(&app.store, &app.settings.tokens, KeyAlgorithm::EdDsa, false)
+    keys::rotate(&app.store, &app.settings.tokens, KeyAlgorithm::EDDSA, false)
         .await
         .unwrap();
 
@@ -592,7 +630,7 @@ async fn an_hs256_server_publishes_no_key() {
 async fn an_hs256_server_publishes_a_key_made_ahead_of_a_switch_but_does_not_sign_with_it() {
     let app = app_signing_with(SigningAlgorithm::Hs256).await;
 
-    let kid = keys::rotate(&app.store, &app.settings.tokens, KeyAlgorithm::EdDsa, false)
+    let kid = keys::rotate(&app.store, &app.settings.tokens, KeyAlgorithm::EDDSA, false)
         .await
         .unwrap();
 
@@ -736,8 +774,9 @@ fn forged_key(algorithm: KeyAlgorithm) -> (Value, String, jsonwebtoken::Encoding
     use p256::elliptic_curve::sec1::ToEncodedPoint as _;
     use sha2::Digest as _;
     let seed: [u8; 32] = rand::random();
-    let (jwk, canonical, encoding) = match algorithm {
-        KeyAlgorithm::EdDsa => {
+    let (jwk, canonical, encoding) = match SigningAlgorithm::from(algorithm) {
+        SigningAlgorithm::Hs256 => unreachable!("a key algorithm is never HS256"),
+        SigningAlgorithm::EdDsa => {
             let key = ed25519_dalek::SigningKey::from_bytes(&seed);
             let x = URL_SAFE_NO_PAD.encode(key.verifying_key().to_bytes());
             (
@@ -746,7 +785,7 @@ fn forged_key(algorithm: KeyAlgorithm) -> (Value, String, jsonwebtoken::Encoding
                 jsonwebtoken::EncodingKey::from_ed_der(key.to_pkcs8_der().unwrap().as_bytes()),
             )
         }
-        KeyAlgorithm::Es256 => {
+        SigningAlgorithm::Es256 => {
             let key = p256::SecretKey::from_slice(&seed).unwrap();
             let point = key.public_key().to_encoded_point(false);
             let x = URL_SAFE_NO_PAD.encode(point.x().unwrap());
@@ -767,8 +806,8 @@ fn forged_key(algorithm: KeyAlgorithm) -> (Value, String, jsonwebtoken::Encoding
 #[tokio::test]
 async fn a_key_row_inserted_by_hand_neither_verifies_a_forged_admin_token_nor_is_published() {
     for (configured, algorithm) in [
-        (SigningAlgorithm::EdDsa, KeyAlgorithm::EdDsa),
-        (SigningAlgorithm::Es256, KeyAlgorithm::Es256),
+        (SigningAlgorithm::EdDsa, KeyAlgorithm::EDDSA),
+        (SigningAlgorithm::Es256, KeyAlgorithm::ES256),
     ] {
         for tag in [None, Some("v1.bm90LWEtdGFn")] {
             // Arrange: a real user with a live session (the forged token names it).
@@ -893,8 +932,11 @@ async fn a_retired_key_set_back_to_active_by_hand_stays_retired() {
     }
 }
 
-fn kids_of(set: keys::JwkSet) -> Vec<String> {
-    set.keys.into_iter().map(|key| key.kid).collect()
+fn kids_of(set: jsonwebtoken::jwk::JwkSet) -> Vec<String> {
+    set.keys
+        .into_iter()
+        .map(|key| key.common.key_id.expect("a published key has a kid"))
+        .collect()
 }
 
 /// `/token/revoke` holds a token to the same test as a protected request: a token signed with
@@ -913,7 +955,7 @@ async fn revoking_a_token_of_a_key_retired_since_it_was_cached_ends_nothing() {
     let access = login.body["access_token"].as_str().unwrap().to_owned();
     let refresh_token = login.body["refresh_token"].as_str().unwrap().to_owned();
     assert_eq!(me_status(&app, &access).await, 200);
-    keys::rotate(&app.store, &app.settings.tokens, KeyAlgorithm::EdDsa, false)
+    keys::rotate(&app.store, &app.settings.tokens, KeyAlgorithm::EDDSA, false)
         .await
         .unwrap();
     assert!(
