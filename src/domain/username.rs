@@ -75,7 +75,7 @@ impl Username {
 }
 
 /// Unicode's compatibility caseless form (D146), recomposed: see [`Username::normalized`].
-fn caseless_form(raw: &str) -> String {
+pub(super) fn caseless_form(raw: &str) -> String {
     raw.nfd()
         .default_case_fold()
         .nfkd()
