@@ -2,24 +2,23 @@
 //! members, 422s that name each problem once and echo nothing unbounded, and text fields
 //! refused when they hold control characters (a NUL was a 500 on PostgreSQL).
 
-use reqwest::Response;
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
 
 const PASSWORD: &str = "correct horse battery staple";
 
-async fn post(app: &TestApp, path: &str, content_type: &str, body: String) -> Response {
-    app.client
-        .post(app.url(path))
-        .header("Content-Type", content_type)
-        .body(body)
-        .send()
-        .await
-        .unwrap()
+async fn post(app: &TestApp, path: &str, content_type: &str, body: String) -> Answer {
+    send(
+        app.request(Method::POST, path)
+            .header("Content-Type", content_type)
+            .body(body),
+    )
+    .await
 }
 
-async fn post_form(app: &TestApp, body: String) -> Response {
+async fn post_form(app: &TestApp, body: String) -> Answer {
     post(app, "/token", "application/x-www-form-urlencoded", body).await
 }
 
@@ -46,12 +45,12 @@ async fn a_form_of_thousands_of_repeated_fields_is_refused_as_too_many_fields() 
     let app = spawn_app().await;
 
     // Act
-    let response = post_form(&app, "a=&".repeat(21_800)).await;
+    let answer = post_form(&app, "a=&".repeat(21_800)).await;
 
     // Assert
-    assert_eq!(response.status(), 422);
+    assert_eq!(answer.status, 422);
     assert_eq!(
-        json_body(response).await,
+        answer.body,
         token_422(
             too_many_fields(),
             "body: Too many fields: at most 64 are accepted"
@@ -73,9 +72,9 @@ async fn a_form_of_65_fields_is_refused_and_one_of_64_is_read() {
     let refused = post_form(&app, fields.join("&")).await;
 
     // Assert
-    assert_eq!(read.status(), 401);
-    assert_eq!(refused.status(), 422);
-    assert_eq!(json_body(refused).await["detail"], too_many_fields());
+    assert_eq!(read.status, 401);
+    assert_eq!(refused.status, 422);
+    assert_eq!(refused.body["detail"], too_many_fields());
 }
 
 #[tokio::test]
@@ -83,7 +82,7 @@ async fn a_json_body_of_65_members_is_refused_as_too_many_fields() {
     let app = spawn_app().await;
     let members: Vec<String> = (0..65).map(|i| format!("\"x{i}\": 1")).collect();
 
-    let response = post(
+    let answer = post(
         &app,
         "/token",
         "application/json",
@@ -91,8 +90,8 @@ async fn a_json_body_of_65_members_is_refused_as_too_many_fields() {
     )
     .await;
 
-    assert_eq!(response.status(), 422);
-    assert_eq!(json_body(response).await["detail"], too_many_fields());
+    assert_eq!(answer.status, 422);
+    assert_eq!(answer.body["detail"], too_many_fields());
 }
 
 #[tokio::test]
@@ -102,12 +101,12 @@ async fn a_field_given_many_times_is_named_once() {
     let app = spawn_app().await;
 
     // Act
-    let response = post_form(&app, "scope=&".repeat(64)).await;
+    let answer = post_form(&app, "scope=&".repeat(64)).await;
 
     // Assert
-    assert_eq!(response.status(), 422);
+    assert_eq!(answer.status, 422);
     assert_eq!(
-        json_body(response).await,
+        answer.body,
         token_422(
             json!([{
                 "loc": ["body", "scope"],
@@ -126,7 +125,7 @@ async fn a_long_member_name_is_not_echoed_whole() {
     let name = "n".repeat(10_000);
 
     // Act
-    let response = post(
+    let answer = post(
         &app,
         "/token",
         "application/json",
@@ -135,10 +134,10 @@ async fn a_long_member_name_is_not_echoed_whole() {
     .await;
 
     // Assert: the name is cut at 128 characters.
-    assert_eq!(response.status(), 422);
+    assert_eq!(answer.status, 422);
     let clipped = format!("{}…", "n".repeat(128));
     assert_eq!(
-        json_body(response).await,
+        answer.body,
         token_422(
             json!([{
                 "loc": ["body", clipped],
@@ -152,13 +151,6 @@ async fn a_long_member_name_is_not_echoed_whole() {
 
 // --- Control characters -----------------------------------------------------------------------
 
-async fn logged_in() -> (TestApp, String) {
-    let app = spawn_app().await;
-    app.create_user("JohnDoe", PASSWORD).await;
-    let token = app.login("JohnDoe", PASSWORD).await;
-    (app, token)
-}
-
 fn control_character_issue(field: &str, code: &str) -> Value {
     json!({"detail": [{
         "loc": ["body", field],
@@ -169,66 +161,60 @@ fn control_character_issue(field: &str, code: &str) -> Value {
 
 #[tokio::test]
 async fn a_nul_in_an_item_title_is_a_validation_error() {
-    let (app, token) = logged_in().await;
+    let (app, token) = TestApp::with_logged_in_user("JohnDoe", PASSWORD).await;
 
-    let response = app
-        .create_item(&token, json!({"title": "a\u{0}b", "description": "ok"}))
+    let answer = app
+        .post_item(&token, json!({"title": "a\u{0}b", "description": "ok"}))
         .await;
 
-    assert_eq!(response.status(), 422);
-    assert_eq!(
-        json_body(response).await,
-        control_character_issue("title", "U+0000")
-    );
+    assert_eq!(answer.status, 422);
+    assert_eq!(answer.body, control_character_issue("title", "U+0000"));
 }
 
 #[tokio::test]
 async fn a_nul_in_an_item_description_is_a_validation_error() {
-    let (app, token) = logged_in().await;
+    let (app, token) = TestApp::with_logged_in_user("JohnDoe", PASSWORD).await;
 
-    let response = app
-        .create_item(&token, json!({"title": "ok", "description": "a\u{0}b"}))
+    let answer = app
+        .post_item(&token, json!({"title": "ok", "description": "a\u{0}b"}))
         .await;
 
-    assert_eq!(response.status(), 422);
+    assert_eq!(answer.status, 422);
     assert_eq!(
-        json_body(response).await,
+        answer.body,
         control_character_issue("description", "U+0000")
     );
 }
 
 #[tokio::test]
 async fn escape_and_other_control_characters_in_an_item_are_validation_errors() {
-    let (app, token) = logged_in().await;
+    let (app, token) = TestApp::with_logged_in_user("JohnDoe", PASSWORD).await;
 
     for (text, code) in [
         ("\u{1b}[2J", "U+001B"),
         ("\u{7f}", "U+007F"),
         ("\u{85}", "U+0085"),
     ] {
-        let response = app.create_item(&token, json!({ "title": text })).await;
+        let answer = app.post_item(&token, json!({ "title": text })).await;
 
-        assert_eq!(response.status(), 422, "{text:?}");
-        assert_eq!(
-            json_body(response).await,
-            control_character_issue("title", code)
-        );
+        assert_eq!(answer.status, 422, "{text:?}");
+        assert_eq!(answer.body, control_character_issue("title", code));
     }
-    let listed = json_body(app.get_with_token("/users/me/items", &token).await).await;
+    let listed = app.get_items(&token).await.body;
     assert_eq!(listed, json!([]), "nothing was stored");
 }
 
 #[tokio::test]
 async fn tabs_and_line_breaks_in_an_item_are_kept() {
-    let (app, token) = logged_in().await;
+    let (app, token) = TestApp::with_logged_in_user("JohnDoe", PASSWORD).await;
     let description = "Groceries:\r\n\t- milk\n\t- bread";
 
-    let response = app
-        .create_item(&token, json!({"title": "a\tb", "description": description}))
+    let answer = app
+        .post_item(&token, json!({"title": "a\tb", "description": description}))
         .await;
 
-    assert_eq!(response.status(), 201);
-    let item = json_body(response).await;
+    assert_eq!(answer.status, 201);
+    let item = answer.body;
     assert_eq!(item["title"], "a\tb");
     assert_eq!(item["description"], description);
 }
@@ -239,7 +225,7 @@ async fn a_nul_in_a_token_request_field_is_a_validation_error() {
     app.create_user("JohnDoe", PASSWORD).await;
 
     for field in ["grant_type", "scope", "client_id"] {
-        let response = app
+        let answer = app
             .post_token(&[
                 ("username", "JohnDoe"),
                 ("password", PASSWORD),
@@ -247,11 +233,11 @@ async fn a_nul_in_a_token_request_field_is_a_validation_error() {
             ])
             .await;
 
-        assert_eq!(response.status(), 422, "{field}");
+        assert_eq!(answer.status, 422, "{field}");
         let description =
             format!("{field}: Text must not contain control characters (found U+0000)");
         assert_eq!(
-            json_body(response).await,
+            answer.body,
             token_422(
                 control_character_issue(field, "U+0000")["detail"].clone(),
                 &description
@@ -267,15 +253,12 @@ async fn a_nul_in_a_password_is_just_a_wrong_password() {
     let app = spawn_app().await;
     app.create_user("JohnDoe", PASSWORD).await;
 
-    let response = app
+    let answer = app
         .post_token(&[("username", "JohnDoe"), ("password", "a\u{0}b")])
         .await;
 
-    assert_eq!(response.status(), 401);
-    assert_eq!(
-        json_body(response).await["detail"],
-        "Incorrect username or password"
-    );
+    assert_eq!(answer.status, 401);
+    assert_eq!(answer.body["detail"], "Incorrect username or password");
 }
 
 #[tokio::test]
@@ -297,19 +280,16 @@ async fn a_nul_in_a_token_is_an_unknown_token_not_an_error() {
         ])
         .await;
 
-    assert_eq!(revoked.status(), 200);
-    assert_eq!(refreshed.status(), 400);
-    assert_eq!(
-        json_body(refreshed).await["error_description"],
-        "Invalid refresh token"
-    );
+    assert_eq!(revoked.status, 200);
+    assert_eq!(refreshed.status, 400);
+    assert_eq!(refreshed.body["error_description"], "Invalid refresh token");
 }
 
 #[tokio::test]
 async fn a_nul_in_a_revocation_hint_is_a_validation_error() {
     let app = spawn_app().await;
 
-    let response = post(
+    let answer = post(
         &app,
         "/token/revoke",
         "application/x-www-form-urlencoded",
@@ -317,9 +297,9 @@ async fn a_nul_in_a_revocation_hint_is_a_validation_error() {
     )
     .await;
 
-    assert_eq!(response.status(), 422);
+    assert_eq!(answer.status, 422);
     assert_eq!(
-        json_body(response).await["detail"],
+        answer.body["detail"],
         control_character_issue("token_type_hint", "U+0000")["detail"]
     );
 }
@@ -330,13 +310,10 @@ async fn a_nul_in_a_username_is_answered_like_an_unknown_user() {
     let app = spawn_app().await;
     app.create_user("JohnDoe", PASSWORD).await;
 
-    let response = app
+    let answer = app
         .post_token(&[("username", "John\u{0}Doe"), ("password", PASSWORD)])
         .await;
 
-    assert_eq!(response.status(), 401);
-    assert_eq!(
-        json_body(response).await["detail"],
-        "Incorrect username or password"
-    );
+    assert_eq!(answer.status, 401);
+    assert_eq!(answer.body["detail"], "Incorrect username or password");
 }

@@ -2,7 +2,7 @@
 //! CORS (preflights included), and every response carries the security headers.
 
 use reqwest::{Method, Response};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::helpers::*;
 
@@ -11,60 +11,50 @@ const SPA: &str = "https://app.example.com";
 
 /// A server that allows `SPA`'s pages, and throttles after 3 failed logins per account.
 async fn app_allowing_the_spa() -> TestApp {
-    let (url, dir) = fresh_database().await;
-    let mut settings = test_settings(url);
-    settings.cors_allowed_origins = vec![SPA.to_owned()];
-    settings.throttle.enabled = true;
-    settings.throttle.max_failures_per_account = 3;
-    spawn_app_with(settings, dir).await
+    spawn_app_configured(|settings| {
+        settings.cors_allowed_origins = vec![SPA.to_owned()];
+        settings.throttle.enabled = true;
+        settings.throttle.max_failures_per_account = 3;
+    })
+    .await
 }
 
-async fn post_token_from(app: &TestApp, origin: &str, username: &str, password: &str) -> Response {
-    app.client
-        .post(app.url("/token"))
-        .header("Origin", origin)
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(
-            serde_urlencoded::to_string([
-                ("grant_type", "password"),
-                ("username", username),
-                ("password", password),
-            ])
-            .unwrap(),
-        )
-        .send()
+/// A password login sent by a page of `origin`.
+async fn login_from(app: &TestApp, origin: &str, username: &str, password: &str) -> Answer {
+    app.post_login(Login::new(username, password).header("Origin", origin))
         .await
-        .unwrap()
 }
 
-fn header<'r>(response: &'r Response, name: &str) -> Option<&'r str> {
+/// A header of a response that need not be JSON (a page's).
+fn header_of<'r>(response: &'r Response, name: &str) -> Option<&'r str> {
     response
         .headers()
         .get(name)
         .map(|v| v.to_str().expect("a visible header"))
 }
 
-async fn assert_origin_refused(response: Response) {
-    assert_eq!(response.status(), 403);
+/// The 403 for a request to `path` from a page of another site.
+fn assert_origin_refused(answer: &Answer, path: &str) {
+    assert_eq!(answer.status, 403, "{path}: {}", answer.text);
     assert_eq!(
-        header(&response, "content-type"),
+        answer.header("content-type"),
         Some("application/json; charset=utf-8")
     );
-    assert_eq!(header(&response, "access-control-allow-origin"), None);
+    assert_eq!(answer.header("access-control-allow-origin"), None);
     // The token endpoints' errors carry RFC 6749's members too, as all of theirs do.
-    let token_endpoint = matches!(response.url().path(), "/token" | "/token/revoke");
-    let body: Value = response.json().await.unwrap();
+    let token_endpoint = matches!(path, "/token" | "/token/revoke");
+    let body = &answer.body;
     if token_endpoint {
         assert_eq!(
             body,
-            json!({
+            &json!({
                 "detail": "Origin not allowed",
                 "error": "invalid_request",
                 "error_description": "Origin not allowed",
             })
         );
     } else {
-        assert_eq!(body, json!({ "detail": "Origin not allowed" }));
+        assert_eq!(body, &json!({ "detail": "Origin not allowed" }));
     }
 }
 
@@ -77,37 +67,29 @@ async fn a_login_posted_from_another_sites_page_is_refused_before_it_is_checked(
     // Act: more wrong passwords than the throttle allows, and the right one, all from a page
     // of another site.
     for _ in 0..5 {
-        assert_origin_refused(post_token_from(&app, EVIL, "johndoe", "wrong").await).await;
+        assert_origin_refused(&login_from(&app, EVIL, "johndoe", "wrong").await, "/token");
     }
-    assert_origin_refused(post_token_from(&app, EVIL, "johndoe", "secret").await).await;
-    assert_origin_refused(post_token_from(&app, "null", "johndoe", "secret").await).await;
+    assert_origin_refused(&login_from(&app, EVIL, "johndoe", "secret").await, "/token");
+    assert_origin_refused(
+        &login_from(&app, "null", "johndoe", "secret").await,
+        "/token",
+    );
 
     // Assert: none of them was counted (the account is not throttled) or logged in.
     assert!(
         app.store.live_sessions(user.id).await.unwrap().is_empty(),
         "no session was started"
     );
-    let response = app
-        .post_token(&[("username", "johndoe"), ("password", "secret")])
-        .await;
-    assert_eq!(response.status(), 200, "a request without Origin is served");
+    let answer = app.post_login(Login::new("johndoe", "secret")).await;
+    assert_eq!(answer.status, 200, "a request without Origin is served");
 }
 
 #[tokio::test]
 async fn every_state_changing_request_from_another_site_is_refused() {
     let app = spawn_app().await;
     let user = app.create_user("johndoe", "secret").await;
-    let token = app.login("johndoe", "secret").await;
-    let item = app
-        .client
-        .post(app.url("/users/me/items"))
-        .bearer_auth(&token)
-        .json(&json!({ "title": "kept" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(item.status(), 201);
-    let item: Value = item.json().await.unwrap();
+    let token = app.login("johndoe", "secret").await.access_token;
+    let item = app.create_item(&token, json!({ "title": "kept" })).await;
     for (method, path) in [
         (Method::POST, "/token".to_owned()),
         (Method::POST, "/token/revoke".to_owned()),
@@ -121,32 +103,25 @@ async fn every_state_changing_request_from_another_site_is_refused() {
         (Method::PATCH, "/users/me".to_owned()),
     ] {
         for origin in [EVIL, "null", "http://127.0.0.1.evil.example", "garbage"] {
-            let response = app
-                .client
-                .request(method.clone(), app.url(&path))
-                .header("Origin", origin)
-                .bearer_auth(&token)
-                .json(&json!({ "title": "planted" }))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 403, "{method} {path} from {origin}");
-            assert_origin_refused(response).await;
+            let answer = send(
+                app.bearer(method.clone(), &path, &token)
+                    .header("Origin", origin)
+                    .json(&json!({ "title": "planted" })),
+            )
+            .await;
+            assert_eq!(answer.status, 403, "{method} {path} from {origin}");
+            assert_origin_refused(&answer, &path);
         }
     }
     // The session still works and the item is still there: nothing was done.
-    let items = app
-        .client
-        .get(app.url("/users/me/items"))
-        .bearer_auth(&token)
-        .header("Origin", EVIL)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(items.status(), 200, "reading is not state-changing");
-    assert_eq!(header(&items, "access-control-allow-origin"), None);
-    let items: Value = items.json().await.unwrap();
-    assert_eq!(items.as_array().unwrap().len(), 1, "{items}");
+    let items = send(
+        app.bearer(Method::GET, "/users/me/items", &token)
+            .header("Origin", EVIL),
+    )
+    .await;
+    assert_eq!(items.status, 200, "reading is not state-changing");
+    assert_eq!(items.header("access-control-allow-origin"), None);
+    assert_eq!(items.body.as_array().unwrap().len(), 1, "{}", items.body);
     assert_eq!(app.store.live_sessions(user.id).await.unwrap().len(), 1);
 }
 
@@ -156,13 +131,15 @@ async fn a_login_from_the_services_own_page_is_served() {
     app.create_user("johndoe", "secret").await;
     // What Chromium sends from Swagger UI at http://127.0.0.1:PORT/docs.
     let own = format!("http://{}", app.address);
-    let response = post_token_from(&app, &own, "johndoe", "secret").await;
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["token_type"], "bearer");
+    let answer = login_from(&app, &own, "johndoe", "secret").await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body["token_type"], "bearer");
     // The own origin over another scheme is another origin.
     let https = format!("https://{}", app.address);
-    assert_origin_refused(post_token_from(&app, &https, "johndoe", "secret").await).await;
+    assert_origin_refused(
+        &login_from(&app, &https, "johndoe", "secret").await,
+        "/token",
+    );
 }
 
 #[tokio::test]
@@ -174,46 +151,43 @@ async fn a_page_whose_name_was_rebound_to_this_server_is_not_its_own_origin() {
     let rebound = format!("evil.example:{}", app.address.port());
 
     // Act
-    let response = app
-        .client
-        .post(app.url("/token"))
-        .header("Host", rebound.as_str())
-        .header("Origin", format!("http://{rebound}"))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body("username=johndoe&password=secret")
-        .send()
-        .await
-        .unwrap();
+    let answer = app
+        .post_login(
+            Login::new("johndoe", "secret")
+                .header("Host", rebound.as_str())
+                .header("Origin", format!("http://{rebound}")),
+        )
+        .await;
 
     // Assert: without PORTCULLIS_PUBLIC_URL only an address or localhost names the service.
-    assert_origin_refused(response).await;
+    assert_origin_refused(&answer, "/token");
     let localhost = format!("localhost:{}", app.address.port());
-    let response = app
-        .client
-        .post(app.url("/token"))
-        .header("Host", localhost.as_str())
-        .header("Origin", format!("http://{localhost}"))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body("username=johndoe&password=secret")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    let answer = app
+        .post_login(
+            Login::new("johndoe", "secret")
+                .header("Host", localhost.as_str())
+                .header("Origin", format!("http://{localhost}")),
+        )
+        .await;
+    assert_eq!(answer.status, 200);
 }
 
 #[tokio::test]
 async fn with_a_public_url_the_own_origin_is_the_public_urls() {
-    let (url, dir) = fresh_database().await;
-    let mut settings = test_settings(url);
-    settings.public_url = Some("https://auth.example.com/base".into());
-    let app = spawn_app_with(settings, dir).await;
+    let app = spawn_app_configured(|settings| {
+        settings.public_url = Some("https://auth.example.com/base".into());
+    })
+    .await;
     app.create_user("johndoe", "secret").await;
 
-    let response = post_token_from(&app, "https://auth.example.com", "johndoe", "secret").await;
-    assert_eq!(response.status(), 200);
+    let answer = login_from(&app, "https://auth.example.com", "johndoe", "secret").await;
+    assert_eq!(answer.status, 200);
     // The `Host` no longer names the service's origin: a proxy may have rewritten it.
     let host = format!("http://{}", app.address);
-    assert_origin_refused(post_token_from(&app, &host, "johndoe", "secret").await).await;
+    assert_origin_refused(
+        &login_from(&app, &host, "johndoe", "secret").await,
+        "/token",
+    );
 }
 
 #[tokio::test]
@@ -221,93 +195,77 @@ async fn an_allow_listed_site_is_served_with_cors_headers() {
     let app = app_allowing_the_spa().await;
     app.create_user("johndoe", "secret").await;
 
-    let response = post_token_from(&app, SPA, "johndoe", "secret").await;
-    assert_eq!(response.status(), 200);
-    assert_eq!(header(&response, "access-control-allow-origin"), Some(SPA));
+    let answer = login_from(&app, SPA, "johndoe", "secret").await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("access-control-allow-origin"), Some(SPA));
     assert_eq!(
-        header(&response, "access-control-expose-headers"),
+        answer.header("access-control-expose-headers"),
         Some("WWW-Authenticate, Retry-After, Link")
     );
-    assert_eq!(header(&response, "vary"), Some("Origin"));
-    assert_eq!(header(&response, "access-control-allow-credentials"), None);
-    let token: Value = response.json().await.unwrap();
+    assert_eq!(answer.header("vary"), Some("Origin"));
+    assert_eq!(answer.header("access-control-allow-credentials"), None);
+    let token = answer.body["access_token"].as_str().unwrap();
 
-    let me = app
-        .client
-        .get(app.url("/users/me"))
-        .header("Origin", SPA)
-        .bearer_auth(token["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), 200);
-    assert_eq!(header(&me, "access-control-allow-origin"), Some(SPA));
+    let me = send(
+        app.bearer(Method::GET, "/users/me", token)
+            .header("Origin", SPA),
+    )
+    .await;
+    assert_eq!(me.status, 200);
+    assert_eq!(me.header("access-control-allow-origin"), Some(SPA));
 
     // An error is readable by the SPA too (it must see the 401 and its challenge).
-    let unauthenticated = app
-        .client
-        .get(app.url("/users/me"))
-        .header("Origin", SPA)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unauthenticated.status(), 401);
+    let unauthenticated = send(app.request(Method::GET, "/users/me").header("Origin", SPA)).await;
+    assert_eq!(unauthenticated.status, 401);
     assert_eq!(
-        header(&unauthenticated, "access-control-allow-origin"),
+        unauthenticated.header("access-control-allow-origin"),
         Some(SPA)
     );
 
     // Another site gets no CORS headers, even where it is not refused.
-    let health = app
-        .client
-        .get(app.url("/health"))
-        .header("Origin", EVIL)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 200);
-    assert_eq!(header(&health, "access-control-allow-origin"), None);
+    let health = send(app.request(Method::GET, "/health").header("Origin", EVIL)).await;
+    assert_eq!(health.status, 200);
+    assert_eq!(health.header("access-control-allow-origin"), None);
     assert_eq!(
-        header(&health, "vary"),
+        health.header("vary"),
         Some("Origin"),
         "the answer depends on Origin"
     );
 }
 
-async fn preflight(app: &TestApp, path: &str, origin: &str) -> Response {
-    app.client
-        .request(Method::OPTIONS, app.url(path))
-        .header("Origin", origin)
-        .header("Access-Control-Request-Method", "POST")
-        .header(
-            "Access-Control-Request-Headers",
-            "authorization,content-type",
-        )
-        .send()
-        .await
-        .unwrap()
+async fn preflight(app: &TestApp, path: &str, origin: &str) -> Answer {
+    send(
+        app.request(Method::OPTIONS, path)
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization,content-type",
+            ),
+    )
+    .await
 }
 
 #[tokio::test]
 async fn a_preflight_from_an_allow_listed_site_is_answered() {
     let app = app_allowing_the_spa().await;
     for path in ["/token", "/users/me/items", "/users/me/sessions/x"] {
-        let response = preflight(&app, path, SPA).await;
-        assert_eq!(response.status(), 204, "{path}");
-        assert_eq!(header(&response, "access-control-allow-origin"), Some(SPA));
+        let answer = preflight(&app, path, SPA).await;
+        assert_eq!(answer.status, 204, "{path}");
+        assert_eq!(answer.header("access-control-allow-origin"), Some(SPA));
         assert_eq!(
-            header(&response, "access-control-allow-methods"),
+            answer.header("access-control-allow-methods"),
             Some("DELETE, GET, POST")
         );
         assert_eq!(
-            header(&response, "access-control-allow-headers"),
+            answer.header("access-control-allow-headers"),
             Some("Authorization, Content-Type")
         );
-        assert_eq!(header(&response, "access-control-max-age"), Some("600"));
-        assert_eq!(header(&response, "vary"), Some("Origin"));
-        assert_eq!(header(&response, "access-control-allow-credentials"), None);
-        assert_eq!(header(&response, "x-content-type-options"), Some("nosniff"));
-        assert!(response.bytes().await.unwrap().is_empty());
+        assert_eq!(answer.header("access-control-max-age"), Some("600"));
+        assert_eq!(answer.header("vary"), Some("Origin"));
+        assert_eq!(answer.header("access-control-allow-credentials"), None);
+        assert_eq!(answer.header("x-content-type-options"), Some("nosniff"));
+        assert!(answer.text.is_empty());
     }
 }
 
@@ -315,13 +273,13 @@ async fn a_preflight_from_an_allow_listed_site_is_answered() {
 async fn a_preflight_from_another_site_is_refused() {
     let app = app_allowing_the_spa().await;
     for origin in [EVIL, "null", "https://app.example.com.evil.example"] {
-        let response = preflight(&app, "/token", origin).await;
-        assert_eq!(header(&response, "access-control-allow-methods"), None);
-        assert_origin_refused(response).await;
+        let answer = preflight(&app, "/token", origin).await;
+        assert_eq!(answer.header("access-control-allow-methods"), None);
+        assert_origin_refused(&answer, "/token");
     }
     // Without an allow-list, nobody else's preflight is answered either.
     let app = spawn_app().await;
-    assert_origin_refused(preflight(&app, "/token", SPA).await).await;
+    assert_origin_refused(&preflight(&app, "/token", SPA).await, "/token");
 }
 
 #[tokio::test]
@@ -339,30 +297,30 @@ async fn every_response_carries_nosniff_and_no_referrer() {
         (Method::GET, "/docs", None, 200),
     ];
     for (method, path, origin, status) in cases {
-        let mut request = app.client.request(method.clone(), app.url(path));
+        let mut request = app.request(method.clone(), path);
         if let Some(origin) = origin {
             request = request.header("Origin", origin);
         }
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), status, "{method} {path}");
         assert_eq!(
-            header(&response, "x-content-type-options"),
+            header_of(&response, "x-content-type-options"),
             Some("nosniff"),
             "{method} {path}"
         );
         assert_eq!(
-            header(&response, "referrer-policy"),
+            header_of(&response, "referrer-policy"),
             Some("no-referrer"),
             "{method} {path}"
         );
         assert_eq!(
-            header(&response, "x-frame-options"),
+            header_of(&response, "x-frame-options"),
             Some("DENY"),
             "{method} {path}"
         );
         if path != "/docs" {
             assert_eq!(
-                header(&response, "content-security-policy"),
+                header_of(&response, "content-security-policy"),
                 Some("default-src 'none'; frame-ancestors 'none'"),
                 "{method} {path}"
             );
@@ -377,10 +335,10 @@ async fn the_docs_page_may_run_only_its_own_scripts_and_never_be_framed() {
 
     let app = spawn_app().await;
     for path in ["/docs", "/docs/"] {
-        let response = app.client.get(app.url(path)).send().await.unwrap();
+        let response = app.request(Method::GET, path).send().await.unwrap();
         assert_eq!(response.status(), 200);
-        assert_eq!(header(&response, "x-frame-options"), Some("DENY"));
-        let csp = header(&response, "content-security-policy")
+        assert_eq!(header_of(&response, "x-frame-options"), Some("DENY"));
+        let csp = header_of(&response, "content-security-policy")
             .unwrap()
             .to_owned();
         let page = response.text().await.unwrap();
@@ -422,48 +380,21 @@ async fn the_docs_page_may_run_only_its_own_scripts_and_never_be_framed() {
 async fn responses_carrying_account_data_are_never_stored() {
     let app = spawn_app().await;
     app.create_user("johndoe", "secret").await;
-    let login = app
-        .post_token(&[("username", "johndoe"), ("password", "secret")])
-        .await;
-    assert_eq!(header(&login, "cache-control"), Some("no-store"));
-    let token: Value = login.json().await.unwrap();
-    let token = token["access_token"].as_str().unwrap().to_owned();
-    let failed = app
-        .post_token(&[("username", "johndoe"), ("password", "wrong")])
-        .await;
-    assert_eq!(failed.status(), 401);
-    assert_eq!(header(&failed, "cache-control"), Some("no-store"));
+    let login = app.post_login(Login::new("johndoe", "secret")).await;
+    assert_eq!(login.header("cache-control"), Some("no-store"));
+    let token = login.body["access_token"].as_str().unwrap().to_owned();
+    let failed = app.post_login(Login::new("johndoe", "wrong")).await;
+    assert_eq!(failed.status, 401);
+    assert_eq!(failed.header("cache-control"), Some("no-store"));
     for path in ["/users/me", "/users/me/items", "/users/me/sessions"] {
-        let response = app
-            .client
-            .get(app.url(path))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "{path}");
-        assert_eq!(
-            header(&response, "cache-control"),
-            Some("no-store"),
-            "{path}"
-        );
+        let answer = send(app.bearer(Method::GET, path, &token)).await;
+        assert_eq!(answer.status, 200, "{path}");
+        assert_eq!(answer.header("cache-control"), Some("no-store"), "{path}");
     }
-    let created = app
-        .client
-        .post(app.url("/users/me/items"))
-        .bearer_auth(&token)
-        .json(&json!({ "title": "t" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-    assert_eq!(header(&created, "cache-control"), Some("no-store"));
+    let created = app.post_item(&token, json!({ "title": "t" })).await;
+    assert_eq!(created.status, 201);
+    assert_eq!(created.header("cache-control"), Some("no-store"));
     // What may be cached says so itself.
-    let jwks = app
-        .client
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(header(&jwks, "cache-control"), Some("public, max-age=60"));
+    let jwks = send(app.request(Method::GET, "/.well-known/jwks.json")).await;
+    assert_eq!(jwks.header("cache-control"), Some("public, max-age=60"));
 }

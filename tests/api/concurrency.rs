@@ -1,12 +1,9 @@
 //! Many requests at once: logins share the bounded hashing pool, the unique index decides races
 //! for a username, and SQLite's concurrent writers wait their turn instead of failing.
 
-use portcullis::{
-    accounts::{AccountError, CreateUser, create_user},
-    domain::ScopeSet,
-};
-use secrecy::SecretString;
-use serde_json::{Value, json};
+use portcullis::accounts::AccountError;
+use reqwest::Method;
+use serde_json::json;
 use tokio::task::JoinSet;
 
 use crate::helpers::*;
@@ -29,62 +26,45 @@ async fn fifty_concurrent_logins_of_one_user_all_succeed() {
     let mut logins = JoinSet::new();
     for _ in 0..50 {
         let request = app
-            .client
-            .post(app.url("/token"))
+            .request(Method::POST, "/token")
             .header("Content-Type", "application/x-www-form-urlencoded")
             .body(body.clone());
-        logins.spawn(async move {
-            let response = request.send().await.unwrap();
-            let status = response.status();
-            (status, response.json::<Value>().await.unwrap())
-        });
+        logins.spawn(send(request));
     }
     let answers = logins.join_all().await;
 
     // Assert
     assert_eq!(answers.len(), 50);
-    for (status, body) in &answers {
-        assert_eq!(*status, 200, "{body}");
-        assert_eq!(body["token_type"], "bearer");
-        assert_eq!(body["scope"], "me items");
+    for answer in &answers {
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(answer.body["token_type"], "bearer");
+        assert_eq!(answer.body["scope"], "me items");
     }
     let mut tokens: Vec<&str> = answers
         .iter()
-        .map(|(_, body)| body["access_token"].as_str().unwrap())
+        .map(|answer| answer.body["access_token"].as_str().unwrap())
         .collect();
     tokens.sort_unstable();
     tokens.dedup();
     assert_eq!(tokens.len(), 50, "every login gets its own token");
-    let me = json_body(app.get_me(tokens[0]).await).await;
+    let me = app.get_me(tokens[0]).await.body;
     assert_eq!(me["id"], user.id.to_string());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_creations_of_one_name_leave_exactly_one_account() {
     // Arrange
-    let app = spawn_app().await;
+    let app = std::sync::Arc::new(spawn_app().await);
     let spellings = ["Racer", "racer", "RACER", "rAcEr", "RaCeR"];
 
     // Act
     let mut creations = JoinSet::new();
     for attempt in 0..10 {
-        let store = app.store.clone();
-        let hasher = app.hasher.clone();
-        let username = spellings[attempt % spellings.len()].to_owned();
+        let app = std::sync::Arc::clone(&app);
+        let username = spellings[attempt % spellings.len()];
         creations.spawn(async move {
-            create_user(
-                &store,
-                &hasher,
-                CreateUser {
-                    username,
-                    password: SecretString::from(format!("password {attempt}")),
-                    email: None,
-                    full_name: None,
-                    scopes: ScopeSet::default_for_new_users(),
-                    disabled: false,
-                },
-            )
-            .await
+            app.try_create_user(username, &format!("password {attempt}"))
+                .await
         });
     }
     let results = creations.join_all().await;
@@ -111,7 +91,7 @@ async fn concurrent_item_creation_by_several_users_never_fails() {
     let mut tokens = Vec::new();
     for name in ["ann", "bob", "cid", "dee"] {
         app.create_user(name, PASSWORD).await;
-        tokens.push((name, app.login(name, PASSWORD).await));
+        tokens.push((name, app.login(name, PASSWORD).await.access_token));
     }
 
     // Act: 40 writers at once, 10 per user.
@@ -119,31 +99,21 @@ async fn concurrent_item_creation_by_several_users_never_fails() {
     for n in 0..40 {
         let (owner, token) = tokens[n % tokens.len()].clone();
         let request = app
-            .client
-            .post(app.url("/users/me/items"))
-            .bearer_auth(token)
+            .bearer(Method::POST, "/users/me/items", &token)
             .json(&json!({ "title": format!("item {n}") }));
-        creations.spawn(async move {
-            let response = request.send().await.unwrap();
-            let status = response.status();
-            let body = response.text().await.unwrap();
-            (owner, n, status, body)
-        });
+        creations.spawn(async move { (owner, n, send(request).await) });
     }
     let answers = creations.join_all().await;
 
     // Assert
-    for (owner, n, status, body) in &answers {
-        assert_eq!(*status, 201, "item {n} of {owner}: {body}");
-        let item: Value = serde_json::from_str(body).unwrap();
+    for (owner, n, answer) in &answers {
+        assert_eq!(answer.status, 201, "item {n} of {owner}: {}", answer.text);
+        let item = &answer.body;
         assert_eq!(item["title"], format!("item {n}"));
         assert_eq!(item["owner"], *owner);
     }
     for (owner, token) in &tokens {
-        let response = app.get_with_token("/users/me/items", token).await;
-        assert_eq!(response.status(), 200);
-        let items = json_body(response).await;
-        let items = items.as_array().unwrap();
+        let items = app.items(token).await;
         assert_eq!(items.len(), 10, "{owner} has their ten items");
         assert!(items.iter().all(|item| item["owner"] == *owner));
     }

@@ -23,16 +23,16 @@ const OTHER: &str = "127.0.0.3";
 const PATIENCE: Duration = Duration::from_secs(10);
 
 async fn spawn_with(configure: impl FnOnce(&mut ConnectionSettings)) -> TestApp {
-    let (url, dir) = fresh_database().await;
-    let mut settings = test_settings(url);
-    settings.connections = ConnectionSettings {
-        header_read_timeout: Duration::from_secs(1),
-        body_read_timeout: Duration::from_secs(1),
-        idle_timeout: Duration::from_secs(1),
-        ..ConnectionSettings::default()
-    };
-    configure(&mut settings.connections);
-    spawn_app_with(settings, dir).await
+    spawn_app_configured(|settings| {
+        settings.connections = ConnectionSettings {
+            header_read_timeout: Duration::from_secs(1),
+            body_read_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+            ..ConnectionSettings::default()
+        };
+        configure(&mut settings.connections);
+    })
+    .await
 }
 
 async fn connect_from(ip: &str, server: SocketAddr) -> TcpStream {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use reqwest::{StatusCode, header::HeaderMap};
+use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -15,98 +15,13 @@ const FORM: &str = "application/x-www-form-urlencoded";
 /// Twice the default 64 KiB limit, many times over.
 const TWO_MB: usize = 2 * 1024 * 1024;
 
-/// A response taken apart: status, headers and JSON body (after checking it is JSON).
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Value,
-}
-
-impl Answer {
-    async fn of(response: reqwest::Response) -> Self {
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = json_body(response).await;
-        Self {
-            status,
-            headers,
-            body,
-        }
-    }
-}
-
 /// `POST /token` with raw bytes and an optional `Content-Type`.
 async fn post_raw(app: &TestApp, content_type: Option<&str>, body: impl Into<Vec<u8>>) -> Answer {
-    let mut request = app.client.post(app.url("/token")).body(body.into());
+    let mut request = app.request(Method::POST, "/token").body(body.into());
     if let Some(content_type) = content_type {
         request = request.header("Content-Type", content_type);
     }
-    Answer::of(request.send().await.unwrap()).await
-}
-
-async fn post_form(app: &TestApp, fields: &[(&str, &str)]) -> Answer {
-    Answer::of(app.post_token(fields).await).await
-}
-
-async fn password_login(app: &TestApp, username: &str, password: &str) -> Answer {
-    post_form(
-        app,
-        &[
-            ("grant_type", "password"),
-            ("username", username),
-            ("password", password),
-        ],
-    )
-    .await
-}
-
-async fn app_with_user() -> TestApp {
-    let app = spawn_app().await;
-    app.create_user(USERNAME, PASSWORD).await;
-    app
-}
-
-/// The contract's 401 for a failed login: status, whole body and challenge.
-fn assert_incorrect_credentials(answer: &Answer, case: &str) {
-    assert_eq!(answer.status, 401, "{case}: {}", answer.body);
-    assert_eq!(
-        answer.body,
-        json!({
-            "detail": "Incorrect username or password",
-            "error": "invalid_grant",
-            "error_description": "Incorrect username or password",
-        }),
-        "{case}"
-    );
-    assert_eq!(
-        header(&answer.headers, "www-authenticate"),
-        Some("Bearer"),
-        "{case}"
-    );
-}
-
-/// The contract's 422 at `/token`: the validation shape plus `invalid_request`.
-fn assert_token_validation_shape(answer: &Answer, case: &str) {
-    let body = &answer.body;
-    assert_eq!(answer.status, 422, "{case}: {body}");
-    let object = body.as_object().expect("an error body is an object");
-    let mut members: Vec<&str> = object.keys().map(String::as_str).collect();
-    members.sort_unstable();
-    assert_eq!(
-        members,
-        ["detail", "error", "error_description"],
-        "{case}: {body}"
-    );
-    let issues = body["detail"].as_array().expect("`detail` is a list");
-    assert!(!issues.is_empty(), "{case}: {body}");
-    for issue in issues {
-        let loc = issue["loc"].as_array().expect("`loc` is a list");
-        assert_eq!(loc.first(), Some(&json!("body")), "{case}: {body}");
-        assert!(issue["msg"].is_string(), "{case}: {body}");
-        assert!(issue["type"].is_string(), "{case}: {body}");
-    }
-    assert_eq!(body["error"], "invalid_request", "{case}: {body}");
-    assert!(body["error_description"].is_string(), "{case}: {body}");
+    send(request).await
 }
 
 /// The 422 for a body as a whole, as `/token` words it.
@@ -241,7 +156,7 @@ fn parse_response(bytes: &[u8]) -> Option<RawResponse> {
 #[tokio::test]
 async fn sql_looking_usernames_get_the_usual_401_and_harm_nothing() {
     // Arrange
-    let app = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
     let usernames = [
         "' OR '1'='1",
         "johndoe' --",
@@ -251,7 +166,7 @@ async fn sql_looking_usernames_get_the_usual_401_and_harm_nothing() {
 
     for username in usernames {
         // Act
-        let answer = password_login(&app, username, PASSWORD).await;
+        let answer = app.post_login(Login::new(username, PASSWORD)).await;
 
         // Assert
         assert_incorrect_credentials(&answer, username);
@@ -263,12 +178,12 @@ async fn sql_looking_usernames_get_the_usual_401_and_harm_nothing() {
 #[tokio::test]
 async fn sql_looking_passwords_get_the_usual_401() {
     // Arrange
-    let app = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
     let passwords = ["' OR '1'='1", "secret' --", "\" OR \"\"=\"", "secret'; --"];
 
     for password in passwords {
         // Act
-        let answer = password_login(&app, USERNAME, password).await;
+        let answer = app.post_login(Login::new(USERNAME, password)).await;
 
         // Assert
         assert_incorrect_credentials(&answer, password);
@@ -283,7 +198,7 @@ async fn a_password_that_looks_like_sql_is_a_password_like_any_other() {
     app.create_user(USERNAME, password).await;
 
     // Act
-    let answer = password_login(&app, USERNAME, password).await;
+    let answer = app.post_login(Login::new(USERNAME, password)).await;
 
     // Assert
     assert_eq!(answer.status, 200, "{}", answer.body);
@@ -305,12 +220,12 @@ async fn non_ascii_usernames_are_created_and_log_in() {
 
     for (username, spelling) in cases {
         // Act
-        let answer = password_login(&app, spelling, PASSWORD).await;
+        let answer = app.post_login(Login::new(spelling, PASSWORD)).await;
 
         // Assert
         assert_eq!(answer.status, 200, "{spelling}: {}", answer.body);
         let token = answer.body["access_token"].as_str().unwrap();
-        let me = json_body(app.get_me(token).await).await;
+        let me = app.get_me(token).await.body;
         assert_eq!(me["username"], username, "logged in as {spelling}");
     }
 }
@@ -318,11 +233,11 @@ async fn non_ascii_usernames_are_created_and_log_in() {
 #[tokio::test]
 async fn a_10000_character_username_gets_the_usual_401() {
     // Arrange
-    let app = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
     let username = "a".repeat(10_000);
 
     // Act
-    let answer = password_login(&app, &username, PASSWORD).await;
+    let answer = app.post_login(Login::new(&username, PASSWORD)).await;
 
     // Assert
     assert_incorrect_credentials(&answer, "10 000-character username");
@@ -331,11 +246,11 @@ async fn a_10000_character_username_gets_the_usual_401() {
 #[tokio::test]
 async fn a_wrong_60000_character_password_gets_the_usual_401() {
     // Arrange
-    let app = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
     let password = "p".repeat(60_000);
 
     // Act
-    let answer = password_login(&app, USERNAME, &password).await;
+    let answer = app.post_login(Login::new(USERNAME, &password)).await;
 
     // Assert
     assert_incorrect_credentials(&answer, "60 000-character password");
@@ -349,7 +264,7 @@ async fn a_60000_character_password_under_the_body_limit_works() {
     app.create_user(USERNAME, &password).await;
 
     // Act
-    let answer = password_login(&app, USERNAME, &password).await;
+    let answer = app.post_login(Login::new(USERNAME, &password)).await;
 
     // Assert
     assert_eq!(answer.status, 200, "{}", answer.body);
@@ -358,12 +273,12 @@ async fn a_60000_character_password_under_the_body_limit_works() {
 #[tokio::test]
 async fn control_characters_and_nul_make_a_username_that_could_not_exist() {
     // Arrange
-    let app = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
     let usernames = ["john\0doe", "johndoe\n", "\tjohndoe"];
 
     for username in usernames {
         // Act
-        let answer = password_login(&app, username, PASSWORD).await;
+        let answer = app.post_login(Login::new(username, PASSWORD)).await;
 
         // Assert
         assert_incorrect_credentials(&answer, &format!("{username:?}"));
@@ -373,47 +288,34 @@ async fn control_characters_and_nul_make_a_username_that_could_not_exist() {
 #[tokio::test]
 async fn a_2_mb_form_body_is_refused_as_too_large() {
     // Arrange
-    let app = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
 
     // Act
-    let response = app
-        .client
-        .post(app.url("/token"))
-        .header("Content-Type", FORM)
-        .body(huge_form(TWO_MB))
-        .send()
-        .await
-        .unwrap();
+    let answer = post_raw(&app, Some(FORM), huge_form(TWO_MB)).await;
 
     // Assert
-    assert_eq!(response.status(), 413);
-    assert_eq!(json_body(response).await, too_large());
+    assert_eq!(answer.status, 413);
+    assert_eq!(answer.body, too_large());
 }
 
 #[tokio::test]
 async fn a_2_mb_json_body_is_refused_as_too_large() {
     // Arrange
-    let app = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
     let body = json!({"username": USERNAME, "password": "a".repeat(TWO_MB)});
 
     // Act
-    let response = app
-        .client
-        .post(app.url("/token"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let answer = send(app.request(Method::POST, "/token").json(&body)).await;
 
     // Assert
-    assert_eq!(response.status(), 413);
-    assert_eq!(json_body(response).await, too_large());
+    assert_eq!(answer.status, 413);
+    assert_eq!(answer.body, too_large());
 }
 
 #[tokio::test]
 async fn a_2_mb_chunked_body_without_a_length_is_refused_as_too_large() {
     // Arrange
-    let app = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
 
     // Act
     let response = post_chunked(&app, huge_form(TWO_MB).into_bytes()).await;
@@ -427,7 +329,7 @@ async fn a_2_mb_chunked_body_without_a_length_is_refused_as_too_large() {
 #[tokio::test]
 async fn a_small_chunked_login_works() {
     // Arrange: the raw-socket client of the test above, shown to reach the handler.
-    let app = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
 
     // Act
     let response = post_chunked(&app, b"username=johndoe&password=secret".to_vec()).await;
@@ -441,7 +343,7 @@ async fn a_small_chunked_login_works() {
 #[tokio::test]
 async fn an_empty_or_meaningless_form_names_both_missing_fields() {
     // Arrange
-    let app = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
     let bodies = [
         "",
         "&&&",
@@ -463,7 +365,7 @@ async fn an_empty_or_meaningless_form_names_both_missing_fields() {
 #[tokio::test]
 async fn a_wrong_content_type_is_a_validation_error() {
     // Arrange
-    let app = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
     let form = "grant_type=password&username=johndoe&password=secret";
     let multipart = "--XyZ\r\nContent-Disposition: form-data; name=\"username\"\r\n\r\njohndoe\r\n\
                      --XyZ\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\nsecret\r\n--XyZ--\r\n";
@@ -497,7 +399,7 @@ async fn a_wrong_content_type_is_a_validation_error() {
 #[tokio::test]
 async fn a_form_content_type_with_parameters_or_capitals_is_still_a_form() {
     // Arrange: media types are case-insensitive and may carry a charset (RFC 9110 §8.3.1).
-    let app = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
     let form = "grant_type=password&username=johndoe&password=secret";
     let content_types = [
         "application/x-www-form-urlencoded; charset=UTF-8",
@@ -516,7 +418,7 @@ async fn a_form_content_type_with_parameters_or_capitals_is_still_a_form() {
 #[tokio::test]
 async fn malformed_percent_encoding_in_a_username_gets_the_usual_401() {
     // Arrange
-    let app = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
     let bodies = [
         "username=%zz&password=secret",
         "username=johndoe%&password=secret",
@@ -535,7 +437,7 @@ async fn malformed_percent_encoding_in_a_username_gets_the_usual_401() {
 #[tokio::test]
 async fn invalid_utf8_in_a_form_is_answered_like_any_wrong_credentials() {
     // Arrange
-    let app = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
     let bodies: [&[u8]; 4] = [
         b"username=%FF%FE&password=secret",
         b"username=\xff\xfe&password=secret",
@@ -555,7 +457,7 @@ async fn invalid_utf8_in_a_form_is_answered_like_any_wrong_credentials() {
 #[tokio::test]
 async fn invalid_utf8_in_json_is_a_validation_error() {
     // Arrange
-    let app = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
 
     // Act
     let answer = post_raw(
@@ -579,7 +481,7 @@ async fn invalid_utf8_in_json_is_a_validation_error() {
 #[tokio::test]
 async fn a_body_that_is_not_json_is_a_validation_error() {
     // Arrange
-    let app = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
 
     // Act
     let answer = post_raw(&app, Some("application/json"), "{nope").await;
@@ -598,7 +500,7 @@ async fn a_body_that_is_not_json_is_a_validation_error() {
 #[tokio::test]
 async fn a_json_scalar_is_not_a_token_request() {
     // Arrange
-    let app = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
     let not_an_object = "Input should be a valid dictionary or object to extract fields from";
 
     for body in [r#""x""#, "null", "42", "true", "1.5"] {
@@ -618,7 +520,7 @@ async fn a_json_scalar_is_not_a_token_request() {
 #[tokio::test]
 async fn a_json_array_is_not_a_token_request() {
     // Arrange: the fields in declaration order, as an array, must not log anyone in.
-    let app = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
     let bodies = [
         "[]",
         "[1]",
@@ -640,7 +542,7 @@ async fn a_json_array_is_not_a_token_request() {
 #[tokio::test]
 async fn a_json_field_of_the_wrong_type_is_a_validation_error_naming_it() {
     // Arrange
-    let app = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
     let cases = [
         (r#"{"username": 5, "password": "secret"}"#, "username"),
         (
@@ -673,7 +575,7 @@ async fn a_json_field_of_the_wrong_type_is_a_validation_error_naming_it() {
 #[tokio::test]
 async fn a_form_field_sent_twice_is_a_validation_error() {
     // Arrange
-    let app = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
     let cases = [
         (
             "username=johndoe&username=admin&password=secret",
@@ -702,7 +604,7 @@ async fn a_form_field_sent_twice_is_a_validation_error() {
 #[tokio::test]
 async fn a_json_member_sent_twice_is_a_validation_error() {
     // Arrange
-    let app = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
     let body = r#"{"username":"johndoe","username":"admin","password":"secret"}"#;
 
     // Act
@@ -716,7 +618,7 @@ async fn a_json_member_sent_twice_is_a_validation_error() {
 #[tokio::test]
 async fn an_unknown_scope_is_echoed_only_as_short_printable_text() {
     // Arrange
-    let app = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
     let long = "x".repeat(1_000);
     let cases = [
         ("me\nadmin", "me?admin".to_owned()),
@@ -729,15 +631,9 @@ async fn an_unknown_scope_is_echoed_only_as_short_printable_text() {
 
     for (scope, echoed) in cases {
         // Act
-        let answer = post_form(
-            &app,
-            &[
-                ("username", USERNAME),
-                ("password", PASSWORD),
-                ("scope", scope),
-            ],
-        )
-        .await;
+        let answer = app
+            .post_login(Login::new(USERNAME, PASSWORD).scope(scope))
+            .await;
 
         // Assert
         let description = format!("Unknown scope: {echoed}");
@@ -761,7 +657,7 @@ async fn an_unknown_path_is_not_found() {
 
     for path in ["/nope", "/token/", "/token/extra", "/users/me/nope"] {
         // Act
-        let answer = Answer::of(app.client.get(app.url(path)).send().await.unwrap()).await;
+        let answer = send(app.request(Method::GET, path)).await;
 
         // Assert
         assert_eq!(answer.status, 404, "{path}: {}", answer.body);
@@ -774,19 +670,9 @@ async fn other_methods_on_token_are_not_allowed() {
     // Arrange
     let app = spawn_app().await;
 
-    for method in [
-        reqwest::Method::GET,
-        reqwest::Method::PUT,
-        reqwest::Method::DELETE,
-    ] {
+    for method in [Method::GET, Method::PUT, Method::DELETE] {
         // Act
-        let response = app
-            .client
-            .request(method.clone(), app.url("/token"))
-            .send()
-            .await
-            .unwrap();
-        let answer = Answer::of(response).await;
+        let answer = send(app.request(method.clone(), "/token")).await;
 
         // Assert
         assert_eq!(answer.status, 405, "{method}: {}", answer.body);
@@ -795,6 +681,6 @@ async fn other_methods_on_token_are_not_allowed() {
             json!({"detail": "Method Not Allowed"}),
             "{method}"
         );
-        assert_eq!(header(&answer.headers, "allow"), Some("POST"), "{method}");
+        assert_eq!(answer.header("allow"), Some("POST"), "{method}");
     }
 }

@@ -1,7 +1,7 @@
 //! Bounded per-user data: an item quota that holds under a burst, and `GET /users/me/items`
 //! a page at a time (`limit`, `after`, a `Link` to the next page), its shape unchanged.
 
-use reqwest::Response;
+use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
@@ -9,24 +9,22 @@ use crate::helpers::*;
 
 const PASSWORD: &str = "correct horse battery staple";
 
+/// A server with an item quota of `quota`, and `JohnDoe`'s access token.
 async fn app_with_quota(quota: u32) -> (TestApp, String) {
-    let (url, dir) = fresh_database().await;
-    let mut settings = test_settings(url);
-    settings.max_items_per_user = quota;
-    let app = spawn_app_with(settings, dir).await;
+    let app = spawn_app_configured(|settings| settings.max_items_per_user = quota).await;
     app.create_user("JohnDoe", PASSWORD).await;
-    let token = app.login("JohnDoe", PASSWORD).await;
+    let token = app.login("JohnDoe", PASSWORD).await.access_token;
     (app, token)
 }
 
+/// Creates `count` items; their ids.
 async fn create_items(app: &TestApp, token: &str, count: usize) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..count {
-        let response = app
+        let item = app
             .create_item(token, json!({ "title": format!("item {i}") }))
             .await;
-        assert_eq!(response.status(), 201, "item {i}");
-        ids.push(json_body(response).await["id"].as_str().unwrap().to_owned());
+        ids.push(item["id"].as_str().unwrap().to_owned());
     }
     ids
 }
@@ -40,10 +38,9 @@ fn ids(page: &Value) -> Vec<String> {
 }
 
 async fn page(app: &TestApp, token: &str, path: &str) -> (Option<String>, Vec<String>) {
-    let response = app.get_with_token(path, token).await;
-    assert_eq!(response.status(), 200, "{path}");
-    let link = header(response.headers(), "link").map(str::to_owned);
-    (link, ids(&json_body(response).await))
+    let answer = send(app.bearer(Method::GET, path, token)).await;
+    assert_eq!(answer.status, 200, "{path}: {}", answer.body);
+    (answer.header("link").map(str::to_owned), ids(&answer.body))
 }
 
 fn next_link(limit: u32, after: &str) -> String {
@@ -59,14 +56,11 @@ async fn a_create_beyond_the_item_quota_is_a_conflict() {
     let created = create_items(&app, &token, 5).await;
 
     // Act
-    let refused = app.create_item(&token, json!({"title": "one more"})).await;
+    let refused = app.post_item(&token, json!({"title": "one more"})).await;
 
     // Assert
-    assert_eq!(refused.status(), 409);
-    assert_eq!(
-        json_body(refused).await,
-        json!({"detail": "Item limit reached"})
-    );
+    assert_eq!(refused.status, 409);
+    assert_eq!(refused.body, json!({"detail": "Item limit reached"}));
     let (_, listed) = page(&app, &token, "/users/me/items").await;
     assert_eq!(listed, created, "nothing more was stored");
 }
@@ -75,18 +69,12 @@ async fn a_create_beyond_the_item_quota_is_a_conflict() {
 async fn deleting_an_item_frees_a_place_under_the_quota() {
     let (app, token) = app_with_quota(2).await;
     let created = create_items(&app, &token, 2).await;
-    let deleted = app
-        .client
-        .delete(app.url(&format!("/users/me/items/{}", created[0])))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deleted.status(), 204);
+    let deleted = app.delete_item(&token, &created[0]).await;
+    assert_eq!(deleted.status, 204);
 
-    let response = app.create_item(&token, json!({"title": "again"})).await;
+    let answer = app.post_item(&token, json!({"title": "again"})).await;
 
-    assert_eq!(response.status(), 201);
+    assert_eq!(answer.status, 201);
 }
 
 #[tokio::test]
@@ -94,11 +82,11 @@ async fn the_quota_is_per_user() {
     let (app, token) = app_with_quota(1).await;
     create_items(&app, &token, 1).await;
     app.create_user("JaneDoe", PASSWORD).await;
-    let other = app.login("JaneDoe", PASSWORD).await;
+    let other = app.login("JaneDoe", PASSWORD).await.access_token;
 
-    let response = app.create_item(&other, json!({"title": "mine"})).await;
+    let answer = app.post_item(&other, json!({"title": "mine"})).await;
 
-    assert_eq!(response.status(), 201);
+    assert_eq!(answer.status, 201);
 }
 
 #[tokio::test]
@@ -113,11 +101,10 @@ async fn a_burst_of_creates_never_goes_over_the_quota() {
     for i in 0..20 {
         let (app, token) = (app.clone(), token.clone());
         creates.spawn(async move {
-            let response: Response = app
-                .create_item(&token, json!({ "title": format!("burst {i}") }))
+            let answer = app
+                .post_item(&token, json!({ "title": format!("burst {i}") }))
                 .await;
-            let status = response.status().as_u16();
-            (status, response.json::<Value>().await.unwrap())
+            (answer.status.as_u16(), answer.body)
         });
     }
     let answers = creates.join_all().await;
@@ -228,12 +215,7 @@ async fn a_page_that_is_exactly_full_has_no_next_link() {
 async fn a_page_after_a_deleted_item_starts_where_it_was() {
     let (app, token) = app_with_quota(1000).await;
     let created = create_items(&app, &token, 3).await;
-    app.client
-        .delete(app.url(&format!("/users/me/items/{}", created[1])))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    app.delete_item(&token, &created[1]).await;
 
     let response = page(
         &app,
@@ -293,13 +275,12 @@ async fn bad_page_parameters_are_validation_errors_naming_them() {
             "uuid_parsing",
         ),
     ] {
-        let response = app
-            .get_with_token(&format!("/users/me/items?{query}"), &token)
-            .await;
+        let path = format!("/users/me/items?{query}");
+        let answer = send(app.bearer(Method::GET, &path, &token)).await;
 
-        assert_eq!(response.status(), 422, "{query}");
+        assert_eq!(answer.status, 422, "{query}");
         assert_eq!(
-            json_body(response).await,
+            answer.body,
             json!({"detail": [{"loc": ["query", loc], "msg": msg, "type": kind}]}),
             "{query}"
         );
@@ -310,29 +291,21 @@ async fn bad_page_parameters_are_validation_errors_naming_them() {
 async fn bad_page_parameters_without_a_token_are_not_authenticated_first() {
     let app = spawn_app().await;
 
-    let response = app
-        .client
-        .get(app.url("/users/me/items?limit=0&after=nope"))
-        .send()
-        .await
-        .unwrap();
+    let answer = send(app.request(Method::GET, "/users/me/items?limit=0&after=nope")).await;
 
-    assert_eq!(response.status(), 401);
-    assert_eq!(
-        json_body(response).await,
-        json!({"detail": "Not authenticated"})
-    );
+    assert_eq!(answer.status, 401);
+    assert_eq!(answer.body, json!({"detail": "Not authenticated"}));
 }
 
 #[tokio::test]
 async fn behind_a_public_url_the_next_link_is_under_it() {
     // Arrange: the service published below a path by a proxy.
-    let (url, dir) = fresh_database().await;
-    let mut settings = test_settings(url);
-    settings.public_url = Some("https://auth.example.com/base".into());
-    let app = spawn_app_with(settings, dir).await;
+    let app = spawn_app_configured(|settings| {
+        settings.public_url = Some("https://auth.example.com/base".into());
+    })
+    .await;
     app.create_user("JohnDoe", PASSWORD).await;
-    let token = app.login("JohnDoe", PASSWORD).await;
+    let token = app.login("JohnDoe", PASSWORD).await.access_token;
     let created = create_items(&app, &token, 2).await;
 
     // Act

@@ -1,6 +1,6 @@
 //! `GET`, `POST /users/me/items` and `DELETE /users/me/items/{id}`: a user's own items.
 
-use reqwest::Response;
+use reqwest::Method;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -8,48 +8,14 @@ use crate::helpers::*;
 
 const PASSWORD: &str = "correct horse battery staple";
 
-/// An app with `JohnDoe` logged in; returns the app and the token.
-async fn app_with_logged_in_user() -> (TestApp, String) {
-    let app = spawn_app().await;
-    app.create_user("JohnDoe", PASSWORD).await;
-    let token = app.login("JohnDoe", PASSWORD).await;
-    (app, token)
-}
-
-async fn list_items(app: &TestApp, token: &str) -> Vec<Value> {
-    let response = app.get_with_token("/users/me/items", token).await;
-    assert_eq!(response.status(), 200, "listing items");
-    match json_body(response).await {
-        Value::Array(items) => items,
-        other => panic!("the item list is not an array: {other}"),
-    }
-}
-
-/// Creates an item and returns its body, after checking the 201.
-async fn create(app: &TestApp, token: &str, body: Value) -> Value {
-    let response = app.create_item(token, body.clone()).await;
-    assert_eq!(response.status(), 201, "creating {body}");
-    json_body(response).await
-}
-
-async fn delete_item(app: &TestApp, token: &str, id: &str) -> Response {
-    app.client
-        .delete(app.url(&format!("/users/me/items/{id}")))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn post_raw(app: &TestApp, token: &str, content_type: &str, body: &'static str) -> Response {
-    app.client
-        .post(app.url("/users/me/items"))
-        .bearer_auth(token)
-        .header("Content-Type", content_type)
-        .body(body)
-        .send()
-        .await
-        .unwrap()
+/// `POST /users/me/items` with a raw body of `content_type`.
+async fn post_raw(app: &TestApp, token: &str, content_type: &str, body: &'static str) -> Answer {
+    send(
+        app.bearer(Method::POST, "/users/me/items", token)
+            .header("Content-Type", content_type)
+            .body(body),
+    )
+    .await
 }
 
 fn id_of(item: &Value) -> &str {
@@ -72,10 +38,10 @@ fn assert_item(item: &Value, expected: Value) {
 
 /// Checks a 422 has the contract's validation shape — `{"detail": [{"loc": ["body", …],
 /// "msg": "…", "type": "…"}]}` with nothing else — and returns the body.
-async fn assert_validation_error(response: Response) -> Value {
-    assert_eq!(response.status(), 422);
-    assert_eq!(header(response.headers(), "www-authenticate"), None);
-    let body = json_body(response).await;
+fn assert_validation_error(answer: Answer) -> Value {
+    assert_eq!(answer.status, 422, "{}", answer.text);
+    assert_eq!(answer.header("www-authenticate"), None);
+    let body = answer.body;
     let members = body.as_object().expect("the body is an object");
     assert_eq!(members.len(), 1, "only `detail` in {body}");
     let issues = body["detail"].as_array().expect("`detail` is a list");
@@ -111,27 +77,27 @@ fn the_only_issue(body: &Value) -> &Value {
 
 #[tokio::test]
 async fn a_new_user_has_no_items() {
-    let (app, token) = app_with_logged_in_user().await;
+    let (app, token) = TestApp::with_logged_in_user("JohnDoe", PASSWORD).await;
 
-    let response = app.get_with_token("/users/me/items", &token).await;
+    let answer = app.get_items(&token).await;
 
-    assert_eq!(response.status(), 200);
-    assert_eq!(json_body(response).await, json!([]));
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body, json!([]));
 }
 
 #[tokio::test]
 async fn a_created_item_is_returned_with_its_owner() {
-    let (app, token) = app_with_logged_in_user().await;
+    let (app, token) = TestApp::with_logged_in_user("JohnDoe", PASSWORD).await;
 
-    let response = app
-        .create_item(
+    let answer = app
+        .post_item(
             &token,
             json!({ "title": "Buy milk", "description": "Two litres" }),
         )
         .await;
 
-    assert_eq!(response.status(), 201);
-    let item = json_body(response).await;
+    assert_eq!(answer.status, 201);
+    let item = answer.body;
     assert_item(
         &item,
         json!({
@@ -146,24 +112,26 @@ async fn a_created_item_is_returned_with_its_owner() {
 
 #[tokio::test]
 async fn a_created_item_is_listed_exactly_as_it_was_returned() {
-    let (app, token) = app_with_logged_in_user().await;
-    let created = create(
-        &app,
-        &token,
-        json!({ "title": "Buy milk", "description": "Two litres" }),
-    )
-    .await;
+    let (app, token) = TestApp::with_logged_in_user("JohnDoe", PASSWORD).await;
+    let created = app
+        .create_item(
+            &token,
+            json!({ "title": "Buy milk", "description": "Two litres" }),
+        )
+        .await;
 
-    let items = list_items(&app, &token).await;
+    let items = app.items(&token).await;
 
     assert_eq!(items, vec![created]);
 }
 
 #[tokio::test]
 async fn an_item_without_a_description_has_a_null_description() {
-    let (app, token) = app_with_logged_in_user().await;
+    let (app, token) = TestApp::with_logged_in_user("JohnDoe", PASSWORD).await;
 
-    let item = create(&app, &token, json!({ "title": "No details" })).await;
+    let item = app
+        .create_item(&token, json!({ "title": "No details" }))
+        .await;
 
     assert_item(
         &item,
@@ -175,33 +143,30 @@ async fn an_item_without_a_description_has_a_null_description() {
             "created_at": null,
         }),
     );
-    assert_eq!(list_items(&app, &token).await, vec![item]);
+    assert_eq!(app.items(&token).await, vec![item]);
 }
 
 #[tokio::test]
 async fn an_item_with_a_null_description_is_created() {
-    let (app, token) = app_with_logged_in_user().await;
+    let (app, token) = TestApp::with_logged_in_user("JohnDoe", PASSWORD).await;
 
-    let item = create(
-        &app,
-        &token,
-        json!({ "title": "Null", "description": null }),
-    )
-    .await;
+    let item = app
+        .create_item(&token, json!({ "title": "Null", "description": null }))
+        .await;
 
     assert_eq!(item["description"], Value::Null);
 }
 
 #[tokio::test]
 async fn items_are_listed_oldest_first() {
-    let (app, token) = app_with_logged_in_user().await;
+    let (app, token) = TestApp::with_logged_in_user("JohnDoe", PASSWORD).await;
     let titles = ["first", "second", "third", "fourth", "fifth"];
     let mut created = Vec::new();
     for title in titles {
-        created.push(create(&app, &token, json!({ "title": title })).await);
+        created.push(app.create_item(&token, json!({ "title": title })).await);
     }
 
-    let items = list_items(&app, &token).await;
+    let items = app.items(&token).await;
 
     let listed_titles: Vec<&str> = items
         .iter()
@@ -215,9 +180,9 @@ async fn items_are_listed_oldest_first() {
 async fn the_owner_is_the_username_as_it_was_created_whatever_the_login_spelling() {
     let app = spawn_app().await;
     app.create_user("JohnDoe", PASSWORD).await;
-    let token = app.login("JOHNDOE", PASSWORD).await;
+    let token = app.login("JOHNDOE", PASSWORD).await.access_token;
 
-    let item = create(&app, &token, json!({ "title": "Mine" })).await;
+    let item = app.create_item(&token, json!({ "title": "Mine" })).await;
 
     assert_eq!(item["owner"], json!("JohnDoe"));
 }
@@ -227,13 +192,13 @@ async fn users_only_ever_see_their_own_items() {
     let app = spawn_app().await;
     app.create_user("alice", PASSWORD).await;
     app.create_user("bob", PASSWORD).await;
-    let alice = app.login("alice", PASSWORD).await;
-    let bob = app.login("bob", PASSWORD).await;
-    let alices = create(&app, &alice, json!({ "title": "Alice's" })).await;
-    let bobs = create(&app, &bob, json!({ "title": "Bob's" })).await;
+    let alice = app.login("alice", PASSWORD).await.access_token;
+    let bob = app.login("bob", PASSWORD).await.access_token;
+    let alices = app.create_item(&alice, json!({ "title": "Alice's" })).await;
+    let bobs = app.create_item(&bob, json!({ "title": "Bob's" })).await;
 
-    let seen_by_alice = list_items(&app, &alice).await;
-    let seen_by_bob = list_items(&app, &bob).await;
+    let seen_by_alice = app.items(&alice).await;
+    let seen_by_bob = app.items(&bob).await;
 
     assert_eq!(seen_by_alice, vec![alices]);
     assert_eq!(seen_by_bob, vec![bobs]);
@@ -243,11 +208,11 @@ async fn users_only_ever_see_their_own_items() {
 
 #[tokio::test]
 async fn an_empty_title_is_a_validation_error() {
-    let (app, token) = app_with_logged_in_user().await;
+    let (app, token) = TestApp::with_logged_in_user("JohnDoe", PASSWORD).await;
 
-    let response = app.create_item(&token, json!({ "title": "" })).await;
+    let answer = app.post_item(&token, json!({ "title": "" })).await;
 
-    let body = assert_validation_error(response).await;
+    let body = assert_validation_error(answer);
     assert_eq!(
         body,
         json!({ "detail": [{
@@ -256,18 +221,18 @@ async fn an_empty_title_is_a_validation_error() {
             "type": "string_too_short",
         }] })
     );
-    assert_eq!(list_items(&app, &token).await, Vec::<Value>::new());
+    assert_eq!(app.items(&token).await, Vec::<Value>::new());
 }
 
 #[tokio::test]
 async fn a_title_of_201_characters_is_a_validation_error() {
-    let (app, token) = app_with_logged_in_user().await;
+    let (app, token) = TestApp::with_logged_in_user("JohnDoe", PASSWORD).await;
 
-    let response = app
-        .create_item(&token, json!({ "title": "x".repeat(201) }))
+    let answer = app
+        .post_item(&token, json!({ "title": "x".repeat(201) }))
         .await;
 
-    let body = assert_validation_error(response).await;
+    let body = assert_validation_error(answer);
     assert_eq!(
         body,
         json!({ "detail": [{
@@ -276,18 +241,18 @@ async fn a_title_of_201_characters_is_a_validation_error() {
             "type": "string_too_long",
         }] })
     );
-    assert_eq!(list_items(&app, &token).await, Vec::<Value>::new());
+    assert_eq!(app.items(&token).await, Vec::<Value>::new());
 }
 
 #[tokio::test]
 async fn a_title_of_201_multi_byte_characters_is_a_validation_error() {
-    let (app, token) = app_with_logged_in_user().await;
+    let (app, token) = TestApp::with_logged_in_user("JohnDoe", PASSWORD).await;
 
-    let response = app
-        .create_item(&token, json!({ "title": "é".repeat(201) }))
+    let answer = app
+        .post_item(&token, json!({ "title": "é".repeat(201) }))
         .await;
 
-    let body = assert_validation_error(response).await;
+    let body = assert_validation_error(answer);
     assert_eq!(
         body,
         json!({ "detail": [{
@@ -300,10 +265,10 @@ async fn a_title_of_201_multi_byte_characters_is_a_validation_error() {
 
 #[tokio::test]
 async fn a_title_of_200_characters_is_accepted() {
-    let (app, token) = app_with_logged_in_user().await;
+    let (app, token) = TestApp::with_logged_in_user("JohnDoe", PASSWORD).await;
     let title = "x".repeat(200);
 
-    let item = create(&app, &token, json!({ "title": title })).await;
+    let item = app.create_item(&token, json!({ "title": title })).await;
 
     assert_eq!(item["title"], json!(title));
 }
@@ -311,69 +276,69 @@ async fn a_title_of_200_characters_is_accepted() {
 #[tokio::test]
 async fn a_title_of_200_multi_byte_characters_is_accepted() {
     // 200 characters but 400 (é) and 800 (emoji) bytes: the limit counts characters.
-    let (app, token) = app_with_logged_in_user().await;
+    let (app, token) = TestApp::with_logged_in_user("JohnDoe", PASSWORD).await;
     let accented = "é".repeat(200);
     let emoji = "🦀".repeat(200);
 
-    let first = create(&app, &token, json!({ "title": accented })).await;
-    let second = create(&app, &token, json!({ "title": emoji })).await;
+    let first = app.create_item(&token, json!({ "title": accented })).await;
+    let second = app.create_item(&token, json!({ "title": emoji })).await;
 
     assert_eq!(first["title"], json!(accented));
     assert_eq!(second["title"], json!(emoji));
-    assert_eq!(list_items(&app, &token).await, vec![first, second]);
+    assert_eq!(app.items(&token).await, vec![first, second]);
 }
 
 #[tokio::test]
 async fn a_missing_title_is_a_validation_error_naming_the_field() {
-    let (app, token) = app_with_logged_in_user().await;
+    let (app, token) = TestApp::with_logged_in_user("JohnDoe", PASSWORD).await;
 
-    let response = app
-        .create_item(&token, json!({ "description": "no title" }))
+    let answer = app
+        .post_item(&token, json!({ "description": "no title" }))
         .await;
 
     // The contract: a missing field is `loc: ["body", "<field>"]`, `type: "missing"`; the
     // message is free.
-    let body = assert_validation_error(response).await;
+    let body = assert_validation_error(answer);
     let issue = the_only_issue(&body);
     assert_eq!(issue["loc"], json!(["body", "title"]), "{body}");
     assert_eq!(issue["type"], json!("missing"), "{body}");
-    assert_eq!(list_items(&app, &token).await, Vec::<Value>::new());
+    assert_eq!(app.items(&token).await, Vec::<Value>::new());
 }
 
 #[tokio::test]
 async fn a_title_that_is_not_a_string_is_a_validation_error_naming_the_field() {
-    let (app, token) = app_with_logged_in_user().await;
+    let (app, token) = TestApp::with_logged_in_user("JohnDoe", PASSWORD).await;
 
     // A number is not a title: FastAPI (pydantic) refuses it rather than turning it into "42".
-    let response = app.create_item(&token, json!({ "title": 42 })).await;
+    let answer = app.post_item(&token, json!({ "title": 42 })).await;
 
-    let body = assert_validation_error(response).await;
+    let body = assert_validation_error(answer);
     let issue = the_only_issue(&body);
     assert_eq!(issue["loc"], json!(["body", "title"]), "{body}");
-    assert_eq!(list_items(&app, &token).await, Vec::<Value>::new());
+    assert_eq!(app.items(&token).await, Vec::<Value>::new());
 }
 
 #[tokio::test]
 async fn a_description_that_is_not_a_string_is_a_validation_error_naming_the_field() {
-    let (app, token) = app_with_logged_in_user().await;
+    let (app, token) = TestApp::with_logged_in_user("JohnDoe", PASSWORD).await;
 
-    let response = app
-        .create_item(&token, json!({ "title": "A title", "description": true }))
+    let answer = app
+        .post_item(&token, json!({ "title": "A title", "description": true }))
         .await;
 
-    let body = assert_validation_error(response).await;
+    let body = assert_validation_error(answer);
     let issue = the_only_issue(&body);
     assert_eq!(issue["loc"], json!(["body", "description"]), "{body}");
-    assert_eq!(list_items(&app, &token).await, Vec::<Value>::new());
+    assert_eq!(app.items(&token).await, Vec::<Value>::new());
 }
 
 #[tokio::test]
 async fn a_body_that_is_not_json_is_a_validation_error() {
-    let (app, token) = app_with_logged_in_user().await;
+    let (app, token) = TestApp::with_logged_in_user("JohnDoe", PASSWORD).await;
 
-    let response = post_raw(&app, &token, "application/json", "{not json").await;
+    let answer = post_raw(&app, &token, "application/json", "{not json").await;
 
-    let body = assert_validation_error(response).await;
+    let body = assert_validation_error(answer);
     assert_eq!(
         body,
         json!({ "detail": [{
@@ -382,16 +347,16 @@ async fn a_body_that_is_not_json_is_a_validation_error() {
             "type": "json_invalid",
         }] })
     );
-    assert_eq!(list_items(&app, &token).await, Vec::<Value>::new());
+    assert_eq!(app.items(&token).await, Vec::<Value>::new());
 }
 
 #[tokio::test]
 async fn a_json_body_that_is_not_an_object_is_a_validation_error() {
-    let (app, token) = app_with_logged_in_user().await;
+    let (app, token) = TestApp::with_logged_in_user("JohnDoe", PASSWORD).await;
 
-    let response = post_raw(&app, &token, "application/json", r#"["a title"]"#).await;
+    let answer = post_raw(&app, &token, "application/json", r#"["a title"]"#).await;
 
-    let body = assert_validation_error(response).await;
+    let body = assert_validation_error(answer);
     assert_eq!(
         body,
         json!({ "detail": [{
@@ -404,11 +369,11 @@ async fn a_json_body_that_is_not_an_object_is_a_validation_error() {
 
 #[tokio::test]
 async fn a_body_of_the_wrong_content_type_is_a_validation_error() {
-    let (app, token) = app_with_logged_in_user().await;
+    let (app, token) = TestApp::with_logged_in_user("JohnDoe", PASSWORD).await;
 
-    let response = post_raw(&app, &token, "text/plain", r#"{"title": "x"}"#).await;
+    let answer = post_raw(&app, &token, "text/plain", r#"{"title": "x"}"#).await;
 
-    let body = assert_validation_error(response).await;
+    let body = assert_validation_error(answer);
     assert_eq!(
         body,
         json!({ "detail": [{
@@ -417,22 +382,16 @@ async fn a_body_of_the_wrong_content_type_is_a_validation_error() {
             "type": "content_type",
         }] })
     );
-    assert_eq!(list_items(&app, &token).await, Vec::<Value>::new());
+    assert_eq!(app.items(&token).await, Vec::<Value>::new());
 }
 
 #[tokio::test]
 async fn a_missing_body_is_a_validation_error() {
-    let (app, token) = app_with_logged_in_user().await;
+    let (app, token) = TestApp::with_logged_in_user("JohnDoe", PASSWORD).await;
 
-    let response = app
-        .client
-        .post(app.url("/users/me/items"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let answer = send(app.bearer(Method::POST, "/users/me/items", &token)).await;
 
-    let body = assert_validation_error(response).await;
+    let body = assert_validation_error(answer);
     assert_eq!(
         body,
         json!({ "detail": [{
@@ -447,35 +406,28 @@ async fn a_missing_body_is_a_validation_error() {
 
 #[tokio::test]
 async fn deleting_an_own_item_removes_it() {
-    let (app, token) = app_with_logged_in_user().await;
-    let kept = create(&app, &token, json!({ "title": "keep" })).await;
-    let doomed = create(&app, &token, json!({ "title": "delete" })).await;
+    let (app, token) = TestApp::with_logged_in_user("JohnDoe", PASSWORD).await;
+    let kept = app.create_item(&token, json!({ "title": "keep" })).await;
+    let doomed = app.create_item(&token, json!({ "title": "delete" })).await;
 
-    let response = delete_item(&app, &token, id_of(&doomed)).await;
+    let answer = app.delete_item(&token, id_of(&doomed)).await;
 
-    assert_eq!(response.status(), 204);
-    assert_eq!(
-        response.bytes().await.unwrap().len(),
-        0,
-        "a 204 has no body"
-    );
-    assert_eq!(list_items(&app, &token).await, vec![kept]);
+    assert_eq!(answer.status, 204);
+    assert_eq!(answer.text.len(), 0, "a 204 has no body");
+    assert_eq!(app.items(&token).await, vec![kept]);
 }
 
 #[tokio::test]
 async fn deleting_an_item_twice_is_not_found_the_second_time() {
-    let (app, token) = app_with_logged_in_user().await;
-    let item = create(&app, &token, json!({ "title": "once" })).await;
-    assert_eq!(delete_item(&app, &token, id_of(&item)).await.status(), 204);
+    let (app, token) = TestApp::with_logged_in_user("JohnDoe", PASSWORD).await;
+    let item = app.create_item(&token, json!({ "title": "once" })).await;
+    assert_eq!(app.delete_item(&token, id_of(&item)).await.status, 204);
 
-    let response = delete_item(&app, &token, id_of(&item)).await;
+    let answer = app.delete_item(&token, id_of(&item)).await;
 
-    assert_eq!(response.status(), 404);
-    assert_eq!(header(response.headers(), "www-authenticate"), None);
-    assert_eq!(
-        json_body(response).await,
-        json!({ "detail": "Item not found" })
-    );
+    assert_eq!(answer.status, 404);
+    assert_eq!(answer.header("www-authenticate"), None);
+    assert_eq!(answer.body, json!({ "detail": "Item not found" }));
 }
 
 #[tokio::test]
@@ -483,63 +435,54 @@ async fn another_users_item_is_not_found_and_stays() {
     let app = spawn_app().await;
     app.create_user("alice", PASSWORD).await;
     app.create_user("mallory", PASSWORD).await;
-    let alice = app.login("alice", PASSWORD).await;
-    let mallory = app.login("mallory", PASSWORD).await;
-    let item = create(&app, &alice, json!({ "title": "Alice's" })).await;
+    let alice = app.login("alice", PASSWORD).await.access_token;
+    let mallory = app.login("mallory", PASSWORD).await.access_token;
+    let item = app.create_item(&alice, json!({ "title": "Alice's" })).await;
 
-    let response = delete_item(&app, &mallory, id_of(&item)).await;
+    let answer = app.delete_item(&mallory, id_of(&item)).await;
 
-    assert_eq!(response.status(), 404);
-    assert_eq!(
-        json_body(response).await,
-        json!({ "detail": "Item not found" })
-    );
-    assert_eq!(list_items(&app, &alice).await, vec![item]);
+    assert_eq!(answer.status, 404);
+    assert_eq!(answer.body, json!({ "detail": "Item not found" }));
+    assert_eq!(app.items(&alice).await, vec![item]);
 }
 
 #[tokio::test]
 async fn an_unknown_item_is_not_found() {
-    let (app, token) = app_with_logged_in_user().await;
-    let item = create(&app, &token, json!({ "title": "stays" })).await;
+    let (app, token) = TestApp::with_logged_in_user("JohnDoe", PASSWORD).await;
+    let item = app.create_item(&token, json!({ "title": "stays" })).await;
 
-    let response = delete_item(&app, &token, &Uuid::new_v4().to_string()).await;
+    let answer = app.delete_item(&token, &Uuid::new_v4().to_string()).await;
 
-    assert_eq!(response.status(), 404);
-    assert_eq!(
-        json_body(response).await,
-        json!({ "detail": "Item not found" })
-    );
-    assert_eq!(list_items(&app, &token).await, vec![item]);
+    assert_eq!(answer.status, 404);
+    assert_eq!(answer.body, json!({ "detail": "Item not found" }));
+    assert_eq!(app.items(&token).await, vec![item]);
 }
 
 #[tokio::test]
 async fn an_item_id_that_is_not_a_uuid_is_a_validation_error() {
-    let (app, token) = app_with_logged_in_user().await;
+    let (app, token) = TestApp::with_logged_in_user("JohnDoe", PASSWORD).await;
 
-    let response = delete_item(&app, &token, "not-a-uuid").await;
+    let answer = app.delete_item(&token, "not-a-uuid").await;
 
     // FastAPI's shape for a malformed path parameter: `loc: ["path", "<name>"]`.
-    let body = assert_validation_error(response).await;
+    let body = assert_validation_error(answer);
     let issue = the_only_issue(&body);
     assert_eq!(issue["loc"], json!(["path", "id"]), "{body}");
 }
 
 #[tokio::test]
 async fn an_item_body_over_the_limit_is_refused_as_too_large() {
-    let (app, token) = app_with_logged_in_user().await;
+    let (app, token) = TestApp::with_logged_in_user("JohnDoe", PASSWORD).await;
     let description = "x".repeat(70 * 1024);
 
-    let response = app
-        .create_item(
+    let answer = app
+        .post_item(
             &token,
             json!({ "title": "big", "description": description }),
         )
         .await;
 
-    assert_eq!(response.status(), 413);
-    assert_eq!(
-        json_body(response).await,
-        json!({ "detail": "Request body too large" })
-    );
-    assert_eq!(list_items(&app, &token).await, Vec::<Value>::new());
+    assert_eq!(answer.status, 413);
+    assert_eq!(answer.body, json!({ "detail": "Request body too large" }));
+    assert_eq!(app.items(&token).await, Vec::<Value>::new());
 }

@@ -13,7 +13,6 @@ mod housekeeping;
 mod item_pages;
 mod items;
 mod keys;
-mod lifecycle;
 mod openapi;
 mod protected;
 mod refresh;

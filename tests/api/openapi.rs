@@ -17,8 +17,7 @@ fn the_committed_openapi_json_matches_the_code() {
 async fn the_served_document_is_the_committed_one() {
     let app = spawn_app().await;
     let response = app
-        .client
-        .get(app.url("/openapi.json"))
+        .request(reqwest::Method::GET, "/openapi.json")
         .send()
         .await
         .unwrap();
@@ -36,7 +35,11 @@ async fn the_served_document_is_the_committed_one() {
 #[tokio::test]
 async fn swagger_ui_is_served_at_docs() {
     let app = spawn_app().await;
-    let response = app.client.get(app.url("/docs")).send().await.unwrap();
+    let response = app
+        .request(reqwest::Method::GET, "/docs")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let html = response.text().await.unwrap();
     assert!(html.contains("swagger-ui"), "the page must load Swagger UI");

@@ -4,26 +4,25 @@
 
 use std::time::Duration;
 
-use portcullis::domain::{ScopeSet, Username};
+use portcullis::config::Settings;
+use reqwest::Method;
 use serde_json::json;
 
-use crate::{helpers::*, lifecycle::*};
+use crate::helpers::*;
 
-/// A user holding `me items`, and the app with the test defaults (30-day sessions, 5 s grace).
-async fn app_with_user() -> (TestApp, portcullis::db::User) {
-    let app = spawn_app().await;
-    let user = app.create_user(USERNAME, PASSWORD).await;
-    (app, user)
-}
+const USERNAME: &str = "johndoe";
+const PASSWORD: &str = "correct horse battery staple";
 
-/// The same, with a session lifetime and a reuse grace of the test's choosing.
-async fn app_with_user_and(
+/// Sessions of `lifetime` whose spent refresh tokens are taken for `reuse_grace` (the test
+/// defaults: 30 days, 5 s).
+fn sessions(
     lifetime: chrono::Duration,
     reuse_grace: chrono::Duration,
-) -> (TestApp, portcullis::db::User) {
-    let app = spawn_app_with_sessions(lifetime, reuse_grace).await;
-    let user = app.create_user(USERNAME, PASSWORD).await;
-    (app, user)
+) -> impl FnOnce(&mut Settings) {
+    move |settings| {
+        settings.sessions.lifetime = lifetime;
+        settings.sessions.reuse_grace = reuse_grace;
+    }
 }
 
 // --- Rotation -------------------------------------------------------------------------------
@@ -31,11 +30,11 @@ async fn app_with_user_and(
 #[tokio::test]
 async fn a_refresh_token_is_exchanged_for_new_tokens_of_the_same_session() {
     // Arrange
-    let (app, user) = app_with_user().await;
-    let login = log_in(&app).await;
+    let (app, user) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let login = app.login(USERNAME, PASSWORD).await;
 
     // Act
-    let answer = refresh(&app, &login.refresh_token, None).await;
+    let answer = app.post_refresh(&login.refresh_token, None).await;
 
     // Assert
     let refreshed = assert_tokens(&answer, "me items");
@@ -47,7 +46,7 @@ async fn a_refresh_token_is_exchanged_for_new_tokens_of_the_same_session() {
     assert_ne!(after["jti"], before["jti"]);
     assert_access_works(&app, &refreshed.access_token, USERNAME, "new access token").await;
     assert_eq!(
-        listed_ids(&app, &refreshed.access_token).await,
+        app.session_ids(&refreshed.access_token).await,
         [login.session_id()],
         "a refresh starts no session"
     );
@@ -56,13 +55,13 @@ async fn a_refresh_token_is_exchanged_for_new_tokens_of_the_same_session() {
 #[tokio::test]
 async fn each_new_refresh_token_can_be_exchanged_in_turn() {
     // Arrange
-    let (app, _) = app_with_user().await;
-    let mut tokens = log_in(&app).await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let mut tokens = app.login(USERNAME, PASSWORD).await;
     let session = tokens.session_id();
 
     // Act
     for _ in 0..3 {
-        tokens = refreshed(&app, &tokens.refresh_token).await;
+        tokens = app.refresh(&tokens.refresh_token).await;
     }
 
     // Assert
@@ -73,11 +72,11 @@ async fn each_new_refresh_token_can_be_exchanged_in_turn() {
 #[tokio::test]
 async fn rotation_leaves_the_sessions_earlier_access_tokens_valid_until_they_expire() {
     // Arrange
-    let (app, _) = app_with_user().await;
-    let login = log_in(&app).await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let login = app.login(USERNAME, PASSWORD).await;
 
     // Act
-    refreshed(&app, &login.refresh_token).await;
+    app.refresh(&login.refresh_token).await;
 
     // Assert
     assert_access_works(
@@ -92,12 +91,17 @@ async fn rotation_leaves_the_sessions_earlier_access_tokens_valid_until_they_exp
 #[tokio::test]
 async fn a_spent_refresh_token_is_refused_once_the_grace_period_is_over() {
     // Arrange: no grace at all, so any second use is late.
-    let (app, _) = app_with_user_and(chrono::Duration::days(30), chrono::Duration::zero()).await;
-    let login = log_in(&app).await;
-    refreshed(&app, &login.refresh_token).await;
+    let (app, _) = TestApp::with_user_configured(
+        USERNAME,
+        PASSWORD,
+        sessions(chrono::Duration::days(30), chrono::Duration::zero()),
+    )
+    .await;
+    let login = app.login(USERNAME, PASSWORD).await;
+    app.refresh(&login.refresh_token).await;
 
     // Act
-    let answer = refresh(&app, &login.refresh_token, None).await;
+    let answer = app.post_refresh(&login.refresh_token, None).await;
 
     // Assert
     assert_invalid_refresh_token(&answer, "the spent refresh token");
@@ -108,14 +112,19 @@ async fn a_spent_refresh_token_is_refused_once_the_grace_period_is_over() {
 #[tokio::test]
 async fn reuse_after_the_grace_period_ends_the_session_and_every_token_of_it() {
     // Arrange: no grace, so the second use of a token is reuse.
-    let (app, _) = app_with_user_and(chrono::Duration::days(30), chrono::Duration::zero()).await;
-    let stolen = log_in(&app).await;
-    let first = refreshed(&app, &stolen.refresh_token).await;
-    let newest = refreshed(&app, &first.refresh_token).await;
-    let other_session = log_in(&app).await;
+    let (app, _) = TestApp::with_user_configured(
+        USERNAME,
+        PASSWORD,
+        sessions(chrono::Duration::days(30), chrono::Duration::zero()),
+    )
+    .await;
+    let stolen = app.login(USERNAME, PASSWORD).await;
+    let first = app.refresh(&stolen.refresh_token).await;
+    let newest = app.refresh(&first.refresh_token).await;
+    let other_session = app.login(USERNAME, PASSWORD).await;
 
     // Act: the thief (or the victim) presents the first refresh token again.
-    let answer = refresh(&app, &stolen.refresh_token, None).await;
+    let answer = app.post_refresh(&stolen.refresh_token, None).await;
 
     // Assert
     assert_invalid_refresh_token(&answer, "the reused refresh token");
@@ -127,34 +136,38 @@ async fn reuse_after_the_grace_period_ends_the_session_and_every_token_of_it() {
         assert_access_refused(&app, access_token, case).await;
     }
     assert_invalid_refresh_token(
-        &refresh(&app, &newest.refresh_token, None).await,
+        &app.post_refresh(&newest.refresh_token, None).await,
         "the newest refresh token, never used",
     );
     assert_invalid_refresh_token(
-        &refresh(&app, &first.refresh_token, None).await,
+        &app.post_refresh(&first.refresh_token, None).await,
         "the first refresh token",
     );
     // The user's other session is not touched.
     assert_access_works(&app, &other_session.access_token, USERNAME, "other session").await;
     assert_eq!(
-        listed_ids(&app, &other_session.access_token).await,
+        app.session_ids(&other_session.access_token).await,
         [other_session.session_id()]
     );
-    refreshed(&app, &other_session.refresh_token).await;
+    app.refresh(&other_session.refresh_token).await;
 }
 
 #[tokio::test]
 async fn a_late_reuse_beyond_a_one_second_grace_ends_the_session() {
     // Arrange
-    let (app, _) =
-        app_with_user_and(chrono::Duration::days(30), chrono::Duration::seconds(1)).await;
-    let login = log_in(&app).await;
-    let newest = refreshed(&app, &login.refresh_token).await;
+    let (app, _) = TestApp::with_user_configured(
+        USERNAME,
+        PASSWORD,
+        sessions(chrono::Duration::days(30), chrono::Duration::seconds(1)),
+    )
+    .await;
+    let login = app.login(USERNAME, PASSWORD).await;
+    let newest = app.refresh(&login.refresh_token).await;
     // Well past the grace, even on a busy machine.
     tokio::time::sleep(Duration::from_millis(2500)).await;
 
     // Act
-    let answer = refresh(&app, &login.refresh_token, None).await;
+    let answer = app.post_refresh(&login.refresh_token, None).await;
 
     // Assert
     assert_invalid_refresh_token(&answer, "the late reuse");
@@ -165,13 +178,17 @@ async fn a_late_reuse_beyond_a_one_second_grace_ends_the_session() {
 #[tokio::test]
 async fn reusing_a_token_within_the_grace_period_gets_new_tokens_and_the_session_lives() {
     // Arrange: a generous grace, so that the test does not depend on the machine's speed.
-    let (app, _) =
-        app_with_user_and(chrono::Duration::days(30), chrono::Duration::seconds(30)).await;
-    let login = log_in(&app).await;
-    let first = refreshed(&app, &login.refresh_token).await;
+    let (app, _) = TestApp::with_user_configured(
+        USERNAME,
+        PASSWORD,
+        sessions(chrono::Duration::days(30), chrono::Duration::seconds(30)),
+    )
+    .await;
+    let login = app.login(USERNAME, PASSWORD).await;
+    let first = app.refresh(&login.refresh_token).await;
 
     // Act: the same refresh token again, as a second tab would.
-    let second = refreshed(&app, &login.refresh_token).await;
+    let second = app.refresh(&login.refresh_token).await;
 
     // Assert: the same successor as the first exchange gave, so there is one chain, not two.
     assert_eq!(second.refresh_token, first.refresh_token);
@@ -179,11 +196,11 @@ async fn reusing_a_token_within_the_grace_period_gets_new_tokens_and_the_session
     assert_eq!(second.session_id(), login.session_id());
     for (case, tokens) in [("first", &first), ("second", &second)] {
         assert_access_works(&app, &tokens.access_token, USERNAME, case).await;
-        let next = refreshed(&app, &tokens.refresh_token).await;
+        let next = app.refresh(&tokens.refresh_token).await;
         assert_access_works(&app, &next.access_token, USERNAME, case).await;
     }
     assert_eq!(
-        listed_ids(&app, &login.access_token).await,
+        app.session_ids(&login.access_token).await,
         [login.session_id()]
     );
 }
@@ -192,14 +209,18 @@ async fn reusing_a_token_within_the_grace_period_gets_new_tokens_and_the_session
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_tabs_refreshing_at_once_with_one_token_both_succeed_and_the_session_lives() {
     // Arrange
-    let (app, _) =
-        app_with_user_and(chrono::Duration::days(30), chrono::Duration::seconds(30)).await;
-    let login = log_in(&app).await;
+    let (app, _) = TestApp::with_user_configured(
+        USERNAME,
+        PASSWORD,
+        sessions(chrono::Duration::days(30), chrono::Duration::seconds(30)),
+    )
+    .await;
+    let login = app.login(USERNAME, PASSWORD).await;
 
     // Act
     let (tab_one, tab_two) = tokio::join!(
-        refresh(&app, &login.refresh_token, None),
-        refresh(&app, &login.refresh_token, None),
+        app.post_refresh(&login.refresh_token, None),
+        app.post_refresh(&login.refresh_token, None),
     );
 
     // Assert
@@ -211,12 +232,12 @@ async fn two_tabs_refreshing_at_once_with_one_token_both_succeed_and_the_session
     );
     for (case, tokens) in [("tab one", &tab_one), ("tab two", &tab_two)] {
         assert_eq!(tokens.session_id(), login.session_id(), "{case}");
-        let next = refreshed(&app, &tokens.refresh_token).await;
+        let next = app.refresh(&tokens.refresh_token).await;
         assert_access_works(&app, &next.access_token, USERNAME, case).await;
         assert_access_works(&app, &tokens.access_token, USERNAME, case).await;
     }
     assert_eq!(
-        listed_ids(&app, &login.access_token).await,
+        app.session_ids(&login.access_token).await,
         [login.session_id()],
         "one live session"
     );
@@ -227,8 +248,8 @@ async fn two_tabs_refreshing_at_once_with_one_token_both_succeed_and_the_session
 #[tokio::test]
 async fn an_unknown_refresh_token_is_an_invalid_grant() {
     // Arrange
-    let (app, _) = app_with_user().await;
-    let login = log_in(&app).await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let login = app.login(USERNAME, PASSWORD).await;
     let unknown = unknown_refresh_token();
     let unknown_legacy = "u".repeat(43);
 
@@ -243,19 +264,19 @@ async fn an_unknown_refresh_token_is_an_invalid_grant() {
         ),
     ] {
         // Act
-        let answer = refresh(&app, token, None).await;
+        let answer = app.post_refresh(token, None).await;
 
         // Assert
         assert_invalid_refresh_token(&answer, case);
     }
     // Nothing of that touched the real session.
-    refreshed(&app, &login.refresh_token).await;
+    app.refresh(&login.refresh_token).await;
 }
 
 #[tokio::test]
 async fn a_missing_or_empty_refresh_token_is_a_validation_error_naming_it() {
     // Arrange
-    let (app, _) = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
 
     for (case, fields) in [
         ("missing", vec![("grant_type", "refresh_token")]),
@@ -265,7 +286,7 @@ async fn a_missing_or_empty_refresh_token_is_a_validation_error_naming_it() {
         ),
     ] {
         // Act
-        let answer = token_request(&app, &fields).await;
+        let answer = app.post_token(&fields).await;
 
         // Assert
         assert_eq!(answer.status, 422, "{case}: {}", answer.body);
@@ -284,15 +305,15 @@ async fn a_missing_or_empty_refresh_token_is_a_validation_error_naming_it() {
 #[tokio::test]
 async fn the_refresh_token_of_a_logged_out_session_is_refused() {
     // Arrange
-    let (app, _) = app_with_user().await;
-    let login = log_in(&app).await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let login = app.login(USERNAME, PASSWORD).await;
     assert_eq!(
-        logout(&app, &login.access_token, None).await.body,
+        app.post_logout(&login.access_token, None).await.body,
         json!({"sessions_ended": 1})
     );
 
     // Act
-    let answer = refresh(&app, &login.refresh_token, None).await;
+    let answer = app.post_refresh(&login.refresh_token, None).await;
 
     // Assert
     assert_invalid_refresh_token(&answer, "after logout");
@@ -301,13 +322,12 @@ async fn the_refresh_token_of_a_logged_out_session_is_refused() {
 #[tokio::test]
 async fn a_disabled_user_cannot_refresh() {
     // Arrange
-    let (app, _) = app_with_user().await;
-    let login = log_in(&app).await;
-    let name = Username::parse(USERNAME).unwrap();
-    assert!(app.store.set_user_disabled(&name, true).await.unwrap());
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let login = app.login(USERNAME, PASSWORD).await;
+    app.disable_user(USERNAME).await;
 
     // Act
-    let answer = refresh(&app, &login.refresh_token, None).await;
+    let answer = app.post_refresh(&login.refresh_token, None).await;
 
     // Assert
     assert_eq!(answer.status, 400, "{}", answer.body);
@@ -325,19 +345,17 @@ async fn a_disabled_user_cannot_refresh() {
 #[tokio::test]
 async fn a_refresh_token_is_not_a_password() {
     // Arrange: the refresh token sent as a password grant's password.
-    let (app, _) = app_with_user().await;
-    let login = log_in(&app).await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let login = app.login(USERNAME, PASSWORD).await;
 
     // Act
-    let answer = token_request(
-        &app,
-        &[
+    let answer = app
+        .post_token(&[
             ("grant_type", "password"),
             ("username", USERNAME),
             ("password", &login.refresh_token),
-        ],
-    )
-    .await;
+        ])
+        .await;
 
     // Assert
     assert_eq!(answer.status, 401, "{}", answer.body);
@@ -357,15 +375,15 @@ async fn a_refresh_token_is_not_a_password() {
 #[tokio::test]
 async fn a_session_lasts_its_lifetime_from_the_login_and_refreshing_does_not_extend_it() {
     // Arrange
-    let (app, _) = app_with_user().await;
-    let login = log_in(&app).await;
-    let before = list_sessions(&app, &login.access_token).await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let login = app.login(USERNAME, PASSWORD).await;
+    let before = app.sessions(&login.access_token).await;
 
     // Act
-    let refreshed = refreshed(&app, &login.refresh_token).await;
+    let refreshed = app.refresh(&login.refresh_token).await;
 
     // Assert
-    let after = list_sessions(&app, &refreshed.access_token).await;
+    let after = app.sessions(&refreshed.access_token).await;
     let (before, after) = (&before[0], &after[0]);
     assert_eq!(
         timestamp(before, "expires_at") - timestamp(before, "created_at"),
@@ -379,14 +397,15 @@ async fn a_session_lasts_its_lifetime_from_the_login_and_refreshing_does_not_ext
 #[tokio::test]
 async fn an_expired_session_refuses_its_refresh_and_access_tokens() {
     // Arrange: a session of a few seconds, refreshed while it lives.
-    let (app, _) =
-        app_with_user_and(chrono::Duration::seconds(6), chrono::Duration::seconds(5)).await;
-    let login = log_in(&app).await;
-    let expires_at = timestamp(
-        &list_sessions(&app, &login.access_token).await[0],
-        "expires_at",
-    );
-    let latest = refreshed(&app, &login.refresh_token).await;
+    let (app, _) = TestApp::with_user_configured(
+        USERNAME,
+        PASSWORD,
+        sessions(chrono::Duration::seconds(6), chrono::Duration::seconds(5)),
+    )
+    .await;
+    let login = app.login(USERNAME, PASSWORD).await;
+    let expires_at = timestamp(&app.sessions(&login.access_token).await[0], "expires_at");
+    let latest = app.refresh(&login.refresh_token).await;
 
     // Act: wait until well after the end of the session.
     let remaining = (expires_at - chrono::Utc::now())
@@ -396,15 +415,15 @@ async fn an_expired_session_refuses_its_refresh_and_access_tokens() {
 
     // Assert: the access tokens are valid JWTs for 30 minutes, but their session is over.
     assert_invalid_refresh_token(
-        &refresh(&app, &latest.refresh_token, None).await,
+        &app.post_refresh(&latest.refresh_token, None).await,
         "the latest refresh token",
     );
     assert_access_refused(&app, &latest.access_token, "the latest access token").await;
     assert_access_refused(&app, &login.access_token, "the login's access token").await;
     // A new login starts a new session.
-    let again = log_in(&app).await;
+    let again = app.login(USERNAME, PASSWORD).await;
     assert_eq!(
-        listed_ids(&app, &again.access_token).await,
+        app.session_ids(&again.access_token).await,
         [again.session_id()]
     );
 }
@@ -414,19 +433,15 @@ async fn an_expired_session_refuses_its_refresh_and_access_tokens() {
 #[tokio::test]
 async fn a_refresh_may_narrow_the_scope() {
     // Arrange
-    let (app, _) = app_with_user().await;
-    let login = log_in(&app).await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let login = app.login(USERNAME, PASSWORD).await;
 
     // Act
-    let answer = refresh(&app, &login.refresh_token, Some("me")).await;
+    let answer = app.post_refresh(&login.refresh_token, Some("me")).await;
 
     // Assert
     let narrowed = assert_tokens(&answer, "me");
-    let items = Answer::of(
-        app.get_with_token("/users/me/items", &narrowed.access_token)
-            .await,
-    )
-    .await;
+    let items = app.get_items(&narrowed.access_token).await;
     assert_eq!(items.status, 401);
     assert_eq!(items.body, json!({"detail": "Not enough permissions"}));
     assert_eq!(
@@ -438,12 +453,15 @@ async fn a_refresh_may_narrow_the_scope() {
 #[tokio::test]
 async fn without_a_scope_a_refresh_grants_the_logins_scopes_not_the_previous_refreshs() {
     // Arrange
-    let (app, _) = app_with_user().await;
-    let login = log_in(&app).await;
-    let narrowed = assert_tokens(&refresh(&app, &login.refresh_token, Some("me")).await, "me");
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let login = app.login(USERNAME, PASSWORD).await;
+    let narrowed = assert_tokens(
+        &app.post_refresh(&login.refresh_token, Some("me")).await,
+        "me",
+    );
 
     // Act
-    let answer = refresh(&app, &narrowed.refresh_token, None).await;
+    let answer = app.post_refresh(&narrowed.refresh_token, None).await;
 
     // Assert
     assert_tokens(&answer, "me items");
@@ -452,12 +470,15 @@ async fn without_a_scope_a_refresh_grants_the_logins_scopes_not_the_previous_ref
 #[tokio::test]
 async fn an_empty_scope_at_refresh_counts_as_absent() {
     // Arrange
-    let (app, _) = app_with_user().await;
-    let login = log_in(&app).await;
-    let narrowed = assert_tokens(&refresh(&app, &login.refresh_token, Some("me")).await, "me");
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let login = app.login(USERNAME, PASSWORD).await;
+    let narrowed = assert_tokens(
+        &app.post_refresh(&login.refresh_token, Some("me")).await,
+        "me",
+    );
 
     // Act
-    let answer = refresh(&app, &narrowed.refresh_token, Some("")).await;
+    let answer = app.post_refresh(&narrowed.refresh_token, Some("")).await;
 
     // Assert
     assert_tokens(&answer, "me items");
@@ -466,11 +487,15 @@ async fn an_empty_scope_at_refresh_counts_as_absent() {
 #[tokio::test]
 async fn a_refresh_may_not_widen_the_scope_beyond_the_logins() {
     // Arrange
-    let (app, _) = app_with_user().await;
-    let login = login_with_scope(&app, "me").await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let login = app
+        .login_with(Login::new(USERNAME, PASSWORD).scope("me"))
+        .await;
 
     // Act
-    let answer = refresh(&app, &login.refresh_token, Some("me items")).await;
+    let answer = app
+        .post_refresh(&login.refresh_token, Some("me items"))
+        .await;
 
     // Assert
     assert_eq!(answer.status, 400, "{}", answer.body);
@@ -483,24 +508,19 @@ async fn a_refresh_may_not_widen_the_scope_beyond_the_logins() {
         })
     );
     // Without a scope, the login's `me` stays all there is.
-    assert_tokens(&refresh(&app, &login.refresh_token, None).await, "me");
+    assert_tokens(&app.post_refresh(&login.refresh_token, None).await, "me");
 }
 
 #[tokio::test]
 async fn admin_held_but_not_asked_for_at_login_cannot_be_added_by_a_refresh() {
     // Arrange
     let app = spawn_app().await;
-    app.create_user_with(
-        USERNAME,
-        PASSWORD,
-        ScopeSet::parse("me items admin").unwrap(),
-        false,
-    )
-    .await;
-    let login = log_in(&app).await;
+    app.create_user_holding(USERNAME, PASSWORD, "me items admin")
+        .await;
+    let login = app.login(USERNAME, PASSWORD).await;
 
     // Act
-    let answer = refresh(&app, &login.refresh_token, Some("admin")).await;
+    let answer = app.post_refresh(&login.refresh_token, Some("admin")).await;
 
     // Assert
     assert_eq!(answer.status, 400, "{}", answer.body);
@@ -517,11 +537,11 @@ async fn admin_held_but_not_asked_for_at_login_cannot_be_added_by_a_refresh() {
 #[tokio::test]
 async fn an_unknown_scope_at_refresh_is_refused_by_name() {
     // Arrange
-    let (app, _) = app_with_user().await;
-    let login = log_in(&app).await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let login = app.login(USERNAME, PASSWORD).await;
 
     // Act
-    let answer = refresh(&app, &login.refresh_token, Some("me x")).await;
+    let answer = app.post_refresh(&login.refresh_token, Some("me x")).await;
 
     // Assert
     assert_eq!(answer.status, 400, "{}", answer.body);
@@ -540,27 +560,22 @@ async fn an_unknown_scope_at_refresh_is_refused_by_name() {
 #[tokio::test]
 async fn the_same_fields_as_json_refresh_too() {
     // Arrange
-    let (app, _) = app_with_user().await;
-    let login = log_in(&app).await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let login = app.login(USERNAME, PASSWORD).await;
 
     // Act
-    let response = app
-        .client
-        .post(app.url("/token"))
-        .json(&json!({
-            "grant_type": "refresh_token",
-            "refresh_token": login.refresh_token,
-            "scope": "me",
-            "client_id": "",
-        }))
-        .send()
-        .await
-        .unwrap();
+    let answer = send(app.request(Method::POST, "/token").json(&json!({
+        "grant_type": "refresh_token",
+        "refresh_token": login.refresh_token,
+        "scope": "me",
+        "client_id": "",
+    })))
+    .await;
 
     // Assert
-    let by_json = assert_tokens(&Answer::of(response).await, "me");
+    let by_json = assert_tokens(&answer, "me");
     assert_eq!(by_json.session_id(), login.session_id());
-    let next = refreshed(&app, &by_json.refresh_token).await;
+    let next = app.refresh(&by_json.refresh_token).await;
     assert_access_works(&app, &next.access_token, USERNAME, "after a JSON refresh").await;
 }
 
@@ -570,11 +585,15 @@ async fn another_users_refresh_token_gives_that_users_tokens_only() {
     let app = spawn_app().await;
     let owner = app.create_user("alice", PASSWORD).await;
     let thief = app.create_user("mallory", PASSWORD).await;
-    let alice = login_as(&app, "alice", "alice's browser").await;
-    let mallory = login_as(&app, "mallory", "mallory's browser").await;
+    let alice = app
+        .login_with(Login::new("alice", PASSWORD).header("User-Agent", "alice's browser"))
+        .await;
+    let mallory = app
+        .login_with(Login::new("mallory", PASSWORD).header("User-Agent", "mallory's browser"))
+        .await;
 
     // Act: mallory presents alice's refresh token.
-    let stolen = refreshed(&app, &alice.refresh_token).await;
+    let stolen = app.refresh(&alice.refresh_token).await;
 
     // Assert: the tokens are alice's, in alice's session — never mallory's.
     let claims = claims(&stolen.access_token);
@@ -583,10 +602,14 @@ async fn another_users_refresh_token_gives_that_users_tokens_only() {
     assert_eq!(stolen.session_id(), alice.session_id());
     assert_access_works(&app, &stolen.access_token, "alice", "the refreshed token").await;
     // They cannot end mallory's session, nor mallory's token alice's.
-    let answer = end_session(&app, &stolen.access_token, &mallory.session_id()).await;
+    let answer = app
+        .delete_session(&stolen.access_token, &mallory.session_id())
+        .await;
     assert_eq!(answer.status, 404, "{}", answer.body);
     assert_eq!(answer.body, json!({"detail": "Session not found"}));
-    let answer = end_session(&app, &mallory.access_token, &alice.session_id()).await;
+    let answer = app
+        .delete_session(&mallory.access_token, &alice.session_id())
+        .await;
     assert_eq!(answer.status, 404, "{}", answer.body);
     assert_eq!(answer.body, json!({"detail": "Session not found"}));
     assert_access_works(&app, &mallory.access_token, "mallory", "mallory's session").await;
@@ -596,9 +619,13 @@ async fn another_users_refresh_token_gives_that_users_tokens_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_tabs_refreshing_at_once_with_one_token_all_succeed_with_one_successor() {
     // Arrange
-    let (app, _) =
-        app_with_user_and(chrono::Duration::days(30), chrono::Duration::seconds(30)).await;
-    let login = log_in(&app).await;
+    let (app, _) = TestApp::with_user_configured(
+        USERNAME,
+        PASSWORD,
+        sessions(chrono::Duration::days(30), chrono::Duration::seconds(30)),
+    )
+    .await;
+    let login = app.login(USERNAME, PASSWORD).await;
     let body = serde_urlencoded::to_string([
         ("grant_type", "refresh_token"),
         ("refresh_token", login.refresh_token.as_str()),
@@ -609,11 +636,10 @@ async fn eight_tabs_refreshing_at_once_with_one_token_all_succeed_with_one_succe
     let tabs: Vec<_> = (0..8)
         .map(|_| {
             let request = app
-                .client
-                .post(app.url("/token"))
+                .request(Method::POST, "/token")
                 .header("Content-Type", "application/x-www-form-urlencoded")
                 .body(body.clone());
-            tokio::spawn(async move { Answer::of(request.send().await.unwrap()).await })
+            tokio::spawn(send(request))
         })
         .collect();
     let mut answers = Vec::new();
@@ -634,10 +660,10 @@ async fn eight_tabs_refreshing_at_once_with_one_token_all_succeed_with_one_succe
         "every tab has the same successor: one chain, however many tabs"
     );
     for refresh_token in &refresh_tokens {
-        refreshed(&app, refresh_token).await;
+        app.refresh(refresh_token).await;
     }
     assert_eq!(
-        listed_ids(&app, &login.access_token).await,
+        app.session_ids(&login.access_token).await,
         [login.session_id()]
     );
 }
@@ -645,18 +671,22 @@ async fn eight_tabs_refreshing_at_once_with_one_token_all_succeed_with_one_succe
 #[tokio::test]
 async fn a_token_replayed_within_the_grace_gets_the_users_successor_so_no_second_chain() {
     // Arrange: the user refreshes; a thief replays the spent login token within the grace.
-    let (app, _) =
-        app_with_user_and(chrono::Duration::days(30), chrono::Duration::seconds(3)).await;
-    let login = log_in(&app).await;
-    let users = refreshed(&app, &login.refresh_token).await;
-    let thiefs = refreshed(&app, &login.refresh_token).await;
+    let (app, _) = TestApp::with_user_configured(
+        USERNAME,
+        PASSWORD,
+        sessions(chrono::Duration::days(30), chrono::Duration::seconds(3)),
+    )
+    .await;
+    let login = app.login(USERNAME, PASSWORD).await;
+    let users = app.refresh(&login.refresh_token).await;
+    let thiefs = app.refresh(&login.refresh_token).await;
     assert_eq!(thiefs.refresh_token, users.refresh_token, "one chain");
     // The thief exchanges the shared token first; then the grace of that exchange passes.
-    let thiefs_next = refreshed(&app, &thiefs.refresh_token).await;
+    let thiefs_next = app.refresh(&thiefs.refresh_token).await;
     tokio::time::sleep(Duration::from_millis(4000)).await;
 
     // Act: the user's token was spent by the thief's exchange; using it now is reuse.
-    let answer = refresh(&app, &users.refresh_token, None).await;
+    let answer = app.post_refresh(&users.refresh_token, None).await;
 
     // Assert: the whole session ends, the thief's tokens with it.
     assert_invalid_refresh_token(&answer, "the user's token, spent by the thief");
@@ -667,9 +697,9 @@ async fn a_token_replayed_within_the_grace_gets_the_users_successor_so_no_second
 #[tokio::test]
 async fn an_exchange_for_a_session_ended_meanwhile_records_nothing() {
     // Arrange: a session, ended after its refresh token was read (as by a racing logout).
-    let (app, user) = app_with_user().await;
+    let (app, user) = TestApp::with_user(USERNAME, PASSWORD).await;
     let subject = app.start_session(user.id).await;
-    let login = log_in(&app).await;
+    let login = app.login(USERNAME, PASSWORD).await;
     let session = uuid::Uuid::parse_str(&login.session_id()).unwrap();
     assert!(app.store.revoke_session(session).await.unwrap());
 
@@ -711,14 +741,19 @@ async fn stored_refresh_token_rows(app: &TestApp) -> u64 {
 #[tokio::test]
 async fn a_session_refreshed_in_a_loop_stores_nothing_per_refresh_and_still_detects_reuse() {
     // Arrange: no grace, so every spent token is reuse at once.
-    let (app, _) = app_with_user_and(chrono::Duration::days(30), chrono::Duration::zero()).await;
-    let login = log_in(&app).await;
+    let (app, _) = TestApp::with_user_configured(
+        USERNAME,
+        PASSWORD,
+        sessions(chrono::Duration::days(30), chrono::Duration::zero()),
+    )
+    .await;
+    let login = app.login(USERNAME, PASSWORD).await;
     let mut spent = Vec::new();
     let mut current = login.clone();
 
     // Act: 60 refreshes in a row.
     for _ in 0..60 {
-        let next = refreshed(&app, &current.refresh_token).await;
+        let next = app.refresh(&current.refresh_token).await;
         spent.push(std::mem::replace(&mut current, next));
     }
 
@@ -726,7 +761,7 @@ async fn a_session_refreshed_in_a_loop_stores_nothing_per_refresh_and_still_dete
     // again, is still recognised as reuse and ends the session.
     assert_eq!(stored_refresh_token_rows(&app).await, 0);
     assert_access_works(&app, &current.access_token, USERNAME, "the newest").await;
-    let answer = refresh(&app, &spent[0].refresh_token, None).await;
+    let answer = app.post_refresh(&spent[0].refresh_token, None).await;
     assert_invalid_refresh_token(&answer, "the login's token, 60 exchanges ago");
     assert_session_ended(&app, &current, "after the reuse").await;
 }
@@ -736,7 +771,12 @@ async fn a_refresh_token_issued_before_generations_is_exchanged_once_and_its_reu
     // Arrange: a session whose live refresh token was issued, and stored as a hash, by the
     // version before refresh-token generations.
     use sea_orm::{ActiveValue::Set, EntityTrait as _};
-    let (app, user) = app_with_user_and(chrono::Duration::days(30), chrono::Duration::zero()).await;
+    let (app, user) = TestApp::with_user_configured(
+        USERNAME,
+        PASSWORD,
+        sessions(chrono::Duration::days(30), chrono::Duration::zero()),
+    )
+    .await;
     let subject = app.start_session(user.id).await;
     let legacy = "L".repeat(22) + "egacyRefreshTokenOf43";
     assert_eq!(legacy.len(), 43);
@@ -756,8 +796,8 @@ async fn a_refresh_token_issued_before_generations_is_exchanged_once_and_its_reu
     .unwrap();
 
     // Act
-    let exchanged = refreshed(&app, &legacy).await;
-    let replayed = refresh(&app, &legacy, None).await;
+    let exchanged = app.refresh(&legacy).await;
+    let replayed = app.post_refresh(&legacy, None).await;
 
     // Assert: the exchange continued the session; the legacy token, spent, is reuse.
     assert_eq!(exchanged.session_id(), subject.session_id.to_string());

@@ -4,25 +4,28 @@
 
 use serde_json::{Value, json};
 
-use crate::{helpers::*, lifecycle::*};
+use reqwest::Method;
 
-/// A user holding `me items`, and the app.
-async fn app_with_user() -> TestApp {
-    let app = spawn_app().await;
-    app.create_user(USERNAME, PASSWORD).await;
-    app
-}
+use crate::helpers::*;
+
+const USERNAME: &str = "johndoe";
+const PASSWORD: &str = "correct horse battery staple";
 
 /// Three sessions of `USERNAME` (three devices), and one of another user.
 async fn app_with_three_sessions() -> (TestApp, [Tokens; 3], Tokens) {
-    let app = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
     app.create_user("janedoe", PASSWORD).await;
     let sessions = [
-        login_as(&app, USERNAME, "device one").await,
-        login_as(&app, USERNAME, "device two").await,
-        login_as(&app, USERNAME, "device three").await,
+        app.login_with(Login::new(USERNAME, PASSWORD).header("User-Agent", "device one"))
+            .await,
+        app.login_with(Login::new(USERNAME, PASSWORD).header("User-Agent", "device two"))
+            .await,
+        app.login_with(Login::new(USERNAME, PASSWORD).header("User-Agent", "device three"))
+            .await,
     ];
-    let other_user = login_as(&app, "janedoe", "jane's device").await;
+    let other_user = app
+        .login_with(Login::new("janedoe", PASSWORD).header("User-Agent", "jane's device"))
+        .await;
     (app, sessions, other_user)
 }
 
@@ -37,7 +40,7 @@ fn assert_revoked(answer: &Answer, case: &str) {
 /// not refused (checked with a refresh, which the session survives).
 async fn assert_session_lives(app: &TestApp, tokens: &Tokens, username: &str, case: &str) {
     assert_access_works(app, &tokens.access_token, username, case).await;
-    let answer = refresh(app, &tokens.refresh_token, None).await;
+    let answer = app.post_refresh(&tokens.refresh_token, None).await;
     assert_eq!(answer.status, 200, "{case}: {}", answer.body);
 }
 
@@ -67,7 +70,7 @@ fn members(object: &Value) -> Vec<&str> {
 
 #[tokio::test]
 async fn revoking_an_access_token_ends_its_session_whatever_the_hint() {
-    let app = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
     for hint in [
         None,
         Some("access_token"),
@@ -76,14 +79,14 @@ async fn revoking_an_access_token_ends_its_session_whatever_the_hint() {
     ] {
         // Arrange
         let case = format!("hint {hint:?}");
-        let session = log_in(&app).await;
+        let session = app.login(USERNAME, PASSWORD).await;
         let mut fields = vec![("token", session.access_token.as_str())];
         if let Some(hint) = hint {
             fields.push(("token_type_hint", hint));
         }
 
         // Act
-        let answer = revoke(&app, &fields).await;
+        let answer = app.post_revoke(&fields).await;
 
         // Assert
         assert_revoked(&answer, &case);
@@ -93,18 +96,18 @@ async fn revoking_an_access_token_ends_its_session_whatever_the_hint() {
 
 #[tokio::test]
 async fn revoking_a_refresh_token_ends_its_session_whatever_the_hint() {
-    let app = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
     for hint in [None, Some("refresh_token"), Some("access_token"), Some("")] {
         // Arrange
         let case = format!("hint {hint:?}");
-        let session = log_in(&app).await;
+        let session = app.login(USERNAME, PASSWORD).await;
         let mut fields = vec![("token", session.refresh_token.as_str())];
         if let Some(hint) = hint {
             fields.push(("token_type_hint", hint));
         }
 
         // Act
-        let answer = revoke(&app, &fields).await;
+        let answer = app.post_revoke(&fields).await;
 
         // Assert
         assert_revoked(&answer, &case);
@@ -115,12 +118,12 @@ async fn revoking_a_refresh_token_ends_its_session_whatever_the_hint() {
 #[tokio::test]
 async fn revoking_a_spent_refresh_token_ends_its_session_too() {
     // Arrange
-    let app = app_with_user().await;
-    let login = log_in(&app).await;
-    let newest = refreshed(&app, &login.refresh_token).await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let login = app.login(USERNAME, PASSWORD).await;
+    let newest = app.refresh(&login.refresh_token).await;
 
     // Act
-    let answer = revoke(&app, &[("token", &login.refresh_token)]).await;
+    let answer = app.post_revoke(&[("token", &login.refresh_token)]).await;
 
     // Assert
     assert_revoked(&answer, "a spent refresh token");
@@ -133,15 +136,13 @@ async fn revoking_one_session_leaves_the_users_others_alone() {
     let (app, [one, two, three], jane) = app_with_three_sessions().await;
 
     // Act
-    let answer = revoke(
-        &app,
-        &[
+    let answer = app
+        .post_revoke(&[
             ("token", &two.refresh_token),
             ("client_id", "swagger"),
             ("client_secret", ""),
-        ],
-    )
-    .await;
+        ])
+        .await;
 
     // Assert
     assert_revoked(&answer, "with client credentials");
@@ -154,8 +155,8 @@ async fn revoking_one_session_leaves_the_users_others_alone() {
 #[tokio::test]
 async fn revoking_an_unknown_token_is_ok_and_ends_nothing() {
     // Arrange
-    let app = app_with_user().await;
-    let live = log_in(&app).await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let live = app.login(USERNAME, PASSWORD).await;
     let unknown_refresh = unknown_refresh_token();
     let forged = sign(
         json!({"alg": "HS256", "typ": "at+jwt"}),
@@ -169,7 +170,7 @@ async fn revoking_an_unknown_token_is_ok_and_ends_nothing() {
         ("a JWT signed with another key", forged.as_str()),
     ] {
         // Act
-        let answer = revoke(&app, &[("token", token)]).await;
+        let answer = app.post_revoke(&[("token", token)]).await;
 
         // Assert
         assert_revoked(&answer, case);
@@ -180,16 +181,16 @@ async fn revoking_an_unknown_token_is_ok_and_ends_nothing() {
 #[tokio::test]
 async fn revoking_an_already_ended_session_again_is_ok() {
     // Arrange
-    let app = app_with_user().await;
-    let login = log_in(&app).await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let login = app.login(USERNAME, PASSWORD).await;
     assert_revoked(
-        &revoke(&app, &[("token", &login.access_token)]).await,
+        &app.post_revoke(&[("token", &login.access_token)]).await,
         "first",
     );
 
     // Act
-    let by_access = revoke(&app, &[("token", &login.access_token)]).await;
-    let by_refresh = revoke(&app, &[("token", &login.refresh_token)]).await;
+    let by_access = app.post_revoke(&[("token", &login.access_token)]).await;
+    let by_refresh = app.post_revoke(&[("token", &login.refresh_token)]).await;
 
     // Assert
     assert_revoked(&by_access, "the access token again");
@@ -200,13 +201,13 @@ async fn revoking_an_already_ended_session_again_is_ok() {
 #[tokio::test]
 async fn a_revocation_without_a_token_is_a_validation_error_naming_it() {
     // Arrange
-    let app = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
     for (case, fields) in [
         ("missing", vec![("token_type_hint", "access_token")]),
         ("empty", vec![("token", "")]),
     ] {
         // Act
-        let answer = revoke(&app, &fields).await;
+        let answer = app.post_revoke(&fields).await;
 
         // Assert
         assert_eq!(answer.status, 422, "{case}: {}", answer.body);
@@ -225,16 +226,14 @@ async fn a_revocation_without_a_token_is_a_validation_error_naming_it() {
 #[tokio::test]
 async fn a_revocation_body_over_the_limit_is_refused_as_too_large() {
     // Arrange
-    let app = app_with_user().await;
-    let login = log_in(&app).await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let login = app.login(USERNAME, PASSWORD).await;
     let huge = "x".repeat(70 * 1024);
 
     // Act
-    let answer = revoke(
-        &app,
-        &[("token", &login.refresh_token), ("client_id", &huge)],
-    )
-    .await;
+    let answer = app
+        .post_revoke(&[("token", &login.refresh_token), ("client_id", &huge)])
+        .await;
 
     // Assert
     assert_eq!(answer.status, 413, "{}", answer.body);
@@ -252,20 +251,18 @@ async fn a_revocation_body_over_the_limit_is_refused_as_too_large() {
 #[tokio::test]
 async fn a_revocation_as_json_is_accepted_too() {
     // Arrange
-    let app = app_with_user().await;
-    let login = log_in(&app).await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let login = app.login(USERNAME, PASSWORD).await;
 
     // Act
-    let response = app
-        .client
-        .post(app.url("/token/revoke"))
-        .json(&json!({"token": login.access_token, "token_type_hint": "access_token"}))
-        .send()
-        .await
-        .unwrap();
+    let answer = send(
+        app.request(Method::POST, "/token/revoke")
+            .json(&json!({"token": login.access_token, "token_type_hint": "access_token"})),
+    )
+    .await;
 
     // Assert
-    assert_revoked(&Answer::of(response).await, "JSON");
+    assert_revoked(&answer, "JSON");
     assert_session_ended(&app, &login, "revoked by JSON").await;
 }
 
@@ -274,40 +271,33 @@ async fn a_revocation_as_json_is_accepted_too() {
 #[tokio::test]
 async fn every_protected_operation_refuses_a_token_of_an_ended_session_at_once() {
     // Arrange
-    let app = app_with_user().await;
-    let login = log_in(&app).await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let login = app.login(USERNAME, PASSWORD).await;
     let session_path = format!("/users/me/sessions/{}", login.session_id());
     // Each operation accepts the token while the session lives.
     assert_access_works(&app, &login.access_token, USERNAME, "before").await;
     assert_eq!(
-        listed_ids(&app, &login.access_token).await,
+        app.session_ids(&login.access_token).await,
         [login.session_id()]
     );
     assert_revoked(
-        &revoke(&app, &[("token", &login.refresh_token)]).await,
+        &app.post_revoke(&[("token", &login.refresh_token)]).await,
         "revoke",
     );
 
-    for (method, path) in [
-        ("GET", "/users/me"),
-        ("GET", "/users/me/items"),
-        ("POST", "/users/me/items"),
-        ("GET", "/users/me/sessions"),
-        ("DELETE", session_path.as_str()),
-        ("POST", "/logout"),
-        ("POST", "/logout?scope=global"),
-    ] {
-        // Act
-        let mut request = app
-            .client
-            .request(method.parse().unwrap(), app.url(path))
-            .bearer_auth(&login.access_token);
-        if path == "/users/me/items" && method == "POST" {
-            request = request.json(&json!({"title": "not stored"}));
-        }
-        let answer = Answer::of(request.send().await.unwrap()).await;
+    // Act and Assert: every protected operation (read from the OpenAPI document), and ending
+    // this very session or all of the user's.
+    for operation in protected_operations() {
+        let answer = send(operation.request(&app).bearer_auth(&login.access_token)).await;
 
-        // Assert
+        assert_could_not_validate(&answer, &operation.to_string());
+    }
+    for (method, path) in [
+        (Method::DELETE, session_path.as_str()),
+        (Method::POST, "/logout?scope=global"),
+    ] {
+        let answer = send(app.bearer(method.clone(), path, &login.access_token)).await;
+
         assert_could_not_validate(&answer, &format!("{method} {path}"));
     }
 }
@@ -322,7 +312,7 @@ async fn logging_out_ends_the_callers_session_only() {
         let (app, [one, two, three], jane) = app_with_three_sessions().await;
 
         // Act
-        let answer = logout(&app, &two.access_token, scope).await;
+        let answer = app.post_logout(&two.access_token, scope).await;
 
         // Assert
         assert_eq!(answer.status, 200, "{case}: {}", answer.body);
@@ -340,17 +330,14 @@ async fn logging_out_others_ends_every_other_session_of_the_user() {
     let (app, [one, two, three], jane) = app_with_three_sessions().await;
 
     // Act
-    let answer = logout(&app, &two.access_token, Some("others")).await;
+    let answer = app.post_logout(&two.access_token, Some("others")).await;
 
     // Assert
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(answer.body, json!({"sessions_ended": 2}));
     assert_session_ended(&app, &one, "device one").await;
     assert_session_ended(&app, &three, "device three").await;
-    assert_eq!(
-        listed_ids(&app, &two.access_token).await,
-        [two.session_id()]
-    );
+    assert_eq!(app.session_ids(&two.access_token).await, [two.session_id()]);
     assert_session_lives(&app, &two, USERNAME, "the caller's session").await;
     assert_session_lives(&app, &jane, "janedoe", "another user").await;
 }
@@ -358,11 +345,11 @@ async fn logging_out_others_ends_every_other_session_of_the_user() {
 #[tokio::test]
 async fn logging_out_others_when_there_are_none_ends_nothing() {
     // Arrange
-    let app = app_with_user().await;
-    let login = log_in(&app).await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let login = app.login(USERNAME, PASSWORD).await;
 
     // Act
-    let answer = logout(&app, &login.access_token, Some("others")).await;
+    let answer = app.post_logout(&login.access_token, Some("others")).await;
 
     // Assert
     assert_eq!(answer.status, 200, "{}", answer.body);
@@ -376,7 +363,7 @@ async fn logging_out_globally_ends_every_session_of_the_user() {
     let (app, [one, two, three], jane) = app_with_three_sessions().await;
 
     // Act
-    let answer = logout(&app, &two.access_token, Some("global")).await;
+    let answer = app.post_logout(&two.access_token, Some("global")).await;
 
     // Assert
     assert_eq!(answer.status, 200, "{}", answer.body);
@@ -392,12 +379,12 @@ async fn already_ended_sessions_are_not_counted_again() {
     // Arrange
     let (app, [one, two, three], _) = app_with_three_sessions().await;
     assert_eq!(
-        logout(&app, &one.access_token, None).await.body,
+        app.post_logout(&one.access_token, None).await.body,
         json!({"sessions_ended": 1})
     );
 
     // Act
-    let answer = logout(&app, &three.access_token, Some("global")).await;
+    let answer = app.post_logout(&three.access_token, Some("global")).await;
 
     // Assert
     assert_eq!(answer.status, 200, "{}", answer.body);
@@ -408,11 +395,13 @@ async fn already_ended_sessions_are_not_counted_again() {
 #[tokio::test]
 async fn any_token_may_log_out_whatever_its_scope() {
     // Arrange
-    let app = app_with_user().await;
-    let login = login_with_scope(&app, "items").await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let login = app
+        .login_with(Login::new(USERNAME, PASSWORD).scope("items"))
+        .await;
 
     // Act
-    let answer = logout(&app, &login.access_token, None).await;
+    let answer = app.post_logout(&login.access_token, None).await;
 
     // Assert
     assert_eq!(answer.status, 200, "{}", answer.body);
@@ -423,12 +412,12 @@ async fn any_token_may_log_out_whatever_its_scope() {
 #[tokio::test]
 async fn logging_out_twice_with_one_token_is_refused_the_second_time() {
     // Arrange
-    let app = app_with_user().await;
-    let login = log_in(&app).await;
-    assert_eq!(logout(&app, &login.access_token, None).await.status, 200);
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let login = app.login(USERNAME, PASSWORD).await;
+    assert_eq!(app.post_logout(&login.access_token, None).await.status, 200);
 
     // Act
-    let answer = logout(&app, &login.access_token, None).await;
+    let answer = app.post_logout(&login.access_token, None).await;
 
     // Assert
     assert_could_not_validate(&answer, "the second logout");
@@ -437,12 +426,12 @@ async fn logging_out_twice_with_one_token_is_refused_the_second_time() {
 #[tokio::test]
 async fn an_unknown_logout_scope_is_a_validation_error_and_ends_nothing() {
     // Arrange
-    let app = app_with_user().await;
-    let login = log_in(&app).await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let login = app.login(USERNAME, PASSWORD).await;
 
     for scope in ["everything", "LOCAL"] {
         // Act
-        let answer = logout(&app, &login.access_token, Some(scope)).await;
+        let answer = app.post_logout(&login.access_token, Some(scope)).await;
 
         // Assert
         assert_eq!(answer.status, 422, "{scope:?}: {}", answer.body);
@@ -462,18 +451,16 @@ async fn an_unknown_logout_scope_is_a_validation_error_and_ends_nothing() {
 #[tokio::test]
 async fn logging_out_without_a_valid_token_is_unauthorized_even_with_a_bad_scope() {
     // Arrange
-    let app = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
 
     for scope in [None, Some("local"), Some("everything")] {
         // Act
-        let mut without = app.client.post(app.url("/logout"));
-        let mut forged = app.client.post(app.url("/logout")).bearer_auth("not.a.jwt");
+        let mut without = app.request(Method::POST, "/logout");
         if let Some(scope) = scope {
             without = without.query(&[("scope", scope)]);
-            forged = forged.query(&[("scope", scope)]);
         }
-        let without = Answer::of(without.send().await.unwrap()).await;
-        let forged = Answer::of(forged.send().await.unwrap()).await;
+        let without = send(without).await;
+        let forged = app.post_logout("not.a.jwt", scope).await;
 
         // Assert
         assert_eq!(without.status, 401, "{scope:?}: {}", without.body);
@@ -487,11 +474,13 @@ async fn logging_out_without_a_valid_token_is_unauthorized_even_with_a_bad_scope
 async fn ending_other_sessions_at_logout_needs_the_me_scope() {
     // Arrange: an `items`-only token, and two other sessions of the same user.
     let (app, [one, two, _], _) = app_with_three_sessions().await;
-    let items_only = login_with_scope(&app, "items").await;
+    let items_only = app
+        .login_with(Login::new(USERNAME, PASSWORD).scope("items"))
+        .await;
 
     for scope in ["others", "global"] {
         // Act
-        let answer = logout(&app, &items_only.access_token, Some(scope)).await;
+        let answer = app.post_logout(&items_only.access_token, Some(scope)).await;
 
         // Assert
         assert_eq!(answer.status, 401, "{scope}: {}", answer.body);
@@ -507,13 +496,15 @@ async fn ending_other_sessions_at_logout_needs_the_me_scope() {
     }
 
     // Its own session it may still end, whatever its scope.
-    let answer = logout(&app, &items_only.access_token, Some("local")).await;
+    let answer = app
+        .post_logout(&items_only.access_token, Some("local"))
+        .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(answer.body, json!({"sessions_ended": 1}));
     assert_session_lives(&app, &one, USERNAME, "device one, after the local logout").await;
 
     // With `me`, the others end.
-    let answer = logout(&app, &one.access_token, Some("others")).await;
+    let answer = app.post_logout(&one.access_token, Some("others")).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(answer.body, json!({"sessions_ended": 2}));
 }
@@ -521,13 +512,12 @@ async fn ending_other_sessions_at_logout_needs_the_me_scope() {
 #[tokio::test]
 async fn a_disabled_user_is_told_it_is_inactive_at_logout() {
     // Arrange
-    let app = app_with_user().await;
-    let login = log_in(&app).await;
-    let name = portcullis::domain::Username::parse(USERNAME).unwrap();
-    assert!(app.store.set_user_disabled(&name, true).await.unwrap());
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let login = app.login(USERNAME, PASSWORD).await;
+    app.disable_user(USERNAME).await;
 
     // Act
-    let answer = logout(&app, &login.access_token, None).await;
+    let answer = app.post_logout(&login.access_token, None).await;
 
     // Assert
     assert_eq!(answer.status, 400, "{}", answer.body);
@@ -542,7 +532,7 @@ async fn the_sessions_list_shows_each_live_session_most_recently_used_first() {
     let (app, [one, two, three], jane) = app_with_three_sessions().await;
 
     // Act
-    let listed = list_sessions(&app, &two.access_token).await;
+    let listed = app.sessions(&two.access_token).await;
 
     // Assert
     let ids: Vec<&str> = listed.iter().map(|s| s["id"].as_str().unwrap()).collect();
@@ -585,10 +575,10 @@ async fn a_refreshed_session_moves_to_the_top_of_the_list() {
     let (app, [one, two, three], _) = app_with_three_sessions().await;
 
     // Act
-    let one = refreshed(&app, &one.refresh_token).await;
+    let one = app.refresh(&one.refresh_token).await;
 
     // Assert
-    let listed = list_sessions(&app, &three.access_token).await;
+    let listed = app.sessions(&three.access_token).await;
     let ids: Vec<&str> = listed.iter().map(|s| s["id"].as_str().unwrap()).collect();
     assert_eq!(
         ids,
@@ -605,11 +595,11 @@ async fn a_refreshed_session_moves_to_the_top_of_the_list() {
 #[tokio::test]
 async fn the_sessions_list_never_shows_a_token_or_a_hash() {
     // Arrange
-    let app = app_with_user().await;
-    let login = log_in(&app).await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let login = app.login(USERNAME, PASSWORD).await;
 
     // Act
-    let answer = sessions_answer(&app, &login.access_token).await;
+    let answer = app.get_sessions(&login.access_token).await;
 
     // Assert
     assert_eq!(answer.status, 200, "{}", answer.body);
@@ -623,11 +613,11 @@ async fn the_sessions_list_never_shows_a_token_or_a_hash() {
 #[tokio::test]
 async fn a_login_without_a_user_agent_lists_a_null_user_agent() {
     // Arrange: reqwest sends no User-Agent unless told to.
-    let app = app_with_user().await;
-    let access_token = app.login(USERNAME, PASSWORD).await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let access_token = app.login(USERNAME, PASSWORD).await.access_token;
 
     // Act
-    let listed = list_sessions(&app, &access_token).await;
+    let listed = app.sessions(&access_token).await;
 
     // Assert
     assert_eq!(listed.len(), 1);
@@ -638,12 +628,14 @@ async fn a_login_without_a_user_agent_lists_a_null_user_agent() {
 #[tokio::test]
 async fn a_long_user_agent_is_kept_to_256_characters() {
     // Arrange
-    let app = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
     let agent = format!("Mozilla/5.0 {}", "x".repeat(400));
-    let login = login_as(&app, USERNAME, &agent).await;
+    let login = app
+        .login_with(Login::new(USERNAME, PASSWORD).header("User-Agent", &agent))
+        .await;
 
     // Act
-    let listed = list_sessions(&app, &login.access_token).await;
+    let listed = app.sessions(&login.access_token).await;
 
     // Assert
     let kept: String = agent.chars().take(256).collect();
@@ -653,23 +645,18 @@ async fn a_long_user_agent_is_kept_to_256_characters() {
 #[tokio::test]
 async fn behind_a_trusted_proxy_the_client_address_is_the_proxys_last_entry() {
     // Arrange
-    let (url, dir) = fresh_database().await;
-    let mut settings = test_settings(url);
-    settings.client_ip_header = Some("x-forwarded-for".parse().unwrap());
-    let app = spawn_app_with(settings, dir).await;
-    app.create_user(USERNAME, PASSWORD).await;
-    let response = app
-        .client
-        .post(app.url("/token"))
-        .header("X-Forwarded-For", "203.0.113.7, 198.51.100.23")
-        .form(&[("username", USERNAME), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
-    let login = assert_tokens(&Answer::of(response).await, "me items");
+    let (app, _) = TestApp::with_user_configured(USERNAME, PASSWORD, |settings| {
+        settings.client_ip_header = Some("x-forwarded-for".parse().unwrap());
+    })
+    .await;
+    let login = app
+        .login_with(
+            Login::new(USERNAME, PASSWORD).header("X-Forwarded-For", "203.0.113.7, 198.51.100.23"),
+        )
+        .await;
 
     // Act
-    let listed = list_sessions(&app, &login.access_token).await;
+    let listed = app.sessions(&login.access_token).await;
 
     // Assert
     assert_eq!(listed[0]["client_address"], "198.51.100.23");
@@ -679,10 +666,10 @@ async fn behind_a_trusted_proxy_the_client_address_is_the_proxys_last_entry() {
 async fn ended_sessions_are_not_listed() {
     // Arrange
     let (app, [one, two, three], _) = app_with_three_sessions().await;
-    logout(&app, &one.access_token, None).await;
+    app.post_logout(&one.access_token, None).await;
 
     // Act
-    let ids = listed_ids(&app, &two.access_token).await;
+    let ids = app.session_ids(&two.access_token).await;
 
     // Assert
     assert_eq!(ids, [three.session_id(), two.session_id()]);
@@ -691,11 +678,13 @@ async fn ended_sessions_are_not_listed() {
 #[tokio::test]
 async fn listing_sessions_needs_the_me_scope() {
     // Arrange
-    let app = app_with_user().await;
-    let login = login_with_scope(&app, "items").await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let login = app
+        .login_with(Login::new(USERNAME, PASSWORD).scope("items"))
+        .await;
 
     // Act
-    let answer = sessions_answer(&app, &login.access_token).await;
+    let answer = app.get_sessions(&login.access_token).await;
 
     // Assert
     assert_eq!(answer.status, 401, "{}", answer.body);
@@ -714,14 +703,16 @@ async fn ending_one_of_your_sessions_refuses_its_tokens_and_unlists_it() {
     let (app, [one, two, three], _) = app_with_three_sessions().await;
 
     // Act
-    let answer = end_session(&app, &two.access_token, &one.session_id()).await;
+    let answer = app
+        .delete_session(&two.access_token, &one.session_id())
+        .await;
 
     // Assert
     assert_eq!(answer.status, 204, "{}", answer.text);
     assert_eq!(answer.text, "");
     assert_session_ended(&app, &one, "the ended session").await;
     assert_eq!(
-        listed_ids(&app, &two.access_token).await,
+        app.session_ids(&two.access_token).await,
         [three.session_id(), two.session_id()]
     );
     assert_session_lives(&app, &three, USERNAME, "device three").await;
@@ -730,11 +721,13 @@ async fn ending_one_of_your_sessions_refuses_its_tokens_and_unlists_it() {
 #[tokio::test]
 async fn ending_the_current_session_refuses_its_own_token() {
     // Arrange
-    let app = app_with_user().await;
-    let login = log_in(&app).await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let login = app.login(USERNAME, PASSWORD).await;
 
     // Act
-    let answer = end_session(&app, &login.access_token, &login.session_id()).await;
+    let answer = app
+        .delete_session(&login.access_token, &login.session_id())
+        .await;
 
     // Assert
     assert_eq!(answer.status, 204, "{}", answer.text);
@@ -747,7 +740,9 @@ async fn another_users_session_is_not_found_and_keeps_working() {
     let (app, [one, ..], jane) = app_with_three_sessions().await;
 
     // Act
-    let answer = end_session(&app, &one.access_token, &jane.session_id()).await;
+    let answer = app
+        .delete_session(&one.access_token, &jane.session_id())
+        .await;
 
     // Assert
     assert_eq!(answer.status, 404, "{}", answer.body);
@@ -760,7 +755,7 @@ async fn an_unknown_or_already_ended_session_is_not_found() {
     // Arrange
     let (app, [one, two, _], _) = app_with_three_sessions().await;
     assert_eq!(
-        end_session(&app, &one.access_token, &two.session_id())
+        app.delete_session(&one.access_token, &two.session_id())
             .await
             .status,
         204
@@ -771,7 +766,7 @@ async fn an_unknown_or_already_ended_session_is_not_found() {
         ("already ended", two.session_id()),
     ] {
         // Act
-        let answer = end_session(&app, &one.access_token, &id).await;
+        let answer = app.delete_session(&one.access_token, &id).await;
 
         // Assert
         assert_eq!(answer.status, 404, "{case}: {}", answer.body);
@@ -786,28 +781,29 @@ async fn an_unknown_or_already_ended_session_is_not_found() {
 #[tokio::test]
 async fn an_expired_session_is_not_found() {
     // Arrange: one session that expires while another, started later, still lives.
-    let app =
-        spawn_app_with_sessions(chrono::Duration::seconds(6), chrono::Duration::seconds(5)).await;
-    app.create_user(USERNAME, PASSWORD).await;
-    let expiring = log_in(&app).await;
-    let expires_at = timestamp(
-        &list_sessions(&app, &expiring.access_token).await[0],
-        "expires_at",
-    );
+    let (app, _) = TestApp::with_user_configured(USERNAME, PASSWORD, |settings| {
+        settings.sessions.lifetime = chrono::Duration::seconds(6);
+        settings.sessions.reuse_grace = chrono::Duration::seconds(5);
+    })
+    .await;
+    let expiring = app.login(USERNAME, PASSWORD).await;
+    let expires_at = timestamp(&app.sessions(&expiring.access_token).await[0], "expires_at");
     let remaining = (expires_at - chrono::Utc::now())
         .to_std()
         .unwrap_or_default();
     tokio::time::sleep(remaining + std::time::Duration::from_millis(1500)).await;
-    let live = log_in(&app).await;
+    let live = app.login(USERNAME, PASSWORD).await;
 
     // Act
-    let answer = end_session(&app, &live.access_token, &expiring.session_id()).await;
+    let answer = app
+        .delete_session(&live.access_token, &expiring.session_id())
+        .await;
 
     // Assert
     assert_eq!(answer.status, 404, "{}", answer.body);
     assert_eq!(answer.body, json!({"detail": "Session not found"}));
     assert_eq!(
-        listed_ids(&app, &live.access_token).await,
+        app.session_ids(&live.access_token).await,
         [live.session_id()]
     );
 }
@@ -815,12 +811,12 @@ async fn an_expired_session_is_not_found() {
 #[tokio::test]
 async fn a_session_id_that_is_not_a_uuid_is_a_validation_error_after_authentication() {
     // Arrange
-    let app = app_with_user().await;
-    let login = log_in(&app).await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let login = app.login(USERNAME, PASSWORD).await;
 
     // Act
-    let authenticated = end_session(&app, &login.access_token, "not-a-uuid").await;
-    let unauthenticated = end_session(&app, "not.a.jwt", "not-a-uuid").await;
+    let authenticated = app.delete_session(&login.access_token, "not-a-uuid").await;
+    let unauthenticated = app.delete_session("not.a.jwt", "not-a-uuid").await;
 
     // Assert
     assert_eq!(authenticated.status, 422, "{}", authenticated.body);
@@ -839,11 +835,15 @@ async fn a_session_id_that_is_not_a_uuid_is_a_validation_error_after_authenticat
 #[tokio::test]
 async fn ending_a_session_needs_the_me_scope() {
     // Arrange
-    let app = app_with_user().await;
-    let login = login_with_scope(&app, "items").await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let login = app
+        .login_with(Login::new(USERNAME, PASSWORD).scope("items"))
+        .await;
 
     // Act
-    let answer = end_session(&app, &login.access_token, &login.session_id()).await;
+    let answer = app
+        .delete_session(&login.access_token, &login.session_id())
+        .await;
 
     // Assert
     assert_eq!(answer.status, 401, "{}", answer.body);
@@ -852,24 +852,17 @@ async fn ending_a_session_needs_the_me_scope() {
         answer.header("www-authenticate"),
         Some(r#"Bearer scope="me""#)
     );
-    let items = app
-        .get_with_token("/users/me/items", &login.access_token)
-        .await;
-    assert_eq!(items.status(), 200, "the session was not ended");
+    let items = app.get_items(&login.access_token).await;
+    assert_eq!(items.status, 200, "the session was not ended");
 }
 
 // --- The OpenAPI document -------------------------------------------------------------------
 
 async fn served_document() -> Value {
     let app = spawn_app().await;
-    let response = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    json_body(response).await
+    let answer = send(app.request(Method::GET, "/openapi.json")).await;
+    assert_eq!(answer.status, 200);
+    answer.body
 }
 
 fn statuses(operation: &Value) -> Vec<&str> {
@@ -1052,15 +1045,15 @@ async fn the_session_schema_says_user_agent_is_always_present_and_may_be_null() 
 #[tokio::test]
 async fn an_empty_logout_scope_counts_as_absent() {
     // Arrange
-    let app = app_with_user().await;
-    let login = log_in(&app).await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let login = app.login(USERNAME, PASSWORD).await;
 
     // Act
-    let answer = logout(&app, &login.access_token, Some("")).await;
+    let answer = app.post_logout(&login.access_token, Some("")).await;
 
     // Assert: the default, `local`.
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(answer.body, json!({"sessions_ended": 1}));
     let me = app.get_me(&login.access_token).await;
-    assert_eq!(me.status(), 401);
+    assert_eq!(me.status, 401);
 }

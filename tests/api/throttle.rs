@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -11,43 +12,31 @@ const THROTTLED: &str = "Too many login attempts, retry later";
 /// A server that throttles after 3 failures per account and address, 6 per address, and
 /// trusts `X-Forwarded-For` for the client address (so tests can play several clients).
 async fn throttled_app() -> TestApp {
-    let (url, dir) = fresh_database().await;
-    let mut settings = test_settings(url);
-    settings.throttle.enabled = true;
-    settings.throttle.max_failures_per_account = 3;
-    settings.throttle.max_failures_per_address = 6;
-    settings.client_ip_header = Some("x-forwarded-for".parse().unwrap());
-    spawn_app_with(settings, dir).await
+    spawn_app_configured(|settings| {
+        settings.throttle.enabled = true;
+        settings.throttle.max_failures_per_account = 3;
+        settings.throttle.max_failures_per_address = 6;
+        settings.client_ip_header = Some("x-forwarded-for".parse().unwrap());
+    })
+    .await
 }
 
-async fn login_from(
-    app: &TestApp,
-    client: &str,
-    username: &str,
-    password: &str,
-) -> reqwest::Response {
-    let body =
-        serde_urlencoded::to_string([("username", username), ("password", password)]).unwrap();
-    app.client
-        .post(app.url("/token"))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .header("X-Forwarded-For", format!("203.0.113.250, {client}"))
-        .body(body)
-        .send()
-        .await
-        .unwrap()
+/// A password login from `client`, as the trusted proxy names it in `X-Forwarded-For`.
+fn login_from<'a>(client: &str, username: &'a str, password: &'a str) -> Login<'a> {
+    Login::new(username, password).header("X-Forwarded-For", format!("203.0.113.250, {client}"))
 }
 
-async fn assert_throttled(response: reqwest::Response) -> u64 {
-    assert_eq!(response.status(), 429);
-    let retry_after: u64 = header(response.headers(), "retry-after")
+/// Checks the 429 of a throttled login; returns its `Retry-After`.
+fn assert_throttled(answer: &Answer) -> u64 {
+    assert_eq!(answer.status, 429, "{}", answer.text);
+    let retry_after: u64 = answer
+        .header("retry-after")
         .expect("a 429 says when to retry")
         .parse()
         .unwrap();
     assert!(retry_after >= 1);
-    let body: Value = json_body(response).await;
     assert_eq!(
-        body,
+        answer.body,
         json!({"detail": THROTTLED, "error": "invalid_request", "error_description": THROTTLED})
     );
     retry_after
@@ -59,15 +48,21 @@ async fn repeated_failures_for_an_account_block_even_the_right_password() {
     app.create_user("johndoe", "secret").await;
     for _ in 0..3 {
         assert_eq!(
-            login_from(&app, "198.51.100.1", "johndoe", "wrong")
+            app.post_login(login_from("198.51.100.1", "johndoe", "wrong"))
                 .await
-                .status(),
+                .status,
             401
         );
     }
 
-    assert_throttled(login_from(&app, "198.51.100.1", "johndoe", "secret").await).await;
-    assert_throttled(login_from(&app, "198.51.100.1", "JohnDoe", "wrong").await).await;
+    assert_throttled(
+        &app.post_login(login_from("198.51.100.1", "johndoe", "secret"))
+            .await,
+    );
+    assert_throttled(
+        &app.post_login(login_from("198.51.100.1", "JohnDoe", "wrong"))
+            .await,
+    );
 }
 
 #[tokio::test]
@@ -75,12 +70,19 @@ async fn an_attacker_elsewhere_cannot_lock_the_real_user_out() {
     let app = throttled_app().await;
     app.create_user("johndoe", "secret").await;
     for _ in 0..5 {
-        let _ = login_from(&app, "198.51.100.66", "johndoe", "guess").await;
+        let _ = app
+            .post_login(login_from("198.51.100.66", "johndoe", "guess"))
+            .await;
     }
-    assert_throttled(login_from(&app, "198.51.100.66", "johndoe", "secret").await).await;
+    assert_throttled(
+        &app.post_login(login_from("198.51.100.66", "johndoe", "secret"))
+            .await,
+    );
 
-    let response = login_from(&app, "192.0.2.10", "johndoe", "secret").await;
-    assert_eq!(response.status(), 200);
+    let answer = app
+        .post_login(login_from("192.0.2.10", "johndoe", "secret"))
+        .await;
+    assert_eq!(answer.status, 200);
 }
 
 #[tokio::test]
@@ -88,15 +90,20 @@ async fn an_address_failing_on_many_accounts_is_blocked_for_all() {
     let app = throttled_app().await;
     app.create_user("victim", "secret").await;
     for n in 0..6 {
-        let response = login_from(&app, "198.51.100.9", &format!("user{n}"), "guess").await;
-        assert_eq!(response.status(), 401);
+        let answer = app
+            .post_login(login_from("198.51.100.9", &format!("user{n}"), "guess"))
+            .await;
+        assert_eq!(answer.status, 401);
     }
 
-    assert_throttled(login_from(&app, "198.51.100.9", "victim", "secret").await).await;
+    assert_throttled(
+        &app.post_login(login_from("198.51.100.9", "victim", "secret"))
+            .await,
+    );
     assert_eq!(
-        login_from(&app, "192.0.2.10", "victim", "secret")
+        app.post_login(login_from("192.0.2.10", "victim", "secret"))
             .await
-            .status(),
+            .status,
         200
     );
 }
@@ -107,30 +114,30 @@ async fn a_successful_login_forgets_earlier_failures() {
     app.create_user("johndoe", "secret").await;
     for _ in 0..2 {
         assert_eq!(
-            login_from(&app, "198.51.100.1", "johndoe", "wrong")
+            app.post_login(login_from("198.51.100.1", "johndoe", "wrong"))
                 .await
-                .status(),
+                .status,
             401
         );
     }
     assert_eq!(
-        login_from(&app, "198.51.100.1", "johndoe", "secret")
+        app.post_login(login_from("198.51.100.1", "johndoe", "secret"))
             .await
-            .status(),
+            .status,
         200
     );
     for _ in 0..2 {
         assert_eq!(
-            login_from(&app, "198.51.100.1", "johndoe", "wrong")
+            app.post_login(login_from("198.51.100.1", "johndoe", "wrong"))
                 .await
-                .status(),
+                .status,
             401
         );
     }
     assert_eq!(
-        login_from(&app, "198.51.100.1", "johndoe", "secret")
+        app.post_login(login_from("198.51.100.1", "johndoe", "secret"))
             .await
-            .status(),
+            .status,
         200
     );
 }
@@ -140,19 +147,27 @@ async fn the_block_grows_with_each_failure_after_it_ends() {
     let app = throttled_app().await;
     app.create_user("johndoe", "secret").await;
     for _ in 0..3 {
-        let _ = login_from(&app, "198.51.100.1", "johndoe", "wrong").await;
+        let _ = app
+            .post_login(login_from("198.51.100.1", "johndoe", "wrong"))
+            .await;
     }
-    let first = assert_throttled(login_from(&app, "198.51.100.1", "johndoe", "wrong").await).await;
+    let first = assert_throttled(
+        &app.post_login(login_from("198.51.100.1", "johndoe", "wrong"))
+            .await,
+    );
     assert_eq!(first, 1, "the first block lasts the base delay");
 
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(
-        login_from(&app, "198.51.100.1", "johndoe", "wrong")
+        app.post_login(login_from("198.51.100.1", "johndoe", "wrong"))
             .await
-            .status(),
+            .status,
         401
     );
-    let second = assert_throttled(login_from(&app, "198.51.100.1", "johndoe", "wrong").await).await;
+    let second = assert_throttled(
+        &app.post_login(login_from("198.51.100.1", "johndoe", "wrong"))
+            .await,
+    );
     assert_eq!(second, 2, "each further failure doubles the block");
 }
 
@@ -161,62 +176,42 @@ async fn throttling_is_off_when_configured_off() {
     let app = spawn_app().await;
     app.create_user("johndoe", "secret").await;
     for _ in 0..30 {
-        assert_eq!(
-            app.post_token(&[("username", "johndoe"), ("password", "x")])
-                .await
-                .status(),
-            401
-        );
+        assert_eq!(app.post_login(Login::new("johndoe", "x")).await.status, 401);
     }
     assert_eq!(
-        app.post_token(&[("username", "johndoe"), ("password", "secret")])
-            .await
-            .status(),
+        app.post_login(Login::new("johndoe", "secret")).await.status,
         200
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_hashing_queue_is_answered_at_once_with_503() {
-    let (url, dir) = fresh_database().await;
-    let mut settings = test_settings(url);
-    // One slow hash at a time, one waiting: a burst of logins must overflow.
-    settings.hashing.workers = std::num::NonZeroUsize::MIN;
-    settings.hashing.queue = 1;
-    settings.hashing.memory_kib = 65_536;
-    settings.hashing.iterations = 4;
-    let app = spawn_app_with(settings, dir).await;
+    let app = spawn_app_configured(|settings| {
+        // One slow hash at a time, one waiting: a burst of logins must overflow.
+        settings.hashing.workers = std::num::NonZeroUsize::MIN;
+        settings.hashing.queue = 1;
+        settings.hashing.memory_kib = 65_536;
+        settings.hashing.iterations = 4;
+    })
+    .await;
     app.create_user("johndoe", "secret").await;
 
-    let attempts = (0..16).map(|_| {
-        let client = app.client.clone();
-        let url = app.url("/token");
-        tokio::spawn(async move {
-            client
-                .post(url)
-                .header("Content-Type", "application/x-www-form-urlencoded")
-                .body("username=johndoe&password=secret")
-                .send()
-                .await
-                .unwrap()
-        })
-    });
+    let attempts = (0..16).map(|_| tokio::spawn(send(right_password(&app))));
     let mut busy = Vec::new();
     let mut ok = 0;
     for attempt in attempts.collect::<Vec<_>>() {
-        let response = attempt.await.unwrap();
-        match response.status().as_u16() {
+        let answer = attempt.await.unwrap();
+        match answer.status.as_u16() {
             200 => ok += 1,
-            503 => busy.push(response),
+            503 => busy.push(answer),
             other => panic!("unexpected status {other}"),
         }
     }
     assert!(ok >= 1, "the first logins are served");
-    let response = busy.pop().expect("a burst beyond the queue gets 503");
-    assert_eq!(header(response.headers(), "retry-after"), Some("1"));
-    let body: Value = json_body(response).await;
+    let answer = busy.pop().expect("a burst beyond the queue gets 503");
+    assert_eq!(answer.header("retry-after"), Some("1"));
     assert_eq!(
-        body,
+        answer.body,
         json!({
             "detail": "Service busy, retry later",
             "error": "temporarily_unavailable",
@@ -252,21 +247,11 @@ fn client_from(local: &str) -> reqwest::Client {
         .unwrap()
 }
 
-async fn login_with(
-    client: &reqwest::Client,
-    app: &TestApp,
-    username: &str,
-    password: &str,
-) -> reqwest::Response {
-    let body =
-        serde_urlencoded::to_string([("username", username), ("password", password)]).unwrap();
-    client
-        .post(app.url("/token"))
+/// `johndoe`'s right password, as a request of its own (for bursts of them).
+fn right_password(app: &TestApp) -> reqwest::RequestBuilder {
+    app.request(Method::POST, "/token")
         .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
+        .body("username=johndoe&password=secret")
 }
 
 /// Sends `count` logins at once from 127.0.0.1 (`username(n)` for the n-th) and, once the
@@ -276,31 +261,21 @@ async fn burst_then_right_password(
     app: &TestApp,
     count: usize,
     username: impl Fn(usize) -> String,
-) -> (Vec<reqwest::Response>, reqwest::Response) {
+) -> (Vec<Answer>, Answer) {
     let (first_429, mut seen) = tokio::sync::watch::channel(false);
     let first_429 = std::sync::Arc::new(first_429);
     let attempts: Vec<_> = (0..count)
         .map(|n| {
-            let client = app.client.clone();
-            let url = app.url("/token");
-            let body = serde_urlencoded::to_string([
-                ("username", username(n).as_str()),
-                ("password", "wrong"),
-            ])
-            .unwrap();
+            let request = app
+                .request(Method::POST, "/token")
+                .form(&[("username", username(n).as_str()), ("password", "wrong")]);
             let first_429 = std::sync::Arc::clone(&first_429);
             tokio::spawn(async move {
-                let response = client
-                    .post(url)
-                    .header("Content-Type", "application/x-www-form-urlencoded")
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap();
-                if response.status() == 429 {
+                let answer = send(request).await;
+                if answer.status == 429 {
                     first_429.send_replace(true);
                 }
-                response
+                answer
             })
         })
         .collect();
@@ -317,10 +292,10 @@ async fn burst_then_right_password(
         seen = seen.wait_for(|seen| *seen) => {
             // Not held while logging in: the burst's senders need it.
             drop(seen);
-            app.post_token(&[("username", "johndoe"), ("password", "secret")]).await
+            app.post_login(Login::new("johndoe", "secret")).await
         }
         responses = &mut all_done => {
-            let right = app.post_token(&[("username", "johndoe"), ("password", "secret")]).await;
+            let right = app.post_login(Login::new("johndoe", "secret")).await;
             return (responses, right);
         }
     };
@@ -328,25 +303,25 @@ async fn burst_then_right_password(
 }
 
 async fn burst_settings(max_per_account: u32, max_per_address: u32) -> TestApp {
-    let (url, dir) = fresh_database().await;
-    let mut settings = test_settings(url);
-    settings.throttle.enabled = true;
-    settings.throttle.max_failures_per_account = max_per_account;
-    settings.throttle.max_failures_per_address = max_per_address;
-    // Long enough that no block ends during the test, however slow the machine.
-    settings.throttle.base_delay = chrono::Duration::seconds(120);
-    settings.throttle.max_delay = chrono::Duration::seconds(900);
-    spawn_app_with(settings, dir).await
+    spawn_app_configured(|settings| {
+        settings.throttle.enabled = true;
+        settings.throttle.max_failures_per_account = max_per_account;
+        settings.throttle.max_failures_per_address = max_per_address;
+        // Long enough that no block ends during the test, however slow the machine.
+        settings.throttle.base_delay = chrono::Duration::seconds(120);
+        settings.throttle.max_delay = chrono::Duration::seconds(900);
+    })
+    .await
 }
 
-async fn count_statuses(responses: Vec<reqwest::Response>) -> (usize, usize) {
+fn count_statuses(answers: &[Answer]) -> (usize, usize) {
     let (mut unauthorized, mut throttled) = (0, 0);
-    for response in responses {
-        match response.status().as_u16() {
+    for answer in answers {
+        match answer.status.as_u16() {
             401 => unauthorized += 1,
             429 => {
                 throttled += 1;
-                assert_throttled(response).await;
+                assert_throttled(answer);
             }
             other => panic!("unexpected status {other}"),
         }
@@ -364,9 +339,9 @@ async fn a_burst_of_concurrent_guesses_gets_no_more_checks_than_the_account_limi
     let (burst, right) = burst_then_right_password(&app, 60, |_| "johndoe".into()).await;
 
     // Assert: exactly the limit was checked; the rest, and the right password, are refused.
-    let (unauthorized, throttled) = count_statuses(burst).await;
+    let (unauthorized, throttled) = count_statuses(&burst);
     assert_eq!((unauthorized, throttled), (5, 55));
-    let retry_after = assert_throttled(right).await;
+    let retry_after = assert_throttled(&right);
     assert!(
         retry_after > 60,
         "the block set by the 5th attempt: {retry_after}"
@@ -384,62 +359,52 @@ async fn a_burst_of_concurrent_guesses_over_many_accounts_gets_no_more_checks_th
     let (burst, right) = burst_then_right_password(&app, 60, |n| format!("user{n}")).await;
 
     // Assert
-    let (unauthorized, throttled) = count_statuses(burst).await;
+    let (unauthorized, throttled) = count_statuses(&burst);
     assert_eq!((unauthorized, throttled), (6, 54));
-    assert_throttled(right).await;
+    assert_throttled(&right);
 }
 
 #[tokio::test]
 async fn a_block_is_remembered_after_it_ends() {
     // Arrange: the window equals the longest block (the default's shape: 900 s and 900 s).
-    let (url, dir) = fresh_database().await;
-    let mut settings = test_settings(url);
-    settings.throttle.enabled = true;
-    settings.throttle.max_failures_per_account = 3;
-    // Seconds, not fractions: the two guesses after the block must both fall within the window
-    // that follows it, even on a slow, busy machine.
-    settings.throttle.base_delay = chrono::Duration::seconds(4);
-    settings.throttle.max_delay = chrono::Duration::seconds(4);
-    settings.throttle.window = chrono::Duration::seconds(4);
-    let app = spawn_app_with(settings, dir).await;
+    let app = spawn_app_configured(|settings| {
+        settings.throttle.enabled = true;
+        settings.throttle.max_failures_per_account = 3;
+        // Seconds, not fractions: the two guesses after the block must both fall within the
+        // window that follows it, even on a slow, busy machine.
+        settings.throttle.base_delay = chrono::Duration::seconds(4);
+        settings.throttle.max_delay = chrono::Duration::seconds(4);
+        settings.throttle.window = chrono::Duration::seconds(4);
+    })
+    .await;
     app.create_user("johndoe", "secret").await;
     for _ in 0..3 {
-        let response = app
-            .post_token(&[("username", "johndoe"), ("password", "wrong")])
-            .await;
-        assert_eq!(response.status(), 401);
+        let answer = app.post_login(Login::new("johndoe", "wrong")).await;
+        assert_eq!(answer.status, 401);
     }
-    assert_throttled(
-        app.post_token(&[("username", "johndoe"), ("password", "wrong")])
-            .await,
-    )
-    .await;
+    assert_throttled(&app.post_login(Login::new("johndoe", "wrong")).await);
 
     // Act: once the block has ended, the count is still there: one more guess, then blocked.
     tokio::time::sleep(Duration::from_millis(4300)).await;
-    let after_block = app
-        .post_token(&[("username", "johndoe"), ("password", "wrong")])
-        .await;
-    let next = app
-        .post_token(&[("username", "johndoe"), ("password", "wrong")])
-        .await;
+    let after_block = app.post_login(Login::new("johndoe", "wrong")).await;
+    let next = app.post_login(Login::new("johndoe", "wrong")).await;
 
     // Assert
-    assert_eq!(after_block.status(), 401);
-    assert_throttled(next).await;
+    assert_eq!(after_block.status, 401);
+    assert_throttled(&next);
 }
 
 /// A server trusting `X-Forwarded-For`, throttling after 3 failures per account and address,
 /// 6 per address (an IPv6 /64) and 12 per IPv6 /48.
 async fn ipv6_app() -> TestApp {
-    let (url, dir) = fresh_database().await;
-    let mut settings = test_settings(url);
-    settings.throttle.enabled = true;
-    settings.throttle.max_failures_per_account = 3;
-    settings.throttle.max_failures_per_address = 6;
-    settings.throttle.max_failures_per_ipv6_48 = 12;
-    settings.client_ip_header = Some("x-forwarded-for".parse().unwrap());
-    spawn_app_with(settings, dir).await
+    spawn_app_configured(|settings| {
+        settings.throttle.enabled = true;
+        settings.throttle.max_failures_per_account = 3;
+        settings.throttle.max_failures_per_address = 6;
+        settings.throttle.max_failures_per_ipv6_48 = 12;
+        settings.client_ip_header = Some("x-forwarded-for".parse().unwrap());
+    })
+    .await
 }
 
 #[tokio::test]
@@ -450,34 +415,53 @@ async fn guesses_spread_over_the_64s_of_one_ipv6_48_are_throttled_together() {
 
     // Act: 12 guesses, each from another /64 of 2001:db8:1::/48 (each /64 far below its limit).
     for n in 0..12 {
-        let response = login_from(&app, &format!("2001:db8:1:{n:x}::1"), "johndoe", "guess").await;
-        assert_eq!(response.status(), 401, "guess {n}");
+        let answer = app
+            .post_login(login_from(
+                &format!("2001:db8:1:{n:x}::1"),
+                "johndoe",
+                "guess",
+            ))
+            .await;
+        assert_eq!(answer.status, 401, "guess {n}");
     }
 
     // Assert: the whole /48 is blocked, a fresh /64 of it included, even for the right password.
-    assert_throttled(login_from(&app, "2001:db8:1:ff::1", "johndoe", "secret").await).await;
-    assert_throttled(login_from(&app, "2001:db8:1:ff::1", "other", "guess").await).await;
+    assert_throttled(
+        &app.post_login(login_from("2001:db8:1:ff::1", "johndoe", "secret"))
+            .await,
+    );
+    assert_throttled(
+        &app.post_login(login_from("2001:db8:1:ff::1", "other", "guess"))
+            .await,
+    );
     // Another /48 is not.
-    let elsewhere = login_from(&app, "2001:db8:2::1", "johndoe", "secret").await;
-    assert_eq!(elsewhere.status(), 200);
+    let elsewhere = app
+        .post_login(login_from("2001:db8:2::1", "johndoe", "secret"))
+        .await;
+    assert_eq!(elsewhere.status, 200);
 }
 
 #[tokio::test]
 async fn an_ipv6_64_is_throttled_as_one_address() {
     let app = ipv6_app().await;
     for n in 0..6 {
-        let response = login_from(
-            &app,
-            &format!("2001:db8:1:2::{:x}", n + 1),
-            &format!("user{n}"),
-            "guess",
-        )
-        .await;
-        assert_eq!(response.status(), 401);
+        let answer = app
+            .post_login(login_from(
+                &format!("2001:db8:1:2::{:x}", n + 1),
+                &format!("user{n}"),
+                "guess",
+            ))
+            .await;
+        assert_eq!(answer.status, 401);
     }
-    assert_throttled(login_from(&app, "2001:db8:1:2:ffff::9", "user9", "guess").await).await;
-    let next_64 = login_from(&app, "2001:db8:1:3::1", "user9", "guess").await;
-    assert_eq!(next_64.status(), 401);
+    assert_throttled(
+        &app.post_login(login_from("2001:db8:1:2:ffff::9", "user9", "guess"))
+            .await,
+    );
+    let next_64 = app
+        .post_login(login_from("2001:db8:1:3::1", "user9", "guess"))
+        .await;
+    assert_eq!(next_64.status, 401);
 }
 
 #[tokio::test]
@@ -485,14 +469,16 @@ async fn the_throttle_stores_no_username_and_purges_expired_counts() {
     // Arrange: a password typed into the username box.
     let app = throttled_app().await;
     for client in ["198.51.100.1", "2001:db8:5::1"] {
-        let response = login_from(&app, client, "Correct-Horse-Battery", "x").await;
-        assert_eq!(response.status(), 401);
+        let answer = app
+            .post_login(login_from(client, "Correct-Horse-Battery", "x"))
+            .await;
+        assert_eq!(answer.status, 401);
     }
     app.create_user("johndoe", "secret").await;
     assert_eq!(
-        login_from(&app, "198.51.100.2", "johndoe", "secret")
+        app.post_login(login_from("198.51.100.2", "johndoe", "secret"))
             .await
-            .status(),
+            .status,
         200
     );
 
@@ -526,7 +512,9 @@ async fn the_throttle_stores_no_username_and_purges_expired_counts() {
 async fn a_blocked_count_is_not_purged_before_its_block_has_ended() {
     let app = throttled_app().await;
     for _ in 0..3 {
-        let _ = login_from(&app, "198.51.100.1", "johndoe", "wrong").await;
+        let _ = app
+            .post_login(login_from("198.51.100.1", "johndoe", "wrong"))
+            .await;
     }
     // A block far longer than the window: still kept a window after the last failure.
     let window = app.settings.throttle.window;
@@ -564,75 +552,53 @@ async fn an_impossible_username_is_refused_like_an_unknown_one_with_the_throttle
     // On PostgreSQL the throttle's key once held a NUL byte here: 500.
     let app = throttled_app().await;
     for username in ["bad name", "bad\u{0}name", &"x".repeat(300)] {
-        let response = login_from(&app, "198.51.100.1", username, "x").await;
-        assert_eq!(response.status(), 401, "{username:?}");
-        assert_eq!(
-            header(response.headers(), "www-authenticate"),
-            Some("Bearer")
-        );
-        assert_eq!(
-            json_body(response).await,
-            json!({
-                "detail": "Incorrect username or password",
-                "error": "invalid_grant",
-                "error_description": "Incorrect username or password",
-            })
-        );
+        let answer = app
+            .post_login(login_from("198.51.100.1", username, "x"))
+            .await;
+        assert_eq!(answer.status, 401, "{username:?}");
+        assert_incorrect_credentials(&answer, &format!("{username:?}"));
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_account_gets_only_so_many_successful_logins_a_minute() {
     // Arrange: 3 successful logins per account per minute.
-    let (url, dir) = fresh_database().await;
-    let mut settings = test_settings(url);
-    settings.throttle.enabled = true;
-    settings.throttle.max_successes_per_account_per_minute = 3;
-    // Concurrent attempts hold places in the failure counts: leave room for all 10.
-    settings.throttle.max_failures_per_account = 20;
-    let app = spawn_app_with(settings, dir).await;
+    let app = spawn_app_configured(|settings| {
+        settings.throttle.enabled = true;
+        settings.throttle.max_successes_per_account_per_minute = 3;
+        // Concurrent attempts hold places in the failure counts: leave room for all 10.
+        settings.throttle.max_failures_per_account = 20;
+    })
+    .await;
     app.create_user("johndoe", "secret").await;
     app.create_user("janedoe", "secret").await;
 
     // Act: 10 right passwords at once, then one from another address.
     let attempts: Vec<_> = (0..10)
-        .map(|_| {
-            let client = app.client.clone();
-            let url = app.url("/token");
-            tokio::spawn(async move {
-                client
-                    .post(url)
-                    .header("Content-Type", "application/x-www-form-urlencoded")
-                    .body("username=johndoe&password=secret")
-                    .send()
-                    .await
-                    .unwrap()
-            })
-        })
+        .map(|_| tokio::spawn(send(right_password(&app))))
         .collect();
     let mut ok = 0;
     let mut refused = Vec::new();
     for attempt in attempts {
-        let response = attempt.await.unwrap();
-        match response.status().as_u16() {
+        let answer = attempt.await.unwrap();
+        match answer.status.as_u16() {
             200 => ok += 1,
-            429 => refused.push(response),
+            429 => refused.push(answer),
             other => panic!("unexpected status {other}"),
         }
     }
-    let elsewhere = login_with(&client_from("127.0.0.2"), &app, "JohnDoe", "secret").await;
+    let elsewhere = app
+        .post_login(Login::new("JohnDoe", "secret").client(client_from("127.0.0.2")))
+        .await;
 
     // Assert: 3 sessions; the rest refused with the 429 of the token endpoint.
     assert_eq!((ok, refused.len()), (3, 7));
-    for response in refused.into_iter().chain([elsewhere]) {
-        assert_eq!(response.status(), 429);
-        let retry_after: u64 = header(response.headers(), "retry-after")
-            .unwrap()
-            .parse()
-            .unwrap();
+    for answer in refused.into_iter().chain([elsewhere]) {
+        assert_eq!(answer.status, 429);
+        let retry_after: u64 = answer.header("retry-after").unwrap().parse().unwrap();
         assert!((1..=60).contains(&retry_after), "{retry_after}");
         assert_eq!(
-            json_body(response).await,
+            answer.body,
             json!({
                 "detail": TOO_MANY_REQUESTS,
                 "error": "invalid_request",
@@ -655,9 +621,7 @@ async fn an_account_gets_only_so_many_successful_logins_a_minute() {
     assert_eq!(sessions.len(), 3);
     // Other accounts are not affected.
     assert_eq!(
-        app.post_token(&[("username", "janedoe"), ("password", "secret")])
-            .await
-            .status(),
+        app.post_login(Login::new("janedoe", "secret")).await.status,
         200
     );
 }
@@ -666,12 +630,13 @@ async fn an_account_gets_only_so_many_successful_logins_a_minute() {
 async fn a_flood_of_right_passwords_for_one_account_leaves_others_served() {
     // Arrange: one worker, eight waiting, two per client; no success limit (throttle off), so
     // that only the fair share protects the others.
-    let (url, dir) = fresh_database().await;
-    let mut settings = test_settings(url);
-    settings.hashing.workers = std::num::NonZeroUsize::MIN;
-    settings.hashing.queue = 8;
-    settings.hashing.queue_per_client = std::num::NonZeroUsize::new(2).unwrap();
-    let app = std::sync::Arc::new(spawn_app_with(settings, dir).await);
+    let app = spawn_app_configured(|settings| {
+        settings.hashing.workers = std::num::NonZeroUsize::MIN;
+        settings.hashing.queue = 8;
+        settings.hashing.queue_per_client = std::num::NonZeroUsize::new(2).unwrap();
+    })
+    .await;
+    let app = std::sync::Arc::new(app);
     app.create_user("alice", "secret").await;
     app.create_user("bob", "secret").await;
 
@@ -694,7 +659,10 @@ async fn a_flood_of_right_passwords_for_one_account_leaves_others_served() {
                     if stop.load(std::sync::atomic::Ordering::Relaxed) {
                         break;
                     }
-                    let status = login_with(&flood, &app, "alice", "secret").await.status();
+                    let status = app
+                        .post_login(Login::new("alice", "secret").client(flood.clone()))
+                        .await
+                        .status;
                     if status == 503 {
                         busy_seen.send_replace(true);
                     }
@@ -710,9 +678,9 @@ async fn a_flood_of_right_passwords_for_one_account_leaves_others_served() {
     let mut statuses = Vec::new();
     for _ in 0..5 {
         statuses.push(
-            login_with(&bob, &app, "bob", "secret")
+            app.post_login(Login::new("bob", "secret").client(bob.clone()))
                 .await
-                .status()
+                .status
                 .as_u16(),
         );
     }

@@ -4,12 +4,11 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use portcullis::{
-    accounts::{AccountError, CreateUser, create_user},
+    accounts::AccountError,
     db::NewUser,
-    domain::{HashedPassword, Scope, ScopeSet, Username},
+    domain::{HashedPassword, ScopeSet, Username},
 };
-use reqwest::{Response, StatusCode, header::HeaderMap};
-use secrecy::SecretString;
+use reqwest::{Method, header::HeaderMap};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -21,45 +20,6 @@ const FASTAPI_HASH: &str = "$argon2id$v=19$m=65536,t=3,p=4$qpT4PnhNW9H7Sb19quyJ2
 /// The prefix of a PHC string made with the configured (OWASP minimum) parameters.
 const CURRENT_PARAMETERS: &str = "$argon2id$v=19$m=19456,t=2,p=1$";
 
-/// A response taken apart: status, headers and JSON body (after checking it is JSON).
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Value,
-}
-
-impl Answer {
-    async fn of(response: Response) -> Self {
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = json_body(response).await;
-        Self {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        header(&self.headers, name)
-    }
-}
-
-fn incorrect_credentials() -> Value {
-    json!({
-        "detail": "Incorrect username or password",
-        "error": "invalid_grant",
-        "error_description": "Incorrect username or password",
-    })
-}
-
-/// Checks the contract's 401 for a failed login: status, whole body and challenge.
-fn assert_incorrect_credentials(answer: &Answer, case: &str) {
-    assert_eq!(answer.status, 401, "{case}: {}", answer.body);
-    assert_eq!(answer.body, incorrect_credentials(), "{case}");
-    assert_eq!(answer.header("www-authenticate"), Some("Bearer"), "{case}");
-}
-
 /// Checks a token-endpoint error body against the contract: `detail`, `error` and
 /// `error_description`, the description equal to `detail`, and nothing else.
 fn assert_token_error_shape(body: &Value, error: &str) {
@@ -70,128 +30,6 @@ fn assert_token_error_shape(body: &Value, error: &str) {
     assert_eq!(body["error"], error, "{body}");
     assert!(body["detail"].is_string(), "{body}");
     assert_eq!(body["detail"], body["error_description"], "{body}");
-}
-
-/// Checks a 422 from `/token` against the contract's validation shape plus `invalid_request`.
-fn assert_token_validation_shape(body: &Value) {
-    let issues = body["detail"].as_array().expect("`detail` is a list");
-    assert!(!issues.is_empty(), "{body}");
-    for issue in issues {
-        let loc = issue["loc"].as_array().expect("`loc` is a list");
-        assert_eq!(loc[0], "body", "{body}");
-        assert!(
-            issue["msg"].is_string() && issue["type"].is_string(),
-            "{body}"
-        );
-    }
-    assert_eq!(body["error"], "invalid_request", "{body}");
-    assert!(body["error_description"].is_string(), "{body}");
-}
-
-/// A user holding `me items`, and the app.
-async fn app_with_user() -> (TestApp, portcullis::db::User) {
-    let app = spawn_app().await;
-    let user = app.create_user(USERNAME, PASSWORD).await;
-    (app, user)
-}
-
-async fn login_fields(app: &TestApp, fields: &[(&str, &str)]) -> Answer {
-    Answer::of(app.post_token(fields).await).await
-}
-
-async fn password_login(app: &TestApp, username: &str, password: &str) -> Answer {
-    login_fields(
-        app,
-        &[
-            ("grant_type", "password"),
-            ("username", username),
-            ("password", password),
-        ],
-    )
-    .await
-}
-
-async fn login_with_scope(app: &TestApp, username: &str, password: &str, scope: &str) -> Answer {
-    login_fields(
-        app,
-        &[
-            ("grant_type", "password"),
-            ("username", username),
-            ("password", password),
-            ("scope", scope),
-        ],
-    )
-    .await
-}
-
-/// The JSON of one base64url part of a JWT.
-fn jwt_part(part: &str) -> Value {
-    use base64::Engine as _;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(part)
-        .expect("a JWT part is base64url without padding");
-    serde_json::from_slice(&bytes).expect("a JWT part is JSON")
-}
-
-/// The header and claims of an access token, after checking its signature with the test key.
-fn decode_token(token: &str) -> (Value, Value) {
-    let parts: Vec<&str> = token.split('.').collect();
-    assert_eq!(parts.len(), 3, "a JWS compact serialization: {token}");
-    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
-    validation.set_audience(&[AUDIENCE]);
-    validation.set_issuer(&[ISSUER]);
-    jsonwebtoken::decode::<Value>(
-        token,
-        &jsonwebtoken::DecodingKey::from_secret(TEST_SECRET),
-        &validation,
-    )
-    .expect("the token is signed with the configured key");
-    (jwt_part(parts[0]), jwt_part(parts[1]))
-}
-
-/// Checks a successful token response against the contract and returns the access token.
-fn assert_token_response(answer: &Answer, scope: &str) -> String {
-    assert_eq!(answer.status, 200, "{}", answer.body);
-    assert_eq!(answer.header("cache-control"), Some("no-store"));
-    assert_eq!(answer.header("pragma"), Some("no-cache"));
-    let object = answer.body.as_object().expect("the body is an object");
-    let mut members: Vec<&str> = object.keys().map(String::as_str).collect();
-    members.sort_unstable();
-    assert_eq!(
-        members,
-        [
-            "access_token",
-            "expires_in",
-            "refresh_token",
-            "scope",
-            "token_type"
-        ],
-        "{}",
-        answer.body
-    );
-    let token = answer.body["access_token"]
-        .as_str()
-        .expect("access_token is a string");
-    let refresh_token = answer.body["refresh_token"]
-        .as_str()
-        .expect("refresh_token is a string");
-    assert_eq!(
-        refresh_token.len(),
-        75,
-        "session id, generation and a 256-bit MAC in unpadded base64url"
-    );
-    assert_eq!(
-        answer.body,
-        json!({
-            "access_token": token,
-            "token_type": "bearer",
-            "expires_in": 1800,
-            "scope": scope,
-            "refresh_token": refresh_token,
-        })
-    );
-    assert!(answer.body["expires_in"].is_u64());
-    token.to_owned()
 }
 
 fn scope_claim(token: &str) -> Value {
@@ -208,27 +46,27 @@ fn now() -> u64 {
 #[tokio::test]
 async fn valid_credentials_get_a_bearer_token_that_must_not_be_cached() {
     // Arrange
-    let (app, _) = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
 
     // Act
-    let answer = password_login(&app, USERNAME, PASSWORD).await;
+    let answer = app.post_login(Login::new(USERNAME, PASSWORD)).await;
 
     // Assert
-    assert_token_response(&answer, "me items");
+    assert_tokens(&answer, "me items");
 }
 
 #[tokio::test]
 async fn the_access_token_is_an_at_jwt_naming_the_user_by_id() {
     // Arrange
-    let (app, user) = app_with_user().await;
+    let (app, user) = TestApp::with_user(USERNAME, PASSWORD).await;
     let before = now();
 
     // Act
-    let answer = password_login(&app, USERNAME, PASSWORD).await;
+    let answer = app.post_login(Login::new(USERNAME, PASSWORD)).await;
 
     // Assert
     let after = now();
-    let token = assert_token_response(&answer, "me items");
+    let token = assert_tokens(&answer, "me items").access_token;
     let (header, claims) = decode_token(&token);
     assert_eq!(header["typ"], "at+jwt", "{header}");
     assert_eq!(header["alg"], "HS256", "{header}");
@@ -280,11 +118,11 @@ async fn the_access_token_is_an_at_jwt_naming_the_user_by_id() {
 #[tokio::test]
 async fn every_token_has_its_own_id() {
     // Arrange
-    let (app, _) = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
 
     // Act
-    let first = app.login(USERNAME, PASSWORD).await;
-    let second = app.login(USERNAME, PASSWORD).await;
+    let first = app.login(USERNAME, PASSWORD).await.access_token;
+    let second = app.login(USERNAME, PASSWORD).await.access_token;
 
     // Assert
     assert_ne!(
@@ -296,15 +134,15 @@ async fn every_token_has_its_own_id() {
 #[tokio::test]
 async fn the_access_token_opens_the_users_own_account() {
     // Arrange
-    let (app, user) = app_with_user().await;
-    let token = app.login(USERNAME, PASSWORD).await;
+    let (app, user) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let token = app.login(USERNAME, PASSWORD).await.access_token;
 
     // Act
-    let response = app.get_me(&token).await;
+    let answer = app.get_me(&token).await;
 
     // Assert
-    assert_eq!(response.status(), 200);
-    let body = json_body(response).await;
+    assert_eq!(answer.status, 200);
+    let body = answer.body;
     assert_eq!(body["id"], user.id.to_string());
     assert_eq!(body["username"], USERNAME);
     assert_eq!(body["disabled"], false);
@@ -314,95 +152,89 @@ async fn the_access_token_opens_the_users_own_account() {
 #[tokio::test]
 async fn swagger_uis_login_form_with_empty_basic_credentials_is_accepted() {
     // Arrange
-    let (app, _) = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
 
     // Act: byte for byte what Swagger UI's Authorize dialog sends.
-    let response = app
-        .client
-        .post(app.url("/token"))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .header("Authorization", "Basic Og==")
-        .body(
-            "grant_type=password&username=johndoe&password=secret&scope=&client_id=&client_secret=",
-        )
-        .send()
-        .await
-        .unwrap();
+    let answer = send(
+        app.request(Method::POST, "/token")
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Authorization", "Basic Og==")
+            .body(
+                "grant_type=password&username=johndoe&password=secret&scope=&client_id=&client_secret=",
+            ),
+    )
+    .await;
 
     // Assert
-    let token = assert_token_response(&Answer::of(response).await, "me items");
-    assert_eq!(app.get_me(&token).await.status(), 200);
+    let token = assert_tokens(&answer, "me items").access_token;
+    assert_eq!(app.get_me(&token).await.status, 200);
 }
 
 #[tokio::test]
 async fn client_id_and_client_secret_are_accepted_and_ignored() {
     // Arrange
-    let (app, _) = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
 
     // Act
-    let answer = login_fields(
-        &app,
-        &[
+    let answer = app
+        .post_token(&[
             ("grant_type", "password"),
             ("username", USERNAME),
             ("password", PASSWORD),
             ("client_id", "some-client"),
             ("client_secret", "some-secret"),
-        ],
-    )
-    .await;
+        ])
+        .await;
 
     // Assert
-    assert_token_response(&answer, "me items");
+    assert_tokens(&answer, "me items");
 }
 
 #[tokio::test]
 async fn a_request_without_grant_type_is_a_password_grant() {
     // Arrange
-    let (app, _) = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
 
     // Act
-    let answer = login_fields(&app, &[("username", USERNAME), ("password", PASSWORD)]).await;
+    let answer = app
+        .post_token(&[("username", USERNAME), ("password", PASSWORD)])
+        .await;
 
     // Assert
-    assert_token_response(&answer, "me items");
+    assert_tokens(&answer, "me items");
 }
 
 #[tokio::test]
 async fn an_empty_grant_type_counts_as_absent() {
     // Arrange
-    let (app, _) = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
 
     // Act
-    let answer = login_fields(
-        &app,
-        &[
+    let answer = app
+        .post_token(&[
             ("grant_type", ""),
             ("username", USERNAME),
             ("password", PASSWORD),
-        ],
-    )
-    .await;
+        ])
+        .await;
 
     // Assert
-    assert_token_response(&answer, "me items");
+    assert_tokens(&answer, "me items");
 }
 
 #[tokio::test]
 async fn a_grant_type_other_than_password_is_unsupported() {
     // Arrange
-    let (app, _) = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
 
     // Act
-    let answer = login_fields(
-        &app,
-        &[
+    let answer = app
+        .post_token(&[
             ("grant_type", "client_credentials"),
             ("username", USERNAME),
             ("password", PASSWORD),
-        ],
-    )
-    .await;
+        ])
+        .await;
 
     // Assert
     assert_eq!(answer.status, 400, "{}", answer.body);
@@ -420,11 +252,11 @@ async fn a_grant_type_other_than_password_is_unsupported() {
 #[tokio::test]
 async fn an_unknown_user_and_a_wrong_password_get_the_same_answer() {
     // Arrange
-    let (app, _) = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
 
     // Act
-    let unknown = password_login(&app, "janedoe", PASSWORD).await;
-    let wrong = password_login(&app, USERNAME, "not-the-secret").await;
+    let unknown = app.post_login(Login::new("janedoe", PASSWORD)).await;
+    let wrong = app.post_login(Login::new(USERNAME, "not-the-secret")).await;
 
     // Assert
     assert_incorrect_credentials(&unknown, "unknown user");
@@ -445,13 +277,13 @@ async fn an_unknown_user_and_a_wrong_password_get_the_same_answer() {
 #[tokio::test]
 async fn a_username_that_could_not_exist_is_answered_like_an_unknown_one() {
     // Arrange
-    let (app, _) = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
     let too_long = "a".repeat(65);
     let cases = [too_long.as_str(), "john doe", "'; DROP TABLE users; --"];
 
     for username in cases {
         // Act
-        let answer = password_login(&app, username, PASSWORD).await;
+        let answer = app.post_login(Login::new(username, PASSWORD)).await;
 
         // Assert
         assert_incorrect_credentials(&answer, username);
@@ -463,11 +295,10 @@ async fn a_username_that_could_not_exist_is_answered_like_an_unknown_one() {
 async fn a_disabled_user_with_the_right_password_is_told_it_is_inactive() {
     // Arrange
     let app = spawn_app().await;
-    app.create_user_with(USERNAME, PASSWORD, ScopeSet::default_for_new_users(), true)
-        .await;
+    app.create_disabled_user(USERNAME, PASSWORD).await;
 
     // Act
-    let answer = password_login(&app, USERNAME, PASSWORD).await;
+    let answer = app.post_login(Login::new(USERNAME, PASSWORD)).await;
 
     // Assert
     assert_eq!(answer.status, 400, "{}", answer.body);
@@ -486,11 +317,10 @@ async fn a_disabled_user_with_the_right_password_is_told_it_is_inactive() {
 async fn a_disabled_user_with_a_wrong_password_gets_the_usual_401() {
     // Arrange
     let app = spawn_app().await;
-    app.create_user_with(USERNAME, PASSWORD, ScopeSet::default_for_new_users(), true)
-        .await;
+    app.create_disabled_user(USERNAME, PASSWORD).await;
 
     // Act
-    let answer = password_login(&app, USERNAME, "not-the-secret").await;
+    let answer = app.post_login(Login::new(USERNAME, "not-the-secret")).await;
 
     // Assert: no hint that the account exists.
     assert_incorrect_credentials(&answer, "disabled user, wrong password");
@@ -499,10 +329,12 @@ async fn a_disabled_user_with_a_wrong_password_gets_the_usual_401() {
 #[tokio::test]
 async fn a_scope_the_user_does_not_hold_is_refused_by_name() {
     // Arrange
-    let (app, _) = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
 
     // Act
-    let answer = login_with_scope(&app, USERNAME, PASSWORD, "me admin").await;
+    let answer = app
+        .post_login(Login::new(USERNAME, PASSWORD).scope("me admin"))
+        .await;
 
     // Assert
     assert_eq!(answer.status, 400, "{}", answer.body);
@@ -525,10 +357,12 @@ async fn a_scope_the_user_does_not_hold_is_refused_by_name() {
 #[tokio::test]
 async fn an_unknown_scope_is_refused_by_name() {
     // Arrange
-    let (app, _) = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
 
     // Act
-    let answer = login_with_scope(&app, USERNAME, PASSWORD, "me superuser").await;
+    let answer = app
+        .post_login(Login::new(USERNAME, PASSWORD).scope("me superuser"))
+        .await;
 
     // Assert
     assert_eq!(answer.status, 400, "{}", answer.body);
@@ -551,26 +385,30 @@ async fn an_unknown_scope_is_refused_by_name() {
 #[tokio::test]
 async fn asking_for_me_grants_me_only() {
     // Arrange
-    let (app, _) = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
 
     // Act
-    let answer = login_with_scope(&app, USERNAME, PASSWORD, "me").await;
+    let answer = app
+        .post_login(Login::new(USERNAME, PASSWORD).scope("me"))
+        .await;
 
     // Assert
-    let token = assert_token_response(&answer, "me");
+    let token = assert_tokens(&answer, "me").access_token;
     assert_eq!(scope_claim(&token), "me");
 }
 
 #[tokio::test]
 async fn an_empty_scope_counts_as_absent() {
     // Arrange
-    let (app, _) = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
 
     // Act
-    let answer = login_with_scope(&app, USERNAME, PASSWORD, "").await;
+    let answer = app
+        .post_login(Login::new(USERNAME, PASSWORD).scope(""))
+        .await;
 
     // Assert
-    let token = assert_token_response(&answer, "me items");
+    let token = assert_tokens(&answer, "me items").access_token;
     assert_eq!(scope_claim(&token), "me items");
 }
 
@@ -578,14 +416,14 @@ async fn an_empty_scope_counts_as_absent() {
 async fn an_admin_asking_for_nothing_gets_every_scope_but_admin() {
     // Arrange
     let app = spawn_app().await;
-    let all = ScopeSet::from_iter([Scope::Me, Scope::Items, Scope::Admin]);
-    app.create_user_with("root", PASSWORD, all, false).await;
+    app.create_user_holding("root", PASSWORD, "me items admin")
+        .await;
 
     // Act
-    let answer = password_login(&app, "root", PASSWORD).await;
+    let answer = app.post_login(Login::new("root", PASSWORD)).await;
 
     // Assert
-    let token = assert_token_response(&answer, "me items");
+    let token = assert_tokens(&answer, "me items").access_token;
     assert_eq!(scope_claim(&token), "me items");
 }
 
@@ -593,21 +431,23 @@ async fn an_admin_asking_for_nothing_gets_every_scope_but_admin() {
 async fn an_admin_asking_for_admin_gets_it() {
     // Arrange
     let app = spawn_app().await;
-    let all = ScopeSet::from_iter([Scope::Me, Scope::Items, Scope::Admin]);
-    app.create_user_with("root", PASSWORD, all, false).await;
+    app.create_user_holding("root", PASSWORD, "me items admin")
+        .await;
 
     // Act
-    let answer = login_with_scope(&app, "root", PASSWORD, "admin").await;
+    let answer = app
+        .post_login(Login::new("root", PASSWORD).scope("admin"))
+        .await;
 
     // Assert
-    let token = assert_token_response(&answer, "admin");
+    let token = assert_tokens(&answer, "admin").access_token;
     assert_eq!(scope_claim(&token), "admin");
 }
 
 #[tokio::test]
 async fn a_missing_or_empty_username_is_a_validation_error_naming_it() {
     // Arrange
-    let (app, _) = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
     let cases: [&[(&str, &str)]; 2] = [
         &[("grant_type", "password"), ("password", PASSWORD)],
         &[
@@ -619,11 +459,11 @@ async fn a_missing_or_empty_username_is_a_validation_error_naming_it() {
 
     for fields in cases {
         // Act
-        let answer = login_fields(&app, fields).await;
+        let answer = app.post_token(fields).await;
 
         // Assert
         assert_eq!(answer.status, 422, "{fields:?}: {}", answer.body);
-        assert_token_validation_shape(&answer.body);
+        assert_token_validation_shape(&answer, &format!("{fields:?}"));
         assert_eq!(
             answer.body,
             json!({
@@ -639,7 +479,7 @@ async fn a_missing_or_empty_username_is_a_validation_error_naming_it() {
 #[tokio::test]
 async fn a_missing_or_empty_password_is_a_validation_error_naming_it() {
     // Arrange
-    let (app, _) = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
     let cases: [&[(&str, &str)]; 2] = [
         &[("grant_type", "password"), ("username", USERNAME)],
         &[
@@ -651,11 +491,11 @@ async fn a_missing_or_empty_password_is_a_validation_error_naming_it() {
 
     for fields in cases {
         // Act
-        let answer = login_fields(&app, fields).await;
+        let answer = app.post_token(fields).await;
 
         // Assert
         assert_eq!(answer.status, 422, "{fields:?}: {}", answer.body);
-        assert_token_validation_shape(&answer.body);
+        assert_token_validation_shape(&answer, &format!("{fields:?}"));
         assert_eq!(
             answer.body,
             json!({
@@ -671,14 +511,14 @@ async fn a_missing_or_empty_password_is_a_validation_error_naming_it() {
 #[tokio::test]
 async fn a_missing_username_and_password_are_both_named() {
     // Arrange
-    let (app, _) = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
 
     // Act
-    let answer = login_fields(&app, &[("grant_type", "password")]).await;
+    let answer = app.post_token(&[("grant_type", "password")]).await;
 
     // Assert
     assert_eq!(answer.status, 422, "{}", answer.body);
-    assert_token_validation_shape(&answer.body);
+    assert_token_validation_shape(&answer, "no username and no password");
     assert_eq!(
         answer.body,
         json!({
@@ -695,24 +535,19 @@ async fn a_missing_username_and_password_are_both_named() {
 #[tokio::test]
 async fn the_same_fields_as_json_are_accepted() {
     // Arrange
-    let (app, _) = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
 
     // Act
-    let response = app
-        .client
-        .post(app.url("/token"))
-        .json(&json!({
-            "grant_type": "password",
-            "username": USERNAME,
-            "password": PASSWORD,
-            "scope": "items",
-        }))
-        .send()
-        .await
-        .unwrap();
+    let answer = send(app.request(Method::POST, "/token").json(&json!({
+        "grant_type": "password",
+        "username": USERNAME,
+        "password": PASSWORD,
+        "scope": "items",
+    })))
+    .await;
 
     // Assert
-    let token = assert_token_response(&Answer::of(response).await, "items");
+    let token = assert_tokens(&answer, "items").access_token;
     assert_eq!(scope_claim(&token), "items");
 }
 
@@ -724,12 +559,12 @@ async fn usernames_match_without_regard_to_case_and_keep_their_spelling() {
 
     for spelling in ["johndoe", "JOHNDOE", "JohnDoe", "jOhNdOe"] {
         // Act
-        let answer = password_login(&app, spelling, PASSWORD).await;
+        let answer = app.post_login(Login::new(spelling, PASSWORD)).await;
 
         // Assert
-        let token = assert_token_response(&answer, "me items");
+        let token = assert_tokens(&answer, "me items").access_token;
         assert_eq!(decode_token(&token).1["sub"], user.id.to_string());
-        let me = json_body(app.get_me(&token).await).await;
+        let me = app.get_me(&token).await.body;
         assert_eq!(me["username"], "JohnDoe", "logged in as {spelling}");
     }
 }
@@ -741,19 +576,7 @@ async fn a_name_taken_in_another_spelling_cannot_be_created() {
     app.create_user("JohnDoe", PASSWORD).await;
 
     // Act
-    let result = create_user(
-        &app.store,
-        &app.hasher,
-        CreateUser {
-            username: "johndoe".into(),
-            password: SecretString::from("another password"),
-            email: None,
-            full_name: None,
-            scopes: ScopeSet::default_for_new_users(),
-            disabled: false,
-        },
-    )
-    .await;
+    let result = app.try_create_user("johndoe", "another password").await;
 
     // Assert
     assert!(
@@ -784,10 +607,10 @@ async fn a_fastapi_argon2_hash_verifies_and_is_upgraded_on_login() {
         .unwrap();
 
     // Act
-    let first = password_login(&app, "legacy", "secret").await;
+    let first = app.post_login(Login::new("legacy", "secret")).await;
 
     // Assert
-    assert_token_response(&first, "me items");
+    assert_tokens(&first, "me items");
     let stored = app
         .store
         .find_user_by_username(&username)
@@ -802,9 +625,12 @@ async fn a_fastapi_argon2_hash_verifies_and_is_upgraded_on_login() {
         "re-hashed with the current parameters: {stored}"
     );
     assert_ne!(stored, FASTAPI_HASH);
-    assert_token_response(&password_login(&app, "legacy", "secret").await, "me items");
+    assert_tokens(
+        &app.post_login(Login::new("legacy", "secret")).await,
+        "me items",
+    );
     assert_incorrect_credentials(
-        &password_login(&app, "legacy", "Secret").await,
+        &app.post_login(Login::new("legacy", "Secret")).await,
         "wrong password after the upgrade",
     );
 }
@@ -827,7 +653,7 @@ async fn a_wrong_password_leaves_a_fastapi_hash_alone() {
         .unwrap();
 
     // Act
-    let answer = password_login(&app, "legacy", "not-the-secret").await;
+    let answer = app.post_login(Login::new("legacy", "not-the-secret")).await;
 
     // Assert
     assert_incorrect_credentials(&answer, "wrong password on a FastAPI hash");
@@ -846,28 +672,26 @@ async fn a_wrong_password_leaves_a_fastapi_hash_alone() {
 #[tokio::test]
 async fn basic_client_credentials_are_tolerated() {
     // Arrange
-    let (app, _) = app_with_user().await;
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
 
     // Act
-    let response = app
-        .client
-        .post(app.url("/token"))
-        .basic_auth("some-client", Some("some-secret"))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body("grant_type=password&username=johndoe&password=secret")
-        .send()
-        .await
-        .unwrap();
+    let answer = send(
+        app.request(Method::POST, "/token")
+            .basic_auth("some-client", Some("some-secret"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body("grant_type=password&username=johndoe&password=secret"),
+    )
+    .await;
 
     // Assert
-    assert_token_response(&Answer::of(response).await, "me items");
+    assert_tokens(&answer, "me items");
 }
 
 #[tokio::test]
 async fn empty_and_null_json_members_count_as_absent() {
     // Arrange
-    let (app, _) = app_with_user().await;
-    let post_json = |body: Value| app.client.post(app.url("/token")).json(&body).send();
+    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let post_json = |body: Value| send(app.request(Method::POST, "/token").json(&body));
 
     // Act
     let accepted = post_json(json!({
@@ -878,17 +702,13 @@ async fn empty_and_null_json_members_count_as_absent() {
         "client_id": "",
         "client_secret": null,
     }))
-    .await
-    .unwrap();
-    let refused = post_json(json!({"username": null, "password": ""}))
-        .await
-        .unwrap();
+    .await;
+    let refused = post_json(json!({"username": null, "password": ""})).await;
 
     // Assert
-    assert_token_response(&Answer::of(accepted).await, "me items");
-    let refused = Answer::of(refused).await;
+    assert_tokens(&accepted, "me items");
     assert_eq!(refused.status, 422, "{}", refused.body);
-    assert_token_validation_shape(&refused.body);
+    assert_token_validation_shape(&refused, "empty and null members");
     assert_eq!(
         refused.body,
         json!({

@@ -3,53 +3,19 @@
 //! (Unicode TS #39 skeletons, under a unique index), and accounts stored before either keep
 //! working after the upgrade.
 
-use portcullis::{
-    accounts::{AccountError, CreateUser, create_user},
-    domain::ScopeSet,
-};
-use secrecy::SecretString;
-use serde_json::Value;
+use portcullis::accounts::AccountError;
 
 use crate::helpers::*;
 
 const PASSWORD: &str = "correct horse battery staple";
 
-async fn try_create(app: &TestApp, username: &str) -> Result<(), AccountError> {
-    create_user(
-        &app.store,
-        &app.hasher,
-        CreateUser {
-            username: username.into(),
-            password: SecretString::from("another password"),
-            email: None,
-            full_name: None,
-            scopes: ScopeSet::default_for_new_users(),
-            disabled: false,
-        },
-    )
-    .await
-    .map(|_| ())
-}
-
-/// A password login; the status and, on success, the token's `sub`.
-async fn login(app: &TestApp, username: &str, password: &str) -> (u16, Option<String>) {
-    let response = app
-        .post_token(&[("username", username), ("password", password)])
-        .await;
-    let status = response.status().as_u16();
-    let body: Value = response.json().await.unwrap();
-    let sub = body["access_token"].as_str().map(|token| {
-        use base64::Engine as _;
-        let claims = token.split('.').nth(1).unwrap();
-        let claims: Value = serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(claims)
-                .unwrap(),
-        )
-        .unwrap();
-        claims["sub"].as_str().unwrap().to_owned()
-    });
-    (status, sub)
+/// The status of a password login and, on success, whom its token names (`sub`).
+async fn login_subject(app: &TestApp, username: &str, password: &str) -> (u16, Option<String>) {
+    let answer = app.post_login(Login::new(username, password)).await;
+    let sub = answer.body["access_token"]
+        .as_str()
+        .map(|token| claims(token)["sub"].as_str().unwrap().to_owned());
+    (answer.status.as_u16(), sub)
 }
 
 #[tokio::test]
@@ -66,7 +32,7 @@ async fn lookalikes_of_an_existing_name_cannot_be_created() {
         "ＪＯＨＮＤＯＥ",
     ] {
         // Act
-        let result = try_create(&app, lookalike).await;
+        let result = app.try_create_user(lookalike, "another password").await;
 
         // Assert
         assert!(
@@ -77,7 +43,9 @@ async fn lookalikes_of_an_existing_name_cannot_be_created() {
     let users = app.store.list_users().await.unwrap();
     assert_eq!(users.len(), 1);
     // A different name is still fine.
-    try_create(&app, "janedoe").await.unwrap();
+    app.try_create_user("janedoe", "another password")
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -88,14 +56,14 @@ async fn a_compatibility_form_of_a_name_logs_in_to_that_account() {
 
     for spelling in ["ｊｏｈｎｄｏｅ", "ＪＯＨＮＤＯＥ", "JohnDoe"] {
         // Act
-        let (status, sub) = login(&app, spelling, PASSWORD).await;
+        let (status, sub) = login_subject(&app, spelling, PASSWORD).await;
 
         // Assert
         assert_eq!(status, 200, "{spelling}");
         assert_eq!(sub, Some(user.id.to_string()), "{spelling}");
     }
     // A lookalike from another script is another (unknown) name.
-    assert_eq!(login(&app, "јohndoe", PASSWORD).await, (401, None));
+    assert_eq!(login_subject(&app, "јohndoe", PASSWORD).await, (401, None));
 }
 
 #[tokio::test]
@@ -147,7 +115,7 @@ async fn accounts_stored_before_normalization_are_upgraded_and_lookalike_pairs_k
         ("straße", &ids[4]),
     ] {
         assert_eq!(
-            login(&app, spelling, PASSWORD).await,
+            login_subject(&app, spelling, PASSWORD).await,
             (200, Some(id.clone())),
             "{spelling}"
         );
@@ -156,7 +124,7 @@ async fn accounts_stored_before_normalization_are_upgraded_and_lookalike_pairs_k
     for lookalike in ["JOHNDOE", "јohndoe", "rnаry", "strasse"] {
         assert!(
             matches!(
-                try_create(&app, lookalike).await,
+                app.try_create_user(lookalike, "another password").await,
                 Err(AccountError::UsernameTaken(_))
             ),
             "{lookalike}"
