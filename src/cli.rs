@@ -8,9 +8,12 @@ use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 
 use crate::{
-    accounts::{self, CreateUser, create_user, seed_demo_users, sessions::end_all_sessions},
+    accounts::{
+        self, Accounts, CreateUser, DEMO_USERS, PasswordCheck, seed_demo_users,
+        sessions::end_all_sessions,
+    },
     auth::{
-        PasswordHasher,
+        LoginThrottle, PasswordHasher,
         keys::{self, KeyAlgorithm, KeyStatus},
     },
     config::ConfigArgs,
@@ -39,7 +42,8 @@ enum Command {
         /// Address to listen on.
         #[arg(long, env = "PORTCULLIS_BIND", default_value = "127.0.0.1:8000")]
         bind: SocketAddr,
-        /// Add the demo users `johndoe`/`secret` (active) and `alice`/`secret2` (disabled) if absent.
+        /// Add the demo users `johndoe`/`secret` (active), `alice`/`secret2` (disabled) and
+        /// `admin`/`secret3` (an admin) if absent, and turn signup on.
         #[arg(long, env = "PORTCULLIS_DEMO")]
         demo: bool,
     },
@@ -76,6 +80,10 @@ enum UsersCommand {
         /// Read the password from standard input (required: passwords never go on the command line).
         #[arg(long, required = true)]
         password_stdin: bool,
+        /// Skip the password policy (length, common and guessable passwords), for demo and
+        /// test accounts only.
+        #[arg(long)]
+        allow_weak_password: bool,
     },
     /// Disable a user: their tokens stop working at their next request.
     Disable { username: String },
@@ -171,20 +179,46 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(config: &ConfigArgs, bind: SocketAddr, demo: bool) -> anyhow::Result<()> {
-    let settings = config.settings(bind)?;
+    let mut settings = config.settings(bind)?;
+    if demo {
+        settings.accounts.signup_enabled = true;
+    }
     tracing::info!(database = %db::redact(&settings.database.url), "starting");
     let app = Application::build(&settings).await?;
     if demo {
-        seed_demo_users(app.store(), app.hasher()).await?;
+        seed_demo_users(app.accounts()).await?;
     }
     let base = format!("http://{}", app.local_addr());
     // The Swagger UI line comes last: scripts wait for it.
     println!("portcullis listening on {base}");
     if demo {
-        println!("demo users: johndoe / secret (active), alice / secret2 (disabled)");
+        let listed: Vec<String> = DEMO_USERS
+            .iter()
+            .map(|demo| {
+                let status = match (demo.disabled, demo.admin) {
+                    (true, _) => "disabled",
+                    (false, true) => "admin",
+                    (false, false) => "active",
+                };
+                format!("{} / {} ({status})", demo.username, demo.password)
+            })
+            .collect();
+        println!("demo users: {}", listed.join(", "));
+        println!("signup: on (POST /users/signup)");
     }
     println!("Swagger UI: {base}/docs");
     app.run_until_stopped().await
+}
+
+/// The account rules as the service applies them (its policy, its throttle keys).
+async fn account_rules(config: &ConfigArgs, store: Store) -> anyhow::Result<Accounts> {
+    let hasher = PasswordHasher::start(config.hashing()?).await?;
+    let tokens = config.tokens()?;
+    let throttle = LoginThrottle::new(
+        config.throttle()?,
+        secrecy::ExposeSecret::expose_secret(tokens.secret.as_ref()),
+    );
+    Ok(Accounts::new(store, hasher, throttle, config.accounts()?))
 }
 
 async fn connect(config: &ConfigArgs) -> anyhow::Result<Store> {
@@ -204,6 +238,7 @@ async fn users(config: &ConfigArgs, command: UsersCommand) -> anyhow::Result<()>
             admin,
             disabled,
             password_stdin: _,
+            allow_weak_password,
         } => {
             let mut scopes = ScopeSet::parse(&scopes.join(" ")).map_err(|unknown| {
                 anyhow::anyhow!("unknown scope {unknown:?} (known: me, items, admin)")
@@ -212,20 +247,25 @@ async fn users(config: &ConfigArgs, command: UsersCommand) -> anyhow::Result<()>
                 scopes = scopes.iter().chain([Scope::Admin]).collect();
             }
             let password = read_password()?;
-            let hasher = PasswordHasher::start(config.hashing()?).await?;
-            let user = create_user(
-                &store,
-                &hasher,
-                CreateUser {
-                    username,
-                    password,
-                    email,
-                    full_name,
-                    scopes,
-                    disabled,
-                },
-            )
-            .await?;
+            let check = if allow_weak_password {
+                PasswordCheck::Skip
+            } else {
+                PasswordCheck::Policy
+            };
+            let user = account_rules(config, store.clone())
+                .await?
+                .create(
+                    CreateUser {
+                        username,
+                        password,
+                        email,
+                        full_name,
+                        scopes,
+                        disabled,
+                    },
+                    check,
+                )
+                .await?;
             println!("created user {} ({})", user.username, user.id);
         }
         UsersCommand::Disable { username } => {

@@ -177,6 +177,16 @@ pub struct ConfigArgs {
     )]
     pub login_max_failures_per_ipv6_48: u32,
 
+    /// Failed logins for one account from all addresses together before it is refused to every
+    /// address that has not logged in to it successfully within 30 days.
+    #[arg(
+        long,
+        env = "PORTCULLIS_LOGIN_MAX_FAILURES_PER_ACCOUNT",
+        default_value_t = 100,
+        global = true
+    )]
+    pub login_max_failures_per_account: u32,
+
     /// Successful logins to one account per minute (each starts a session); more are refused
     /// with 429.
     #[arg(
@@ -243,6 +253,29 @@ pub struct ConfigArgs {
         global = true
     )]
     pub max_items_per_user: u32,
+
+    /// Let anyone create an account at `POST /users/signup` (`serve --demo` turns it on).
+    #[arg(long, env = "PORTCULLIS_SIGNUP", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    pub signup: bool,
+
+    /// Signups from one address per hour; more are answered 429.
+    #[arg(
+        long,
+        env = "PORTCULLIS_SIGNUP_PER_ADDRESS_PER_HOUR",
+        default_value_t = 10,
+        global = true
+    )]
+    pub signup_per_address_per_hour: u32,
+
+    /// Shortest password accepted when one is set (at least 8, at most 128 characters).
+    #[arg(
+        long,
+        env = "PORTCULLIS_PASSWORD_MIN_LENGTH",
+        default_value_t = 8,
+        global = true
+    )]
+    pub password_min_length: usize,
+
     /// Seconds a client has to send a request's head (request line and headers), counted from
     /// the connection's start or the request's first byte; then the connection is closed.
     #[arg(
@@ -368,6 +401,15 @@ pub struct Settings {
     /// Most items one user may hold.
     pub max_items_per_user: u32,
     pub connections: ConnectionSettings,
+    pub accounts: AccountSettings,
+}
+
+/// Signup and the password policy (see `accounts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountSettings {
+    pub signup_enabled: bool,
+    pub signup_per_address_per_hour: u32,
+    pub password_policy: crate::domain::PasswordPolicy,
 }
 
 /// Limits on connections and on how slowly a client may send (see `server`).
@@ -404,6 +446,9 @@ pub struct ThrottleSettings {
     pub max_failures_per_address: u32,
     /// Failures from one IPv6 /48, over all its /64s and accounts.
     pub max_failures_per_ipv6_48: u32,
+    /// Failures for one account from every address together; beyond, only addresses that
+    /// logged in to it before are let through.
+    pub max_failures_per_account_from_all_addresses: u32,
     /// Successful logins to one account per minute, from all addresses together.
     pub max_successes_per_account_per_minute: u32,
     pub base_delay: chrono::Duration,
@@ -623,6 +668,7 @@ impl ConfigArgs {
             max_body_bytes: self.max_body_bytes,
             cors_allowed_origins: allowed_origins(&self.cors_allowed_origins)?,
             max_items_per_user: self.max_items_per_user,
+            accounts: self.accounts()?,
             connections: self.connections()?,
         })
     }
@@ -676,7 +722,7 @@ impl ConfigArgs {
         })
     }
 
-    fn throttle(&self) -> anyhow::Result<ThrottleSettings> {
+    pub fn throttle(&self) -> anyhow::Result<ThrottleSettings> {
         let limits = [
             ("PORTCULLIS_LOGIN_MAX_FAILURES", self.login_max_failures),
             (
@@ -690,6 +736,10 @@ impl ConfigArgs {
             (
                 "PORTCULLIS_LOGIN_MAX_SUCCESSES_PER_ACCOUNT_PER_MINUTE",
                 self.login_max_successes_per_account_per_minute,
+            ),
+            (
+                "PORTCULLIS_LOGIN_MAX_FAILURES_PER_ACCOUNT",
+                self.login_max_failures_per_account,
             ),
         ];
         for (name, limit) in limits {
@@ -724,10 +774,33 @@ impl ConfigArgs {
             max_failures_per_account: self.login_max_failures,
             max_failures_per_address: self.login_max_failures_per_address,
             max_failures_per_ipv6_48: self.login_max_failures_per_ipv6_48,
+            max_failures_per_account_from_all_addresses: self.login_max_failures_per_account,
             max_successes_per_account_per_minute: self.login_max_successes_per_account_per_minute,
             base_delay: chrono::Duration::seconds(self.login_block_seconds.into()),
             max_delay: chrono::Duration::seconds(self.login_max_block_seconds.into()),
             window: chrono::Duration::seconds(self.login_failure_window_seconds.into()),
+        })
+    }
+
+    /// Signup and the password policy; also what the command line applies when it sets a
+    /// password.
+    pub fn accounts(&self) -> anyhow::Result<AccountSettings> {
+        let min_length = within(
+            "PORTCULLIS_PASSWORD_MIN_LENGTH",
+            self.password_min_length,
+            bounds::PASSWORD_MIN_LENGTH,
+            "characters",
+        )?;
+        Ok(AccountSettings {
+            signup_enabled: self.signup,
+            signup_per_address_per_hour: within(
+                "PORTCULLIS_SIGNUP_PER_ADDRESS_PER_HOUR",
+                self.signup_per_address_per_hour,
+                bounds::SIGNUP_PER_ADDRESS_PER_HOUR,
+                "",
+            )?,
+            password_policy: crate::domain::PasswordPolicy::new(min_length)
+                .expect("within the policy's bounds"),
         })
     }
 
@@ -785,6 +858,11 @@ pub mod bounds {
     pub const CONNECTION_TIMEOUT_SECONDS: RangeInclusive<u64> = 1..=3600;
     pub const MAX_HEADER_BYTES: RangeInclusive<usize> = 1024..=1024 * 1024;
     pub const MAX_CONNECTIONS_PER_ADDRESS: RangeInclusive<usize> = 1..=100_000;
+    pub const SIGNUP_PER_ADDRESS_PER_HOUR: RangeInclusive<u32> = 1..=100_000;
+    /// NIST SP 800-63B's floor of 8 up to the longest password accepted.
+    pub const PASSWORD_MIN_LENGTH: RangeInclusive<usize> =
+        crate::domain::PasswordPolicy::LOWEST_MIN_LENGTH
+            ..=crate::domain::PasswordPolicy::MAX_LENGTH;
 }
 
 /// `value`, unless it is outside `range`: then an error naming the variable and the range.

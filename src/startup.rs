@@ -9,6 +9,7 @@ use secrecy::ExposeSecret as _;
 use tokio::net::TcpListener;
 
 use crate::{
+    accounts::Accounts,
     api::{self, AppState},
     auth::{AccessTokens, Grants, LoginThrottle, PasswordHasher, RefreshTokens, SigningKeys},
     config::{ConnectionSettings, Settings},
@@ -48,18 +49,26 @@ impl Application {
         let keys = SigningKeys::start(store.clone(), &settings.tokens).await?;
         let tokens = Arc::new(AccessTokens::new(&settings.tokens, keys));
         let secret = settings.tokens.secret.expose_secret();
+        let throttle = LoginThrottle::new(settings.throttle, secret);
+        let accounts = Accounts::new(
+            store.clone(),
+            hasher.clone(),
+            throttle.clone(),
+            settings.accounts,
+        );
         let grants = Grants::new(
             store.clone(),
             hasher,
             tokens.clone(),
             RefreshTokens::new(secret),
-            LoginThrottle::new(settings.throttle, secret),
+            throttle,
             settings.sessions,
         );
         let state = AppState {
             store,
             tokens,
             grants,
+            accounts,
             public_url: settings.public_url.clone(),
             client_ip_header: settings.client_ip_header.clone(),
             cors_allowed_origins: settings.cors_allowed_origins.clone(),
@@ -93,6 +102,11 @@ impl Application {
 
     pub fn store(&self) -> &Store {
         &self.state.store
+    }
+
+    /// The account rules, as the API applies them.
+    pub fn accounts(&self) -> &Accounts {
+        &self.state.accounts
     }
 
     pub fn hasher(&self) -> &PasswordHasher {

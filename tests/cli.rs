@@ -108,11 +108,29 @@ fn a_user_is_created_listed_disabled_enabled_and_deleted() {
 fn a_duplicate_username_in_any_case_is_refused() {
     let ws = Workspace::new();
     assert!(
-        ws.run_with_stdin(&["users", "create", "johndoe", "--password-stdin"], "pw")
-            .status
-            .success()
+        ws.run_with_stdin(
+            &[
+                "users",
+                "create",
+                "johndoe",
+                "--password-stdin",
+                "--allow-weak-password"
+            ],
+            "pw",
+        )
+        .status
+        .success()
     );
-    let output = ws.run_with_stdin(&["users", "create", "JohnDoe", "--password-stdin"], "pw");
+    let output = ws.run_with_stdin(
+        &[
+            "users",
+            "create",
+            "JohnDoe",
+            "--password-stdin",
+            "--allow-weak-password",
+        ],
+        "pw",
+    );
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
         stderr(&output).trim(),
@@ -124,13 +142,31 @@ fn a_duplicate_username_in_any_case_is_refused() {
 fn a_lookalike_of_an_existing_username_is_refused_as_taken() {
     let ws = Workspace::new();
     assert!(
-        ws.run_with_stdin(&["users", "create", "johndoe", "--password-stdin"], "pw")
-            .status
-            .success()
+        ws.run_with_stdin(
+            &[
+                "users",
+                "create",
+                "johndoe",
+                "--password-stdin",
+                "--allow-weak-password"
+            ],
+            "pw",
+        )
+        .status
+        .success()
     );
     // Cyrillic ј, full width, and upper case: each is johndoe to a reader.
     for lookalike in ["јohndoe", "ｊｏｈｎｄｏｅ", "JOHNDOE"] {
-        let output = ws.run_with_stdin(&["users", "create", lookalike, "--password-stdin"], "pw");
+        let output = ws.run_with_stdin(
+            &[
+                "users",
+                "create",
+                lookalike,
+                "--password-stdin",
+                "--allow-weak-password",
+            ],
+            "pw",
+        );
         assert_eq!(output.status.code(), Some(1), "{lookalike}");
         assert_eq!(
             stderr(&output).trim(),
@@ -243,7 +279,9 @@ fn serve_demo_prints_its_addresses_serves_the_demo_user_and_stops_on_sigterm() {
     assert_eq!(
         server.banner,
         [
-            "demo users: johndoe / secret (active), alice / secret2 (disabled)".to_owned(),
+            "demo users: johndoe / secret (active), alice / secret2 (disabled), admin / secret3 (admin)"
+                .to_owned(),
+            "signup: on (POST /users/signup)".to_owned(),
             format!("Swagger UI: {base}/docs"),
         ]
     );
@@ -445,7 +483,13 @@ fn a_server_signs_with_the_rotated_key_and_refuses_to_start_under_another_secret
         .unwrap();
     let kid = rotated_kid(&rotate, "EdDSA");
     let created = ws.run_with_stdin(
-        &["users", "create", "johndoe", "--password-stdin"],
+        &[
+            "users",
+            "create",
+            "johndoe",
+            "--password-stdin",
+            "--allow-weak-password",
+        ],
         "secret",
     );
     assert!(created.status.success(), "{}", stderr(&created));
@@ -552,7 +596,13 @@ fn keys_rotate_under_another_secret_is_refused_unless_forced() {
 fn a_running_server_skips_a_newer_key_it_cannot_decrypt() {
     let ws = Workspace::new();
     let created = ws.run_with_stdin(
-        &["users", "create", "johndoe", "--password-stdin"],
+        &[
+            "users",
+            "create",
+            "johndoe",
+            "--password-stdin",
+            "--allow-weak-password",
+        ],
         "secret",
     );
     assert!(created.status.success(), "{}", stderr(&created));

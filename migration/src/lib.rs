@@ -16,6 +16,7 @@ mod m20261201_000002_authenticate_signing_keys;
 mod m20261201_000003_username_skeletons;
 mod m20261201_000004_refresh_generations;
 mod m20261201_000006_index_items_by_owner_and_id;
+mod m20261202_000001_accounts;
 
 pub struct Migrator;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000003_username_skeletons::Migration),
             Box::new(m20261201_000004_refresh_generations::Migration),
             Box::new(m20261201_000006_index_items_by_owner_and_id::Migration),
+            Box::new(m20261202_000001_accounts::Migration),
         ]
     }
 }

@@ -1,17 +1,28 @@
 //! Accounts: the rules for users and their sessions that the HTTP API and the command line
 //! share. Each rule is written once here and refuses with an [`AccountError`].
 
+mod manage;
 pub mod sessions;
 
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::SecretString;
+
+pub use manage::{AccountChanges, Accounts, MAX_FULL_NAME_CHARS, ProfileChanges, SignUp, UserPage};
 
 use crate::{
-    auth::{HashError, PasswordHasher},
-    db::{NewUser, Store, StoreError, User},
-    domain::{EmailAddress, Invalid, ScopeSet, Username},
+    auth::HashError,
+    db::{Store, StoreError, User},
+    domain::{Invalid, ScopeSet, Username},
 };
 
-/// A request to create an account, as given (validated by [`create_user`]).
+/// Whether a password being set must pass the policy. Only an operator at the command line may
+/// skip it (demo and test accounts); the HTTP API always applies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordCheck {
+    Policy,
+    Skip,
+}
+
+/// A request to create an account, as given (validated by [`Accounts::create`]).
 pub struct CreateUser {
     pub username: String,
     pub password: SecretString,
@@ -32,12 +43,33 @@ pub enum AccountError {
     UnparsableUsername(String, Invalid),
     #[error("invalid e-mail address: {0}")]
     InvalidEmail(Invalid),
+    #[error("invalid full name: {0}")]
+    InvalidFullName(Invalid),
     #[error("the password must not be empty")]
     EmptyPassword,
+    /// A password being set that the policy refuses.
+    #[error("password refused: {0}")]
+    WeakPassword(Invalid),
+    /// The caller's current password, confirming a change, is wrong.
+    #[error("incorrect password")]
+    IncorrectPassword,
+    /// Too many wrong passwords: the login throttle's block.
+    #[error("too many failed attempts, retry in {retry_after} s")]
+    Throttled { retry_after: u32 },
+    #[error("signup is disabled")]
+    SignupDisabled,
+    #[error("too many signups from this address, retry in {retry_after} s")]
+    TooManySignups { retry_after: u32 },
     #[error("a user named {0:?} already exists (usernames are compared without regard to case)")]
     UsernameTaken(String),
     #[error("no user named {0:?}")]
     NoSuchUser(String),
+    /// No account has this id.
+    #[error("user not found")]
+    NotFound,
+    /// The change would leave no active admin.
+    #[error("cannot remove the last admin (enable or create another admin first)")]
+    LastAdmin,
     #[error(transparent)]
     Store(StoreError),
     #[error(transparent)]
@@ -48,40 +80,6 @@ impl From<StoreError> for AccountError {
     fn from(err: StoreError) -> Self {
         Self::Store(err)
     }
-}
-
-/// Validates, hashes and inserts; a name taken in any spelling is refused by the database's
-/// unique index, so concurrent creations of one name leave exactly one account.
-pub async fn create_user(
-    store: &Store,
-    hasher: &PasswordHasher,
-    request: CreateUser,
-) -> Result<User, AccountError> {
-    let username = Username::parse(&request.username).map_err(AccountError::InvalidUsername)?;
-    let email = request
-        .email
-        .as_deref()
-        .map(EmailAddress::parse)
-        .transpose()
-        .map_err(AccountError::InvalidEmail)?;
-    if request.password.expose_secret().is_empty() {
-        return Err(AccountError::EmptyPassword);
-    }
-    let hashed_password = hasher.hash(request.password).await?;
-    store
-        .create_user(NewUser {
-            username: username.clone(),
-            email,
-            full_name: request.full_name.filter(|name| !name.trim().is_empty()),
-            hashed_password,
-            disabled: request.disabled,
-            scopes: request.scopes,
-        })
-        .await
-        .map_err(|err| match err {
-            StoreError::UsernameTaken => AccountError::UsernameTaken(username.to_string()),
-            other => AccountError::Store(other),
-        })
 }
 
 /// The account named `name` (any case), or [`AccountError::NoSuchUser`].
@@ -123,35 +121,61 @@ fn parse_username(name: &str) -> Result<Username, AccountError> {
     Username::parse(name).map_err(|err| AccountError::UnparsableUsername(name.to_owned(), err))
 }
 
-/// The demo accounts of `serve --demo`: created when absent, left alone when present.
-pub async fn seed_demo_users(store: &Store, hasher: &PasswordHasher) -> Result<(), AccountError> {
-    let demo = [
-        (
-            "johndoe",
-            "secret",
-            "John Doe",
-            "johndoe@example.com",
-            false,
-        ),
-        (
-            "alice",
-            "secret2",
-            "Alice Wonderson",
-            "alice@example.com",
-            true,
-        ),
-    ];
-    for (username, password, full_name, email, disabled) in demo {
+/// The demo accounts of `serve --demo`: created when absent, left alone when present. Their
+/// passwords are weak on purpose (easy to type in a demo): the policy is skipped for them.
+pub const DEMO_USERS: [DemoUser; 3] = [
+    DemoUser {
+        username: "johndoe",
+        password: "secret",
+        full_name: "John Doe",
+        email: "johndoe@example.com",
+        disabled: false,
+        admin: false,
+    },
+    DemoUser {
+        username: "alice",
+        password: "secret2",
+        full_name: "Alice Wonderson",
+        email: "alice@example.com",
+        disabled: true,
+        admin: false,
+    },
+    DemoUser {
+        username: "admin",
+        password: "secret3",
+        full_name: "Demo Admin",
+        email: "admin@example.com",
+        disabled: false,
+        admin: true,
+    },
+];
+
+/// One demo account.
+pub struct DemoUser {
+    pub username: &'static str,
+    pub password: &'static str,
+    pub full_name: &'static str,
+    pub email: &'static str,
+    pub disabled: bool,
+    pub admin: bool,
+}
+
+pub async fn seed_demo_users(accounts: &Accounts) -> Result<(), AccountError> {
+    for demo in &DEMO_USERS {
+        let mut scopes = ScopeSet::default_for_new_users();
+        if demo.admin {
+            scopes = scopes.iter().chain([crate::domain::Scope::Admin]).collect();
+        }
         let request = CreateUser {
-            username: username.into(),
-            password: SecretString::from(password),
-            email: Some(email.into()),
-            full_name: Some(full_name.into()),
-            scopes: ScopeSet::default_for_new_users(),
-            disabled,
+            username: demo.username.into(),
+            password: SecretString::from(demo.password),
+            email: Some(demo.email.into()),
+            full_name: Some(demo.full_name.into()),
+            scopes,
+            disabled: demo.disabled,
         };
-        match create_user(store, hasher, request).await {
-            Ok(_) => tracing::info!(username, "created demo user"),
+        match accounts.create(request, PasswordCheck::Skip).await {
+            Ok(_) => tracing::info!(username = demo.username, "created demo user"),
             Err(AccountError::UsernameTaken(_)) => {}
             Err(err) => return Err(err),
         }

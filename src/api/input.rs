@@ -10,7 +10,7 @@ use std::{borrow::Cow, marker::PhantomData};
 use poem::{Request, RequestBody};
 use poem_openapi::{
     ApiExtractor, ApiExtractorType, ExtractParamOptions,
-    registry::{MetaMediaType, MetaRequest, MetaSchemaRef, Registry},
+    registry::{MetaMediaType, MetaRequest, MetaSchema, MetaSchemaRef, Registry},
     types::{ParseFromParameter, ParseResult, Type},
 };
 use serde_json::{Map, Value};
@@ -430,6 +430,44 @@ fn string_value(value: &Value, field: &str, issues: &mut Vec<ValidationIssue>) -
             ));
             None
         }
+    }
+}
+
+/// How many entries a page of a list holds.
+pub const PAGE_LIMITS: std::ops::RangeInclusive<u32> = 1..=200;
+
+/// A `limit` query parameter: documented as an integer of [`PAGE_LIMITS`], `DEFAULT` when
+/// absent, parsed by [`Deferred::parse_int_in`] after authentication.
+pub struct PageLimit<const DEFAULT: u32>;
+
+impl<const DEFAULT: u32> Type for PageLimit<DEFAULT> {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> std::borrow::Cow<'static, str> {
+        "integer(uint32)".into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Inline(Box::new(MetaSchema {
+            minimum: Some(f64::from(*PAGE_LIMITS.start())),
+            maximum: Some(f64::from(*PAGE_LIMITS.end())),
+            default: Some(DEFAULT.into()),
+            ..MetaSchema::new_with_format("integer", "uint32")
+        }))
+    }
+
+    fn register(_: &mut Registry) {}
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(
+        &'a self,
+    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        Box::new(self.as_raw_value().into_iter())
     }
 }
 

@@ -5,8 +5,6 @@ use poem_openapi::{
     ApiResponse, Object, OpenApi,
     param::{Path, Query},
     payload::Json,
-    registry::{MetaSchema, MetaSchemaRef, Registry},
-    types::Type,
 };
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -14,7 +12,9 @@ use uuid::Uuid;
 use super::{
     ApiTags, AppState,
     error::{ApiError, ErrorBody, ProtectedError, ValidationIssue},
-    input::{Deferred, JsonBody, UuidPath, optional_string, required_string},
+    input::{
+        Deferred, JsonBody, PAGE_LIMITS, PageLimit, UuidPath, optional_string, required_string,
+    },
     security::OAuth2,
 };
 use crate::{
@@ -69,44 +69,8 @@ pub struct NewItemBody {
     pub description: Option<String>,
 }
 
-/// The items a page holds, and how many when not asked.
-const PAGE_LIMITS: std::ops::RangeInclusive<u32> = 1..=200;
+/// How many items a page holds when not asked.
 const DEFAULT_PAGE_LIMIT: u32 = 100;
-
-/// The `limit` query parameter: documented as an integer of [`PAGE_LIMITS`], parsed by
-/// [`Deferred::parse_int_in`] after authentication.
-pub struct PageLimit;
-
-impl Type for PageLimit {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = Self;
-    type RawElementValueType = Self;
-
-    fn name() -> std::borrow::Cow<'static, str> {
-        "integer(uint32)".into()
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
-        MetaSchemaRef::Inline(Box::new(MetaSchema {
-            minimum: Some(f64::from(*PAGE_LIMITS.start())),
-            maximum: Some(f64::from(*PAGE_LIMITS.end())),
-            default: Some(DEFAULT_PAGE_LIMIT.into()),
-            ..MetaSchema::new_with_format("integer", "uint32")
-        }))
-    }
-
-    fn register(_: &mut Registry) {}
-
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(
-        &'a self,
-    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-        Box::new(self.as_raw_value().into_iter())
-    }
-}
 
 #[derive(ApiResponse)]
 pub enum ListItemsResponse {
@@ -159,7 +123,7 @@ impl ItemsApi {
         #[oai(scope = "Scope::Items")] auth: OAuth2,
         state: poem::web::Data<&AppState>,
         /// How many items to return, 1–200 (default 100).
-        limit: Query<Option<Deferred<PageLimit>>>,
+        limit: Query<Option<Deferred<PageLimit<DEFAULT_PAGE_LIMIT>>>>,
         /// Return the items after the item with this id (the last one of the previous page).
         after: Query<Option<UuidPath>>,
     ) -> Result<ListItemsResponse, ProtectedError> {

@@ -2,6 +2,7 @@
 //! OpenAPI document and Swagger UI.
 
 mod account;
+mod admin;
 mod browsers;
 pub(crate) mod error;
 mod health;
@@ -9,7 +10,7 @@ mod input;
 mod items;
 mod security;
 mod sessions;
-mod token;
+pub(crate) mod token;
 mod wellknown;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ pub use error::ApiError;
 pub use security::OAuth2;
 
 use crate::{
+    accounts::Accounts,
     auth::{AccessTokens, Grants},
     db::Store,
 };
@@ -38,6 +40,8 @@ pub struct AppState {
     pub tokens: Arc<AccessTokens>,
     /// The OAuth 2.0 grants and revocation (`/token`, `/token/revoke`).
     pub grants: Grants,
+    /// The account rules: signup, self-service, administration.
+    pub accounts: Accounts,
     /// Base of the absolute URLs in the server metadata; unset: from the request's `Host`.
     pub public_url: Option<String>,
     /// Header holding the client address, set by a trusted proxy (else the socket's peer).
@@ -58,6 +62,8 @@ enum ApiTags {
     Sessions,
     /// Your items.
     Items,
+    /// Managing every account (the `admin` scope).
+    Admin,
     /// Liveness and readiness probes.
     Health,
     /// The keys that verify access tokens, and the server's metadata.
@@ -80,6 +86,7 @@ type Areas = (
     account::AccountApi,
     sessions::SessionsApi,
     items::ItemsApi,
+    admin::AdminApi,
     health::HealthApi,
     wellknown::WellKnownApi,
 );
@@ -98,11 +105,32 @@ pub fn openapi_document() -> String {
 
 /// Members that are always present, `null` when unset. poem-openapi can only say "optional";
 /// clients generated from the document must know they may be `null`, not absent.
-const NULLABLE_MEMBERS: [(&str, &str); 4] = [
+const NULLABLE_MEMBERS: [(&str, &str); 8] = [
     ("User", "email"),
     ("User", "full_name"),
+    ("AdminUser", "email"),
+    ("AdminUser", "full_name"),
+    ("AdminUser", "last_login_at"),
+    ("UserList", "next_cursor"),
     ("Item", "description"),
     ("Session", "user_agent"),
+];
+
+/// Request members that may be sent as `null`: in an update it clears the e-mail address or
+/// full name; elsewhere it counts as absent (as generated clients send an unset member).
+const NULLABLE_REQUEST_MEMBERS: [(&str, &str); 12] = [
+    ("SignupRequest", "email"),
+    ("SignupRequest", "full_name"),
+    ("UserUpdate", "email"),
+    ("UserUpdate", "full_name"),
+    ("AdminUserCreate", "email"),
+    ("AdminUserCreate", "full_name"),
+    ("AdminUserCreate", "scopes"),
+    ("AdminUserCreate", "disabled"),
+    ("AdminUserUpdate", "email"),
+    ("AdminUserUpdate", "full_name"),
+    ("AdminUserUpdate", "disabled"),
+    ("AdminUserUpdate", "scopes"),
 ];
 
 /// What poem-openapi cannot express, added to its document: operations without credentials
@@ -142,6 +170,9 @@ fn refine(spec: &str) -> String {
     // A request member that may be sent as `null` (it means absent).
     doc["components"]["schemas"]["ItemCreate"]["properties"]["description"]["nullable"] =
         json!(true);
+    for (schema, member) in NULLABLE_REQUEST_MEMBERS {
+        doc["components"]["schemas"][schema]["properties"][member]["nullable"] = json!(true);
+    }
     for (schema, member) in NULLABLE_MEMBERS {
         let schema = &mut doc["components"]["schemas"][schema];
         schema["properties"][member]["nullable"] = json!(true);

@@ -41,7 +41,7 @@ pub struct SessionBody {
 }
 
 impl SessionBody {
-    fn new(session: db::Session, current: Uuid) -> Self {
+    pub(super) fn new(session: db::Session, current: Uuid) -> Self {
         Self {
             current: session.id == current,
             id: session.id,

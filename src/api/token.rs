@@ -155,7 +155,10 @@ impl TokenApi {
 }
 
 /// Who is asking: the client address (see [`client_address`]) and its `User-Agent`.
-fn client_of(request: &Request, address_header: Option<&poem::http::HeaderName>) -> Client {
+pub(super) fn client_of(
+    request: &Request,
+    address_header: Option<&poem::http::HeaderName>,
+) -> Client {
     Client {
         address: client_address(request, address_header),
         user_agent: present(

@@ -78,8 +78,15 @@ pub async fn authenticate(
             }
         });
     }
+    // The token's scopes, less any its user no longer holds: removing a scope from a user
+    // takes effect at their next request, even with tokens issued before.
+    let scopes: ScopeSet = verified
+        .scopes
+        .iter()
+        .filter(|scope| user.scopes.contains(*scope))
+        .collect();
     let needed: ScopeSet = needed.iter().copied().collect();
-    if !needed.missing_from(&verified.scopes).is_empty() {
+    if !needed.missing_from(&scopes).is_empty() {
         return Err(AccessError::InsufficientScope { needed });
     }
     if user.disabled {
@@ -87,7 +94,7 @@ pub async fn authenticate(
     }
     Ok(Authenticated {
         user,
-        scopes: verified.scopes,
+        scopes,
         session_id: verified.session_id,
     })
 }

@@ -132,8 +132,10 @@ impl Grants {
         // Throttling comes before the password is checked, and reserves the attempt's place in
         // every count first: a blocked client learns nothing, not even from a correct password,
         // and a burst of concurrent guesses gets no more checks than the limit.
-        let keys = self.throttle.keys(login.username, client.address);
-        if let Admission::Refused { retry_after } = self.throttle.admit(&self.store, &keys).await? {
+        let mut keys = self.throttle.keys(login.username, client.address);
+        if let Admission::Refused { retry_after } =
+            self.throttle.admit(&self.store, &mut keys).await?
+        {
             tracing::warn!(client = %client.address, retry_after, "login refused: throttled");
             return Err(GrantError::Throttled { retry_after });
         }
@@ -212,6 +214,9 @@ impl Grants {
                 lifetime: self.sessions.lifetime,
             })
             .await?;
+        if let Err(err) = self.store.record_login(user.id, crate::db::now()).await {
+            tracing::warn!(user_id = %user.id, error = %err, "could not record the time of a login");
+        }
         tracing::info!(user_id = %user.id, %session_id, scope = %granted, "logged in: session started");
         Ok(Granted {
             access,

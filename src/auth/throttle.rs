@@ -10,6 +10,12 @@
 //! success clears the account's count and gives back its place in the address counts. Keying
 //! the account count by address means an attacker elsewhere cannot lock the real user out.
 //!
+//! A guesser spread over many addresses is met by one more count, of the account's failures
+//! from every address together (`PORTCULLIS_LOGIN_MAX_FAILURES_PER_ACCOUNT`): beyond it the
+//! account is refused to every address except those that logged in to it successfully within
+//! the last 30 days, so its owner keeps working while the guesser is shut out.
+//! `LoginThrottle::unlock` (the admin API's and the CLI's unlock) clears it.
+//!
 //! Usernames are never stored or logged: the database holds an HMAC of the normalized name
 //! under a key derived from the JWT secret (what was typed is often a password), and rows are
 //! purged once their window has passed.
@@ -29,6 +35,16 @@ use crate::{config::ThrottleSettings, db::Store, db::StoreError, domain::Usernam
 const NAME_KEY_INFO: &[u8] = b"portcullis login-throttle username v1";
 /// Successful logins are counted over fixed windows of this length.
 pub const SUCCESS_WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+/// Signups from one address are counted over fixed windows of this length.
+pub const SIGNUP_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+/// How long an address that logged in to an account is spared that account's block from
+/// every address.
+pub const KNOWN_ADDRESS_MEMORY: chrono::TimeDelta = chrono::TimeDelta::days(30);
+
+/// The key of the signups from one address (as the throttle counts addresses).
+fn signup_key(client: IpAddr) -> String {
+    format!("signup|{}", address_key(client))
+}
 
 /// What a failure count is kept for; each has its own limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +53,9 @@ enum Scope {
     Site,
     /// One address (IPv4) or /64 (IPv6), every account.
     Address,
+    /// One account from every address together; addresses that logged in to it before are
+    /// spared its block.
+    AccountEverywhere,
     /// One account from one address.
     Account,
 }
@@ -46,6 +65,7 @@ impl Scope {
         match self {
             Scope::Site => "ipv6_48",
             Scope::Address => "address",
+            Scope::AccountEverywhere => "account_all",
             Scope::Account => "account",
         }
     }
@@ -62,6 +82,11 @@ pub struct AttemptKeys {
     clients: [String; 2],
     /// For logs: the address as counted (never the name).
     address: String,
+    /// The HMAC of the account's name, which its rows are keyed by.
+    account: String,
+    /// Set by [`LoginThrottle::admit`] when the account's block from every address was
+    /// waived for this address (it logged in before): that count holds no place of it.
+    spared: bool,
 }
 
 impl AttemptKeys {
@@ -71,6 +96,14 @@ impl AttemptKeys {
             .find(|(scope, _)| *scope == Scope::Account)
             .map(|(_, key)| key.as_str())
             .expect("every attempt has an account key")
+    }
+
+    /// The counts this attempt holds a place in.
+    fn reserved(&self) -> impl Iterator<Item = (Scope, &str)> {
+        self.failures
+            .iter()
+            .filter(|(scope, _)| !(self.spared && *scope == Scope::AccountEverywhere))
+            .map(|(scope, key)| (*scope, key.as_str()))
     }
 
     /// The clients whose share of the hashing pool this attempt uses.
@@ -157,12 +190,15 @@ impl LoginThrottle {
             failures.push((Scope::Site, format!("site|{site}")));
         }
         failures.push((Scope::Address, format!("address|{address}")));
+        failures.push((Scope::AccountEverywhere, format!("account_all|{account}")));
         failures.push((Scope::Account, format!("account|{address}|{account}")));
         AttemptKeys {
             failures,
             successes: format!("success|{account}"),
             clients: [format!("address|{address}"), format!("account|{account}")],
             address,
+            account,
+            spared: false,
         }
     }
 
@@ -182,17 +218,27 @@ impl LoginThrottle {
         match scope {
             Scope::Site => self.settings.max_failures_per_ipv6_48,
             Scope::Address => self.settings.max_failures_per_address,
+            Scope::AccountEverywhere => self.settings.max_failures_per_account_from_all_addresses,
             Scope::Account => self.settings.max_failures_per_account,
         }
     }
 
     /// Reserves the attempt's place in every failure count, or says why it is refused. Counted
     /// as a failure until [`LoginThrottle::succeeded`] or [`LoginThrottle::abandoned`].
-    pub async fn admit(&self, store: &Store, keys: &AttemptKeys) -> Result<Admission, StoreError> {
+    /// An account blocked from every address is still let through from an address that logged
+    /// in to it within [`KNOWN_ADDRESS_MEMORY`]: a distributed guesser cannot lock its owner
+    /// out.
+    pub async fn admit(
+        &self,
+        store: &Store,
+        keys: &mut AttemptKeys,
+    ) -> Result<Admission, StoreError> {
+        keys.spared = false;
         if !self.settings.enabled {
             return Ok(Admission::Admitted);
         }
         let now = Utc::now();
+        let mut spared = false;
         for (index, (scope, key)) in keys.failures.iter().enumerate() {
             let limit = self.limit(*scope);
             let reserved = store
@@ -213,11 +259,31 @@ impl LoginThrottle {
                     }
                     continue;
                 }
+                Ok(None)
+                    if *scope == Scope::AccountEverywhere
+                        && store
+                            .is_known_login_address(
+                                &keys.account,
+                                &keys.address,
+                                now - KNOWN_ADDRESS_MEMORY,
+                            )
+                            .await? =>
+                {
+                    tracing::info!(
+                        client = %keys.address,
+                        "account blocked from every address; let through from an address that logged in to it before"
+                    );
+                    spared = true;
+                    continue;
+                }
                 Ok(None) => None,
                 Err(err) => Some(err),
             };
             // Give back what this attempt took in the broader counts.
             for (scope, key) in &keys.failures[..index] {
+                if spared && *scope == Scope::AccountEverywhere {
+                    continue;
+                }
                 if let Err(err) = store.release_login_attempt(key, self.limit(*scope)).await {
                     tracing::warn!(error = %err, "could not give back a login attempt");
                 }
@@ -230,6 +296,7 @@ impl LoginThrottle {
                 retry_after: retry_after(until, now),
             });
         }
+        keys.spared = spared;
         Ok(Admission::Admitted)
     }
 
@@ -245,25 +312,77 @@ impl LoginThrottle {
         if !self.settings.enabled {
             return Ok(());
         }
-        for (scope, key) in &keys.failures {
-            store.release_login_attempt(key, self.limit(*scope)).await?;
+        for (scope, key) in keys.reserved() {
+            store.release_login_attempt(key, self.limit(scope)).await?;
         }
         Ok(())
     }
 
-    /// The password was right: forgets the account's failures from this address and gives
-    /// back the attempt's place in the address counts.
+    /// The password was right: forgets the account's failures from this address, gives back
+    /// the attempt's place in the other counts, and remembers the address as one that logged
+    /// in to the account (the account's block from every address spares it).
     pub async fn succeeded(&self, store: &Store, keys: &AttemptKeys) -> Result<(), StoreError> {
         if !self.settings.enabled {
             return Ok(());
         }
         store.clear_login_failures(keys.account()).await?;
-        for (scope, key) in &keys.failures {
-            if *scope != Scope::Account {
-                store.release_login_attempt(key, self.limit(*scope)).await?;
+        for (scope, key) in keys.reserved() {
+            if scope != Scope::Account {
+                store.release_login_attempt(key, self.limit(scope)).await?;
             }
         }
-        Ok(())
+        store
+            .remember_login_address(&keys.account, &keys.address, Utc::now())
+            .await
+    }
+
+    /// Clears every failed-login count and block of the account `username`, from every
+    /// address, and its count of successful logins: its owner can log in at once. How many
+    /// counts there were.
+    pub async fn unlock(&self, store: &Store, username: &Username) -> Result<u64, StoreError> {
+        store
+            .clear_account_login_counts(&self.name_hash(&username.normalized()))
+            .await
+    }
+
+    /// Forgets everything kept about the account `username` (it was deleted; its name is free
+    /// for a new account, which starts afresh).
+    pub async fn forget(&self, store: &Store, username: &Username) -> Result<(), StoreError> {
+        self.unlock(store, username).await?;
+        store
+            .forget_login_addresses(&self.name_hash(&username.normalized()))
+            .await
+    }
+
+    /// Counts a signup from `client` (fixed windows of an hour); `Refused` beyond `limit`.
+    /// Counted whatever the signup's outcome but an internal failure
+    /// ([`LoginThrottle::signup_abandoned`]): a name already taken counts, so that probing for
+    /// taken names is limited too.
+    pub async fn admit_signup(
+        &self,
+        store: &Store,
+        client: IpAddr,
+        limit: u32,
+    ) -> Result<Admission, StoreError> {
+        let key = signup_key(client);
+        let now = Utc::now();
+        match store
+            .reserve_login_success(&key, limit, now, SIGNUP_WINDOW)
+            .await?
+        {
+            Some(_) => Ok(Admission::Admitted),
+            None => {
+                let started = store.login_success_window(&key).await?;
+                Ok(Admission::Refused {
+                    retry_after: retry_after(started.map(|at| at + SIGNUP_WINDOW), now),
+                })
+            }
+        }
+    }
+
+    /// Gives back a signup's place (it failed for a reason that is not the client's).
+    pub async fn signup_abandoned(&self, store: &Store, client: IpAddr) -> Result<(), StoreError> {
+        store.release_window_count(&signup_key(client)).await
     }
 
     /// Counts a successful login to the account (which will start a session); `Refused` when
@@ -299,7 +418,12 @@ impl LoginThrottle {
     /// Deletes the counts nobody needs any more (their window, and block, have passed).
     pub async fn purge(&self, store: &Store) -> Result<u64, StoreError> {
         store
-            .purge_login_counts(Utc::now(), self.settings.window, SUCCESS_WINDOW)
+            .purge_login_counts(
+                Utc::now(),
+                self.settings.window,
+                SIGNUP_WINDOW.max(SUCCESS_WINDOW),
+                KNOWN_ADDRESS_MEMORY,
+            )
             .await
     }
 
@@ -339,6 +463,7 @@ mod tests {
                 max_failures_per_account: 5,
                 max_failures_per_address: 20,
                 max_failures_per_ipv6_48: 100,
+                max_failures_per_account_from_all_addresses: 100,
                 max_successes_per_account_per_minute: 10,
                 base_delay: chrono::Duration::seconds(1),
                 max_delay: chrono::Duration::seconds(900),
@@ -379,6 +504,10 @@ mod tests {
             throttle.keys("johndoe", here).failures,
             vec![
                 (Scope::Address, "address|192.0.2.1".to_owned()),
+                (
+                    Scope::AccountEverywhere,
+                    format!("account_all|{}", throttle.name_hash("johndoe"))
+                ),
                 (
                     Scope::Account,
                     format!("account|192.0.2.1|{}", throttle.name_hash("johndoe"))

@@ -10,7 +10,7 @@ use sea_orm::{
 
 use super::{
     Store, StoreError,
-    entities::{login_failure, login_success},
+    entities::{login_address, login_failure, login_success},
 };
 
 /// The longest run of doublings a block can have before it reaches its ceiling.
@@ -187,13 +187,15 @@ impl Store {
     }
 
     /// Deletes the counts that no longer matter at `now`: failures whose last one and whose
-    /// block ended more than `window` ago, and success windows that have passed. Returns how
+    /// block ended more than `window` ago, fixed windows older than `success_window` (the
+    /// longest of them), and addresses not seen for `address_memory`. Returns how
     /// many rows went.
     pub async fn purge_login_counts(
         &self,
         now: DateTime<Utc>,
         window: Duration,
         success_window: Duration,
+        address_memory: Duration,
     ) -> Result<u64, StoreError> {
         use login_failure::Column;
 
@@ -211,7 +213,11 @@ impl Store {
             .filter(login_success::Column::WindowStartedAt.lte(now - success_window))
             .exec(self.connection())
             .await?;
-        Ok(failures.rows_affected + successes.rows_affected)
+        let addresses = login_address::Entity::delete_many()
+            .filter(login_address::Column::LastSuccessAt.lt(now - address_memory))
+            .exec(self.connection())
+            .await?;
+        Ok(failures.rows_affected + successes.rows_affected + addresses.rows_affected)
     }
 
     /// Every key the throttle holds, for tests: what is stored must not reveal names.
@@ -224,5 +230,93 @@ impl Store {
             .map(|row| row.key)
             .chain(successes.into_iter().map(|row| row.key))
             .collect())
+    }
+}
+
+impl Store {
+    /// Records that `address_key` logged in to the account `account_key` at `now`.
+    pub async fn remember_login_address(
+        &self,
+        account_key: &str,
+        address_key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        use login_address::{Column, Entity};
+
+        let row = login_address::ActiveModel {
+            account_key: Set(account_key.to_owned()),
+            address_key: Set(address_key.to_owned()),
+            last_success_at: Set(now),
+        };
+        Entity::insert(row)
+            .on_conflict(
+                OnConflict::columns([Column::AccountKey, Column::AddressKey])
+                    .update_column(Column::LastSuccessAt)
+                    .to_owned(),
+            )
+            .exec_without_returning(self.connection())
+            .await?;
+        Ok(())
+    }
+
+    /// Whether `address_key` logged in to the account `account_key` successfully since `since`.
+    pub async fn is_known_login_address(
+        &self,
+        account_key: &str,
+        address_key: &str,
+        since: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        use login_address::Column;
+
+        Ok(login_address::Entity::find()
+            .filter(Column::AccountKey.eq(account_key))
+            .filter(Column::AddressKey.eq(address_key))
+            .filter(Column::LastSuccessAt.gte(since))
+            .one(self.connection())
+            .await?
+            .is_some())
+    }
+
+    /// Deletes every failure count and block of one account (`account_key` is its name's
+    /// HMAC), from every address, and its count of successful logins; how many rows went.
+    pub async fn clear_account_login_counts(&self, account_key: &str) -> Result<u64, StoreError> {
+        use login_failure::Column;
+
+        let failures = login_failure::Entity::delete_many()
+            .filter(
+                Column::Key
+                    .eq(format!("account_all|{account_key}"))
+                    .or(Column::Key.like(format!("account|%|{account_key}"))),
+            )
+            .exec(self.connection())
+            .await?;
+        let successes = login_success::Entity::delete_many()
+            .filter(login_success::Column::Key.eq(format!("success|{account_key}")))
+            .exec(self.connection())
+            .await?;
+        Ok(failures.rows_affected + successes.rows_affected)
+    }
+
+    /// Forgets the addresses that logged in to the account `account_key` (it is deleted: a
+    /// new account of the same name starts with none).
+    pub async fn forget_login_addresses(&self, account_key: &str) -> Result<(), StoreError> {
+        login_address::Entity::delete_many()
+            .filter(login_address::Column::AccountKey.eq(account_key))
+            .exec(self.connection())
+            .await?;
+        Ok(())
+    }
+
+    /// Gives back one place in a fixed-window count (see [`Store::reserve_login_success`]).
+    pub async fn release_window_count(&self, key: &str) -> Result<(), StoreError> {
+        use login_success::Column;
+
+        login_success::Entity::update_many()
+            .col_expr(Column::Successes, Expr::col(Column::Successes).sub(1))
+            .filter(Column::Key.eq(key))
+            .filter(Column::Successes.gt(0))
+            .exec(self.connection())
+            .await?;
+        Ok(())
     }
 }

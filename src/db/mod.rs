@@ -6,6 +6,7 @@ mod items;
 mod login_failures;
 mod sessions;
 mod signing_keys;
+mod user_changes;
 mod users;
 
 use std::time::Duration;
@@ -17,6 +18,7 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, SqlErr};
 pub use items::Item;
 pub use sessions::{Exchange, LegacyRefreshToken, NewSession, Session, SessionState};
 pub use signing_keys::{NewSigningKey, StoredSigningKey};
+pub use user_changes::{Guarded, UserChanges, UserCursor, UserFilter};
 pub use users::{NewUser, User};
 
 use crate::config::DatabaseSettings;

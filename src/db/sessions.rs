@@ -95,6 +95,7 @@ struct UserWithSession {
     scopes: String,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    last_login_at: Option<DateTime<Utc>>,
     session_last_used_at: DateTime<Utc>,
     session_expires_at: DateTime<Utc>,
     session_revoked_at: Option<DateTime<Utc>>,
@@ -114,6 +115,7 @@ impl UserWithSession {
             scopes: self.scopes,
             created_at: self.created_at,
             updated_at: self.updated_at,
+            last_login_at: self.last_login_at,
         }
     }
 }

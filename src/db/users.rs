@@ -6,7 +6,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{Store, StoreError, entities::user};
-use crate::domain::{EmailAddress, HashedPassword, ScopeSet, Username};
+use crate::domain::{EmailAddress, HashedPassword, Scope, ScopeSet, Username};
 
 /// A user as stored, hash included: handle with care, never serialize.
 #[derive(Debug, Clone)]
@@ -19,6 +19,16 @@ pub struct User {
     pub disabled: bool,
     pub scopes: ScopeSet,
     pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// `None` before the first login.
+    pub last_login_at: Option<DateTime<Utc>>,
+}
+
+impl User {
+    /// Whether the account is an active admin: what the last-admin rule keeps at least one of.
+    pub fn is_active_admin(&self) -> bool {
+        !self.disabled && self.scopes.contains(Scope::Admin)
+    }
 }
 
 impl From<user::Model> for User {
@@ -40,6 +50,8 @@ impl From<user::Model> for User {
             disabled: row.disabled,
             scopes,
             created_at: row.created_at,
+            updated_at: row.updated_at,
+            last_login_at: row.last_login_at,
         }
     }
 }
@@ -73,6 +85,7 @@ impl Store {
             scopes: Set(new.scopes.to_string()),
             created_at: Set(now),
             updated_at: Set(now),
+            last_login_at: Set(None),
         };
         let inserted = user::Entity::insert(row)
             .exec_with_returning(self.connection())

@@ -16,7 +16,7 @@ pub use item::{ItemDescription, ItemTitle};
 pub use password::{NewPassword, PasswordPolicy};
 pub use scope::{Scope, ScopeSet};
 pub use text::check_text;
-pub use username::Username;
+pub use username::{Username, caseless_form};
 
 /// Why a value was refused, in words fit for a 422 `msg`, with FastAPI's error `type`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -74,8 +74,9 @@ impl Username {
     }
 }
 
-/// Unicode's compatibility caseless form (D146), recomposed: see [`Username::normalized`].
-pub(super) fn caseless_form(raw: &str) -> String {
+/// Unicode's compatibility caseless form (D146), recomposed: see [`Username::normalized`]. Also
+/// what a search for part of a name is compared in.
+pub fn caseless_form(raw: &str) -> String {
     raw.nfd()
         .default_case_fold()
         .nfkd()

@@ -255,7 +255,7 @@ async fn a_preflight_from_an_allow_listed_site_is_answered() {
         assert_eq!(answer.header("access-control-allow-origin"), Some(SPA));
         assert_eq!(
             answer.header("access-control-allow-methods"),
-            Some("DELETE, GET, POST")
+            Some("DELETE, GET, PATCH, POST, PUT")
         );
         assert_eq!(
             answer.header("access-control-allow-headers"),

@@ -22,11 +22,10 @@
 use std::{collections::BTreeSet, net::SocketAddr, num::NonZeroUsize, sync::Arc, time::Duration};
 
 use portcullis::{
-    accounts::{AccountError, CreateUser, create_user},
-    auth::PasswordHasher,
+    accounts::{AccountError, Accounts, CreateUser, PasswordCheck},
     config::{
-        ConnectionSettings, DatabaseSettings, HashingSettings, SessionSettings, Settings,
-        SigningAlgorithm, ThrottleSettings, TokenSettings,
+        AccountSettings, ConnectionSettings, DatabaseSettings, HashingSettings, SessionSettings,
+        Settings, SigningAlgorithm, ThrottleSettings, TokenSettings,
     },
     db::{NewSession, Store, User},
     domain::{ScopeSet, Username},
@@ -52,7 +51,8 @@ pub struct TestApp {
     pub base_url: String,
     pub client: reqwest::Client,
     pub store: Store,
-    pub hasher: PasswordHasher,
+    /// The account rules, as the server applies them.
+    pub accounts: Accounts,
     pub settings: Settings,
     /// Kept so that the SQLite file outlives the test.
     _data_dir: Option<Workspace>,
@@ -86,6 +86,7 @@ pub fn test_settings(database_url: String) -> Settings {
             max_failures_per_account: 5,
             max_failures_per_address: 20,
             max_failures_per_ipv6_48: 100,
+            max_failures_per_account_from_all_addresses: 100,
             max_successes_per_account_per_minute: 10,
             base_delay: chrono::Duration::seconds(1),
             max_delay: chrono::Duration::seconds(900),
@@ -100,6 +101,12 @@ pub fn test_settings(database_url: String) -> Settings {
         max_body_bytes: 64 * 1024,
         cors_allowed_origins: Vec::new(),
         max_items_per_user: 1000,
+        // The defaults: signup off (tests of it turn it on), ten an hour per address.
+        accounts: AccountSettings {
+            signup_enabled: false,
+            signup_per_address_per_hour: 10,
+            password_policy: portcullis::domain::PasswordPolicy::default(),
+        },
         connections: ConnectionSettings {
             // Other tests send bursts of concurrent requests from 127.0.0.1; the default (64)
             // is pinned by tests/api/connections.rs.
@@ -142,7 +149,7 @@ pub async fn spawn_app_with(settings: Settings, data_dir: Option<Workspace>) -> 
         .expect("the application must start");
     let address = app.local_addr();
     let store = app.store().clone();
-    let hasher = app.hasher().clone();
+    let accounts = app.accounts().clone();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
@@ -152,7 +159,7 @@ pub async fn spawn_app_with(settings: Settings, data_dir: Option<Workspace>) -> 
             .build()
             .unwrap(),
         store,
-        hasher,
+        accounts,
         settings,
         _data_dir: data_dir,
     }
@@ -213,20 +220,23 @@ impl TestApp {
         username: &str,
         password: &str,
     ) -> Result<User, AccountError> {
-        create_user(
-            &self.store,
-            &self.hasher,
-            CreateUser {
-                email: None,
-                full_name: None,
-                ..new_user(username, password, ScopeSet::default_for_new_users(), false)
-            },
-        )
-        .await
+        // Test passwords are chosen for the test, not for the policy: it is skipped, as the
+        // command line's `--allow-weak-password` does.
+        self.accounts
+            .create(
+                CreateUser {
+                    email: None,
+                    full_name: None,
+                    ..new_user(username, password, ScopeSet::default_for_new_users(), false)
+                },
+                PasswordCheck::Skip,
+            )
+            .await
     }
 
     async fn create(&self, request: CreateUser) -> User {
-        create_user(&self.store, &self.hasher, request)
+        self.accounts
+            .create(request, PasswordCheck::Skip)
             .await
             .expect("creating a test user")
     }
@@ -847,7 +857,43 @@ pub fn valid_claims(subject: impl Into<Subject>, scope: &str) -> Value {
 /// A valid request body for each protected operation that takes one, by `operationId`.
 /// [`protected_operations`] fails when an operation of the document has none, or when an entry
 /// names no such operation, so the table cannot fall behind the document.
-const VALID_BODIES: &[(&str, ValidBody)] = &[("create_item", || json!({ "title": "A title" }))];
+const VALID_BODIES: &[(&str, ValidBody)] = &[
+    ("create_item", || json!({ "title": "A title" })),
+    (
+        "update_current_user",
+        || json!({ "full_name": "Test User" }),
+    ),
+    // A wrong current password: answered 400 once authentication passes (see
+    // `CONFIRMED_BY_PASSWORD`), and nothing changes.
+    (
+        "change_password",
+        || json!({ "current_password": NOT_THE_PASSWORD, "new_password": "Vx7#qL2!kT9@" }),
+    ),
+    (
+        "delete_current_user",
+        || json!({ "password": NOT_THE_PASSWORD }),
+    ),
+    // A new name each time: the operation may be called once per test request.
+    ("create_user", || {
+        json!({
+            "username": format!("made-{}", uuid::Uuid::new_v4().simple()),
+            "password": "Vx7#qL2!kT9@",
+        })
+    }),
+    ("update_user", || json!({ "full_name": "Test User" })),
+    (
+        "reset_user_password",
+        || json!({ "password": "Vx7#qL2!kT9@" }),
+    ),
+];
+
+/// The operations whose valid request confirms a change with the caller's password: sent
+/// with [`NOT_THE_PASSWORD`], they answer 400 `Incorrect password` once authentication has
+/// passed, leaving the account as it was.
+const CONFIRMED_BY_PASSWORD: [&str; 2] = ["change_password", "delete_current_user"];
+
+/// No test user's password.
+pub const NOT_THE_PASSWORD: &str = "not the password of any test user";
 
 type ValidBody = fn() -> Value;
 
@@ -866,8 +912,9 @@ pub struct ProtectedOperation {
     pub scopes: Vec<String>,
     /// A valid body, when it takes one.
     pub body: Option<Value>,
-    /// Its status once the caller is authenticated and allowed: the one 2xx it declares, or
-    /// 404 when the path names a made-up id.
+    /// Its status once the caller is authenticated and allowed: the one 2xx it declares, 404
+    /// when the path names a made-up id, or 400 when it is confirmed by a password (it is sent
+    /// a wrong one).
     pub success: u16,
 }
 
@@ -987,6 +1034,8 @@ pub fn protected_operations() -> Vec<ProtectedOperation> {
                      declare"
                 );
                 404
+            } else if CONFIRMED_BY_PASSWORD.contains(&id) {
+                400
             } else {
                 let successes: Vec<u16> = responses
                     .keys()

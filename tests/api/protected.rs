@@ -143,6 +143,23 @@ async fn app_with_a_live_session() -> (TestApp, Subject) {
     (app, subject)
 }
 
+/// A server with one user holding every scope (`admin` included), whom every protected
+/// operation lets in once their token carries every scope.
+async fn app_with_a_user_holding_every_scope() -> (TestApp, portcullis::db::User) {
+    let app = spawn_app().await;
+    let user = app
+        .create_user_holding(USERNAME, PASSWORD, &defined_scopes().join(" "))
+        .await;
+    (app, user)
+}
+
+/// An access token of that user carrying every scope (a login leaves `admin` out unless asked).
+async fn login_with_every_scope(app: &TestApp) -> String {
+    app.login_with(Login::new(USERNAME, PASSWORD).scope(&defined_scopes().join(" ")))
+        .await
+        .access_token
+}
+
 /// A valid token of `user_id` holding `scope`, forged on a session of its own.
 async fn forged_token(app: &TestApp, user_id: Uuid, scope: &str) -> String {
     let subject = app.start_session(user_id).await;
@@ -213,11 +230,11 @@ async fn a_token_glued_to_the_scheme_name_is_not_authenticated() {
 
 #[tokio::test]
 async fn the_scheme_name_is_matched_without_regard_to_case() {
-    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let (app, _) = app_with_a_user_holding_every_scope().await;
 
     for scheme in ["bearer", "BEARER", "Bearer"] {
         assert_accepted_everywhere(&app, async || {
-            let token = app.login(USERNAME, PASSWORD).await.access_token;
+            let token = login_with_every_scope(&app).await;
             format!("{scheme} {token}")
         })
         .await;
@@ -230,10 +247,10 @@ async fn the_scheme_name_is_matched_without_regard_to_case() {
 async fn a_forged_token_with_valid_claims_and_the_right_secret_is_accepted() {
     // The control for every forged token below: the forging itself is right, so when they are
     // refused it is for the one thing each of them changes.
-    let (app, user) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let (app, user) = app_with_a_user_holding_every_scope().await;
 
     assert_accepted_everywhere(&app, async || {
-        let token = forged_token(&app, user.id, "me items").await;
+        let token = forged_token(&app, user.id, &defined_scopes().join(" ")).await;
         format!("Bearer {token}")
     })
     .await;
@@ -586,8 +603,8 @@ async fn every_protected_operation_enforces_exactly_the_scopes_it_declares() {
 
 #[tokio::test]
 async fn a_user_disabled_after_logging_in_is_told_it_is_inactive_on_the_next_request() {
-    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
-    let token = app.login(USERNAME, PASSWORD).await.access_token;
+    let (app, _) = app_with_a_user_holding_every_scope().await;
+    let token = login_with_every_scope(&app).await;
     assert_eq!(app.get_me(&token).await.status, 200);
 
     app.disable_user(USERNAME).await;
@@ -606,12 +623,12 @@ async fn a_user_disabled_after_logging_in_is_told_it_is_inactive_on_the_next_req
 
 #[tokio::test]
 async fn a_user_enabled_again_is_let_in_with_the_same_token() {
-    let (app, _) = TestApp::with_user(USERNAME, PASSWORD).await;
+    let (app, _) = app_with_a_user_holding_every_scope().await;
     // A token for each operation, all issued before the user is disabled: a request that
     // succeeds may end its session (`POST /logout`).
     let mut tokens = Vec::new();
     for _ in protected_operations() {
-        tokens.push(app.login(USERNAME, PASSWORD).await.access_token);
+        tokens.push(login_with_every_scope(&app).await);
     }
     app.disable_user(USERNAME).await;
     for token in &tokens {

@@ -495,12 +495,22 @@ async fn the_throttle_stores_no_username_and_purges_expired_counts() {
     let minute = chrono::Duration::minutes(1);
     let kept = app
         .store
-        .purge_login_counts(chrono::Utc::now(), window, minute)
+        .purge_login_counts(
+            chrono::Utc::now(),
+            window,
+            minute,
+            chrono::Duration::days(30),
+        )
         .await
         .unwrap();
     let purged = app
         .store
-        .purge_login_counts(chrono::Utc::now() + window + minute, window, minute)
+        .purge_login_counts(
+            chrono::Utc::now() + window + minute,
+            window,
+            minute,
+            chrono::Duration::days(30),
+        )
         .await
         .unwrap();
     assert_eq!(kept, 0);
@@ -534,10 +544,14 @@ async fn a_blocked_count_is_not_purged_before_its_block_has_ended() {
             chrono::Utc::now() + window * 2,
             window,
             chrono::Duration::minutes(1),
+            chrono::Duration::days(30),
         )
         .await
         .unwrap();
-    assert_eq!(purged, 1, "only the address count");
+    assert_eq!(
+        purged, 2,
+        "only the address count and the account's count from every address"
+    );
     assert!(
         app.store
             .login_blocked_until(account)

@@ -20,9 +20,12 @@ pub use fallback::{
     AllowedMethods, HEADER_FIELDS_TOO_LARGE, REQUEST_TIMEOUT, is_token_endpoint,
     map_framework_errors, plain_error, plain_token_error,
 };
-pub use responses::{KeySetError, MetadataError, ProtectedError, RevocationError, TokenError};
+pub use responses::{
+    KeySetError, MetadataError, ProtectedError, PublicError, RevocationError, TokenError,
+};
 
 use crate::{
+    accounts::AccountError,
     auth::{AccessError, GrantError},
     db::StoreError,
     domain::ScopeSet,
@@ -46,6 +49,9 @@ pub enum ApiError {
     /// The password grant's `Incorrect username or password` (401, unlike other grant errors).
     #[error("incorrect username or password")]
     InvalidCredentials,
+    /// The caller's own password, confirming a change to their account, is wrong (400).
+    #[error("incorrect password")]
+    IncorrectPassword,
     /// A failed OAuth 2.0 grant at `/token`.
     #[error("token request refused: {description}")]
     Grant {
@@ -153,5 +159,47 @@ impl From<crate::auth::HashError> for ApiError {
             crate::auth::HashError::Busy => Self::Busy,
             crate::auth::HashError::Failed(_) => Self::Internal(err.into()),
         }
+    }
+}
+
+impl ApiError {
+    /// An account rule's refusal, the password being set sent as `password_field`. The
+    /// refusals an operation answers with a status of its own (409, 404, 403, 429) are matched
+    /// by that operation first; reaching here, they stay opaque.
+    pub fn from_account(err: AccountError, password_field: &str) -> Self {
+        let invalid = |field: &str, invalid: crate::domain::Invalid| {
+            Self::Validation(vec![ValidationIssue::new(
+                &["body", field],
+                invalid.message,
+                invalid.kind,
+            )])
+        };
+        match err {
+            AccountError::InvalidUsername(err) | AccountError::UnparsableUsername(_, err) => {
+                invalid("username", err)
+            }
+            AccountError::InvalidEmail(err) => invalid("email", err),
+            AccountError::InvalidFullName(err) => invalid("full_name", err),
+            AccountError::WeakPassword(err) => invalid(password_field, err),
+            AccountError::EmptyPassword => {
+                Self::Validation(vec![ValidationIssue::missing(&["body", password_field])])
+            }
+            AccountError::IncorrectPassword => Self::IncorrectPassword,
+            AccountError::Throttled { retry_after } => Self::Throttled { retry_after },
+            AccountError::TooManySignups { retry_after } => Self::TooManyRequests { retry_after },
+            AccountError::Store(err) => err.into(),
+            AccountError::Hash(err) => err.into(),
+            other @ (AccountError::SignupDisabled
+            | AccountError::UsernameTaken(_)
+            | AccountError::NoSuchUser(_)
+            | AccountError::NotFound
+            | AccountError::LastAdmin) => Self::Internal(other.into()),
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(err: AccountError) -> Self {
+        Self::from_account(err, "password")
     }
 }

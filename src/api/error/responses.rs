@@ -15,7 +15,8 @@ fn body(detail: &str) -> Json<ErrorBody> {
 /// The errors of an operation that needs a bearer token.
 #[derive(Debug, ApiResponse)]
 pub enum ProtectedError {
-    /// The token's user is disabled: `Inactive user`.
+    /// `Inactive user`: the token's user is disabled. Or `Incorrect password`: the password
+    /// confirming a change to your account is wrong (counted as a failed login).
     #[oai(status = 400)]
     InactiveUser(Json<ErrorBody>),
     /// `Not authenticated` (no Bearer credentials), `Could not validate credentials` (a bad,
@@ -68,6 +69,7 @@ impl From<ApiError> for ProtectedError {
                 format!("Bearer scope=\"{needed}\""),
             ),
             ApiError::InactiveUser => Self::InactiveUser(body("Inactive user")),
+            ApiError::IncorrectPassword => Self::InactiveUser(body("Incorrect password")),
             ApiError::Validation(issues) => Self::Invalid(Json(ErrorBody {
                 detail: ErrorDetail::Issues(ValidationIssue::bounded(issues)),
             })),
@@ -205,6 +207,7 @@ impl From<ApiError> for TokenError {
             | ApiError::InvalidToken
             | ApiError::InsufficientScope { .. }
             | ApiError::InactiveUser
+            | ApiError::IncorrectPassword
             | ApiError::InvalidHost
             | ApiError::Internal(_) => Self::Internal(token_body(
                 OAuthErrorCode::ServerError,
@@ -370,5 +373,43 @@ mod tests {
         let (status, _, body) = parts(response).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert_eq!(body, r#"{"detail":"Not enough permissions"}"#);
+    }
+}
+
+/// The errors of an operation that needs no credentials and takes a JSON body.
+#[derive(Debug, ApiResponse)]
+pub enum PublicError {
+    /// `Request body too large`: over the configured limit.
+    #[oai(status = 413)]
+    BodyTooLarge(Json<ErrorBody>),
+    /// The body is malformed or a field is refused (the password policy among them):
+    /// `detail` lists every problem.
+    #[oai(status = 422)]
+    Invalid(Json<ErrorBody>),
+    /// `Internal server error`.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// `Service unavailable` (the database does not answer) or `Service busy, retry later`
+    /// (every password-hashing worker is busy).
+    #[oai(status = 503)]
+    Unavailable(
+        Json<ErrorBody>,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        u32,
+    ),
+}
+
+impl From<ApiError> for PublicError {
+    fn from(err: ApiError) -> Self {
+        match ProtectedError::from(err) {
+            ProtectedError::BodyTooLarge(body) => Self::BodyTooLarge(body),
+            ProtectedError::Invalid(body) => Self::Invalid(body),
+            ProtectedError::Unavailable(body, retry_after) => Self::Unavailable(body, retry_after),
+            // Credentials are not checked here: nothing else can arise.
+            ProtectedError::InactiveUser(_)
+            | ProtectedError::Unauthorized(..)
+            | ProtectedError::Internal(_) => Self::Internal(body("Internal server error")),
+        }
     }
 }

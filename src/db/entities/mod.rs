@@ -2,6 +2,7 @@
 //! API objects are built from domain values.
 
 pub mod item;
+pub mod login_address;
 pub mod login_failure;
 pub mod login_success;
 pub mod refresh_token;
