@@ -328,6 +328,15 @@ pub async fn send(request: RequestBuilder) -> Answer {
     Answer::of(request.send().await.unwrap()).await
 }
 
+/// Sends every request at once (a burst); the answers in the order they came.
+pub async fn send_all(requests: impl IntoIterator<Item = RequestBuilder>) -> Vec<Answer> {
+    let mut burst = tokio::task::JoinSet::new();
+    for request in requests {
+        burst.spawn(send(request));
+    }
+    burst.join_all().await
+}
+
 /// A password grant for `POST /token`, and what a test adds to it.
 #[derive(Debug, Clone)]
 pub struct Login<'a> {
@@ -466,6 +475,129 @@ impl TestApp {
     pub async fn delete_item(&self, token: &str, id: &str) -> Answer {
         let path = format!("/users/me/items/{id}");
         send(self.bearer(Method::DELETE, &path, token)).await
+    }
+
+    /// `POST /users/signup` with `body` as JSON.
+    pub async fn post_signup(&self, body: Value) -> Answer {
+        send(self.request(Method::POST, "/users/signup").json(&body)).await
+    }
+
+    /// `POST /users/signup` with `body` as JSON, sent by `client`.
+    pub async fn post_signup_with(&self, client: &reqwest::Client, body: Value) -> Answer {
+        send(client.post(self.url("/users/signup")).json(&body)).await
+    }
+
+    /// `PATCH /users/me` with `body` as JSON.
+    pub async fn patch_me(&self, token: &str, body: Value) -> Answer {
+        send(self.bearer(Method::PATCH, "/users/me", token).json(&body)).await
+    }
+
+    /// `POST /users/me/password` with `current` and `new`.
+    pub async fn post_password(&self, token: &str, current: &str, new: &str) -> Answer {
+        let body = json!({ "current_password": current, "new_password": new });
+        send(
+            self.bearer(Method::POST, "/users/me/password", token)
+                .json(&body),
+        )
+        .await
+    }
+
+    /// `DELETE /users/me` confirmed by `password`.
+    pub async fn delete_me(&self, token: &str, password: &str) -> Answer {
+        let body = json!({ "password": password });
+        send(self.bearer(Method::DELETE, "/users/me", token).json(&body)).await
+    }
+
+    /// `GET /admin/users` with the query `query` (e.g. `?q=jo&limit=2`, or "").
+    pub async fn get_admin_users(&self, token: &str, query: &str) -> Answer {
+        send(self.bearer(Method::GET, &format!("/admin/users{query}"), token)).await
+    }
+
+    /// `POST /admin/users` with `body` as JSON.
+    pub async fn post_admin_user(&self, token: &str, body: Value) -> Answer {
+        send(self.bearer(Method::POST, "/admin/users", token).json(&body)).await
+    }
+
+    /// `GET /admin/users/{id}`.
+    pub async fn get_admin_user(&self, token: &str, id: &str) -> Answer {
+        let path = format!("/admin/users/{id}");
+        send(self.bearer(Method::GET, &path, token)).await
+    }
+
+    /// `PATCH /admin/users/{id}` with `body` as JSON.
+    pub async fn patch_admin_user(&self, token: &str, id: &str, body: Value) -> Answer {
+        let path = format!("/admin/users/{id}");
+        send(self.bearer(Method::PATCH, &path, token).json(&body)).await
+    }
+
+    /// `PUT /admin/users/{id}/password` setting `password`.
+    pub async fn put_admin_password(&self, token: &str, id: &str, password: &str) -> Answer {
+        let path = format!("/admin/users/{id}/password");
+        let body = json!({ "password": password });
+        send(self.bearer(Method::PUT, &path, token).json(&body)).await
+    }
+
+    /// `DELETE /admin/users/{id}`.
+    pub async fn delete_admin_user(&self, token: &str, id: &str) -> Answer {
+        let path = format!("/admin/users/{id}");
+        send(self.bearer(Method::DELETE, &path, token)).await
+    }
+
+    /// `GET /admin/users/{id}/sessions`.
+    pub async fn get_admin_sessions(&self, token: &str, id: &str) -> Answer {
+        let path = format!("/admin/users/{id}/sessions");
+        send(self.bearer(Method::GET, &path, token)).await
+    }
+
+    /// `DELETE /admin/users/{id}/sessions`.
+    pub async fn delete_admin_sessions(&self, token: &str, id: &str) -> Answer {
+        let path = format!("/admin/users/{id}/sessions");
+        send(self.bearer(Method::DELETE, &path, token)).await
+    }
+
+    /// `DELETE /admin/users/{id}/throttle`.
+    pub async fn delete_admin_throttle(&self, token: &str, id: &str) -> Answer {
+        let path = format!("/admin/users/{id}/throttle");
+        send(self.bearer(Method::DELETE, &path, token)).await
+    }
+}
+
+/// A client whose connections come from `local` (a loopback address such as 127.0.0.2).
+pub fn client_from(local: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(local.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
+/// The admin of [`TestApp::with_admin`].
+pub const ADMIN: &str = "root";
+/// A password the policy accepts, for accounts created over the API.
+pub const STRONG_PASSWORD: &str = "Vx7#qL2!kT9@";
+/// Another one.
+pub const OTHER_STRONG_PASSWORD: &str = "t0Rq!vZ8#mWp";
+
+impl TestApp {
+    /// A server with an admin, `root` (holding `me items admin`), logged in with every scope:
+    /// the server and the admin's access token.
+    pub async fn with_admin() -> (Self, String) {
+        Self::with_admin_configured(|_| {}).await
+    }
+
+    /// The same, with settings a test changes.
+    pub async fn with_admin_configured(configure: impl FnOnce(&mut Settings)) -> (Self, String) {
+        let app = spawn_app_configured(configure).await;
+        app.create_user_holding(ADMIN, STRONG_PASSWORD, "me items admin")
+            .await;
+        let token = app.admin_token().await;
+        (app, token)
+    }
+
+    /// A new access token of the admin `root`, with every scope.
+    pub async fn admin_token(&self) -> String {
+        self.login_with(Login::new(ADMIN, STRONG_PASSWORD).scope("me items admin"))
+            .await
+            .access_token
     }
 }
 

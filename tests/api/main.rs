@@ -1,6 +1,7 @@
 //! Black-box API tests: each test starts the real server on port 0 with a fresh database
 //! (SQLite, or PostgreSQL when `TEST_DATABASE_URL` is set) and talks HTTP to it.
 
+mod accounts;
 mod bounds;
 mod browsers;
 #[path = "../common/mod.rs"]

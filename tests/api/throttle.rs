@@ -239,14 +239,6 @@ fn the_document_declares_the_429_and_503_of_the_token_endpoint() {
 
 const TOO_MANY_REQUESTS: &str = "Too many requests, retry later";
 
-/// A client whose connections come from `local` (a loopback address such as 127.0.0.2).
-fn client_from(local: &str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .local_address(local.parse::<std::net::IpAddr>().unwrap())
-        .build()
-        .unwrap()
-}
-
 /// `johndoe`'s right password, as a request of its own (for bursts of them).
 fn right_password(app: &TestApp) -> reqwest::RequestBuilder {
     app.request(Method::POST, "/token")
