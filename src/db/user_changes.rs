@@ -121,7 +121,7 @@ impl Store {
         }
         if let Some(UserCursor(last)) = after {
             query = query.filter(Expr::cust_with_values(
-                format!("{name} > ?"),
+                format!("{name} > $1"),
                 [last.clone()],
             ));
         }

@@ -574,8 +574,6 @@ pub fn client_from(local: &str) -> reqwest::Client {
 pub const ADMIN: &str = "root";
 /// A password the policy accepts, for accounts created over the API.
 pub const STRONG_PASSWORD: &str = "Vx7#qL2!kT9@";
-/// Another one.
-pub const OTHER_STRONG_PASSWORD: &str = "t0Rq!vZ8#mWp";
 
 impl TestApp {
     /// A server with an admin, `root` (holding `me items admin`), logged in with every scope:

@@ -2,6 +2,7 @@
 //! (SQLite, or PostgreSQL when `TEST_DATABASE_URL` is set) and talks HTTP to it.
 
 mod accounts;
+mod admin;
 mod bounds;
 mod browsers;
 #[path = "../common/mod.rs"]
