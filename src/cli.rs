@@ -4,20 +4,20 @@
 use std::{io::Read as _, net::SocketAddr, process::ExitCode};
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Parser, Subcommand};
 use secrecy::SecretString;
 
 use crate::{
     accounts::{
-        self, Accounts, CreateUser, DEMO_USERS, PasswordCheck, seed_demo_users,
-        sessions::end_all_sessions,
+        self, AccountChanges, AccountError, Accounts, CreateUser, DEMO_USERS, PasswordCheck,
+        ProfileChanges, seed_demo_users, sessions::end_all_sessions,
     },
     auth::{
         LoginThrottle, PasswordHasher,
         keys::{self, KeyAlgorithm, KeyStatus},
     },
     config::ConfigArgs,
-    db::{self, Store},
+    db::{self, Store, User},
     domain::{Scope, ScopeSet},
     startup::Application,
 };
@@ -85,6 +85,46 @@ enum UsersCommand {
         #[arg(long)]
         allow_weak_password: bool,
     },
+    /// Set a user's password, read from standard input, and end every session of theirs: their
+    /// access and refresh tokens are refused from the next request on.
+    SetPassword {
+        /// The user's name, in any case.
+        username: String,
+        /// Read the password from standard input (required: passwords never go on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Skip the password policy (length, common and guessable passwords), for demo and
+        /// test accounts only.
+        #[arg(long)]
+        allow_weak_password: bool,
+    },
+    /// Change a user's e-mail address, full name or scopes; what is not given stays as it is.
+    #[command(group(
+        ArgGroup::new("changes")
+            .args(["email", "full_name", "scopes"])
+            .required(true)
+            .multiple(true)
+    ))]
+    Update {
+        /// The user's name, in any case.
+        username: String,
+        /// The new e-mail address; an empty string (`--email ""`) clears it.
+        #[arg(long)]
+        email: Option<String>,
+        /// The new full name; an empty string (`--full-name ""`) clears it.
+        #[arg(long)]
+        full_name: Option<String>,
+        /// The new comma-separated scopes (`me`, `items`, `admin`), replacing the current ones.
+        /// Taking `admin` from the last active admin is refused.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Option<Vec<String>>,
+    },
+    /// Clear every failed-login count and block of a user's account, from every address: the
+    /// user can log in at once.
+    Unlock {
+        /// The user's name, in any case.
+        username: String,
+    },
     /// Disable a user: their tokens stop working at their next request.
     Disable { username: String },
     /// Enable a disabled user. Their sessions resume: end them first with `users logout` if the
@@ -95,7 +135,7 @@ enum UsersCommand {
     Logout { username: String },
     /// Delete a user and their items.
     Delete { username: String },
-    /// List users.
+    /// List users, with their last login (`never` before the first).
     List,
 }
 
@@ -240,18 +280,12 @@ async fn users(config: &ConfigArgs, command: UsersCommand) -> anyhow::Result<()>
             password_stdin: _,
             allow_weak_password,
         } => {
-            let mut scopes = ScopeSet::parse(&scopes.join(" ")).map_err(|unknown| {
-                anyhow::anyhow!("unknown scope {unknown:?} (known: me, items, admin)")
-            })?;
+            let mut scopes = parse_scopes(&scopes)?;
             if admin {
                 scopes = scopes.iter().chain([Scope::Admin]).collect();
             }
-            let password = read_password()?;
-            let check = if allow_weak_password {
-                PasswordCheck::Skip
-            } else {
-                PasswordCheck::Policy
-            };
+            let password = read_password("create")?;
+            let check = password_check(allow_weak_password);
             let user = account_rules(config, store.clone())
                 .await?
                 .create(
@@ -265,8 +299,58 @@ async fn users(config: &ConfigArgs, command: UsersCommand) -> anyhow::Result<()>
                     },
                     check,
                 )
-                .await?;
+                .await
+                .map_err(with_policy_hint)?;
             println!("created user {} ({})", user.username, user.id);
+        }
+        UsersCommand::SetPassword {
+            username,
+            password_stdin: _,
+            allow_weak_password,
+        } => {
+            let user = accounts::find_user(&store, &username).await?;
+            let password = read_password("set-password")?;
+            let ended = account_rules(config, store.clone())
+                .await?
+                .reset_password(user.id, password, password_check(allow_weak_password))
+                .await
+                .map_err(with_policy_hint)?;
+            println!(
+                "password set for user {}; ended {ended} session(s)",
+                user.username
+            );
+        }
+        UsersCommand::Update {
+            username,
+            email,
+            full_name,
+            scopes,
+        } => {
+            let scopes = scopes.as_deref().map(parse_scopes).transpose()?;
+            let user = accounts::find_user(&store, &username).await?;
+            // An empty value clears the member.
+            let cleared = |value: String| (!value.is_empty()).then_some(value);
+            let changes = AccountChanges {
+                profile: ProfileChanges {
+                    email: email.map(cleared),
+                    full_name: full_name.map(cleared),
+                },
+                disabled: None,
+                scopes,
+            };
+            let user = account_rules(config, store.clone())
+                .await?
+                .update(user.id, changes)
+                .await?;
+            println!("updated user {}", describe(&user));
+        }
+        UsersCommand::Unlock { username } => {
+            let user = accounts::find_user(&store, &username).await?;
+            account_rules(config, store.clone())
+                .await?
+                .unlock_user(&user)
+                .await?;
+            println!("unlocked user {}", user.username);
         }
         UsersCommand::Disable { username } => {
             accounts::set_disabled(&store, &username, true).await?;
@@ -285,17 +369,20 @@ async fn users(config: &ConfigArgs, command: UsersCommand) -> anyhow::Result<()>
             println!("deleted user {username}");
         }
         UsersCommand::List => {
+            // The e-mail address, of any length, comes last.
             println!(
-                "{:<36}  {:<24}  {:<8}  {:<16}  email",
-                "id", "username", "status", "scopes"
+                "{:<36}  {:<24}  {:<8}  {:<16}  {:<20}  email",
+                "id", "username", "status", "scopes", "last login"
             );
             for user in accounts::list_users(&store).await? {
                 println!(
-                    "{:<36}  {:<24}  {:<8}  {:<16}  {}",
+                    "{:<36}  {:<24}  {:<8}  {:<16}  {:<20}  {}",
                     user.id,
                     user.username,
-                    if user.disabled { "disabled" } else { "active" },
+                    status(&user),
                     user.scopes.to_string(),
+                    user.last_login_at
+                        .map_or_else(|| "never".to_owned(), timestamp),
                     user.email.as_deref().unwrap_or("-"),
                 );
             }
@@ -361,8 +448,51 @@ fn timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
     at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
+fn status(user: &User) -> &'static str {
+    if user.disabled { "disabled" } else { "active" }
+}
+
+/// A user in one line, as `users update` prints it.
+fn describe(user: &User) -> String {
+    format!(
+        "{} ({}): email {}, full name {}, scopes \"{}\", {}",
+        user.username,
+        user.id,
+        user.email.as_deref().unwrap_or("-"),
+        user.full_name
+            .as_deref()
+            .map_or_else(|| "-".to_owned(), |name| format!("{name:?}")),
+        user.scopes,
+        status(user),
+    )
+}
+
+/// `--scopes`, comma-separated as given.
+fn parse_scopes(scopes: &[String]) -> anyhow::Result<ScopeSet> {
+    ScopeSet::parse(&scopes.join(" "))
+        .map_err(|unknown| anyhow::anyhow!("unknown scope {unknown:?} (known: me, items, admin)"))
+}
+
+fn password_check(allow_weak_password: bool) -> PasswordCheck {
+    if allow_weak_password {
+        PasswordCheck::Skip
+    } else {
+        PasswordCheck::Policy
+    }
+}
+
+/// A policy refusal says how an operator skips it; other errors are left as they are.
+fn with_policy_hint(err: AccountError) -> anyhow::Error {
+    match err {
+        AccountError::WeakPassword(_) => anyhow::anyhow!(
+            "{err} (for a demo or test account only, pass --allow-weak-password to skip the policy)"
+        ),
+        other => other.into(),
+    }
+}
+
 /// The password from standard input: everything up to the first line break.
-fn read_password() -> anyhow::Result<SecretString> {
+fn read_password(command: &str) -> anyhow::Result<SecretString> {
     let mut input = String::new();
     std::io::stdin()
         .read_to_string(&mut input)
@@ -370,7 +500,7 @@ fn read_password() -> anyhow::Result<SecretString> {
     let password = input.lines().next().unwrap_or("").to_owned();
     if password.is_empty() {
         anyhow::bail!(
-            "no password on standard input (pipe it in, e.g. `printf '%s' \"$PASSWORD\" | portcullis users create …`)"
+            "no password on standard input (pipe it in, e.g. `printf '%s' \"$PASSWORD\" | portcullis users {command} …`)"
         );
     }
     Ok(SecretString::from(password))

@@ -805,3 +805,481 @@ fn serve_creates_its_data_directory_database_and_secret_for_its_user_only() {
     }
     drop(server);
 }
+
+/// Logs `username` in with `password`; the status, and the access and refresh tokens on success.
+async fn login(
+    client: &reqwest::Client,
+    base: &str,
+    username: &str,
+    password: &str,
+) -> (u16, Option<(String, String)>) {
+    let response = client
+        .post(format!("{base}/token"))
+        .form(&[("username", username), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    if status != 200 {
+        return (status, None);
+    }
+    let body: serde_json::Value = response.json().await.unwrap();
+    let tokens = (
+        body["access_token"].as_str().unwrap().to_owned(),
+        body["refresh_token"].as_str().unwrap().to_owned(),
+    );
+    (status, Some(tokens))
+}
+
+/// `GET /users/me` with `token`: the status and the body.
+async fn me(client: &reqwest::Client, base: &str, token: &str) -> (u16, serde_json::Value) {
+    let response = client
+        .get(format!("{base}/users/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+/// The id printed by `users create` (`created user <name> (<id>)`).
+fn created_id(output: &Output) -> String {
+    assert!(output.status.success(), "{}", stderr(output));
+    let text = stdout(output);
+    text.trim_end()
+        .rsplit_once(" (")
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("unexpected output {text:?}"))
+        .to_owned()
+}
+
+const POLICY_HINT: &str =
+    "(for a demo or test account only, pass --allow-weak-password to skip the policy)";
+
+#[test]
+fn users_set_password_applies_the_policy_unless_allowed_and_ends_every_session() {
+    let ws = Workspace::new();
+    let mut command = ws.command();
+    command.args(["serve", "--demo", "--bind", "127.0.0.1:0"]);
+    let server = ServerProcess::start(command);
+    let base = server.base_url.clone();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = reqwest::Client::new();
+    let sessions = runtime.block_on(async {
+        let first = demo_login(&client, &base).await;
+        let second = demo_login(&client, &base).await;
+        [first, second]
+    });
+
+    // The policy refuses, says how to skip it, and changes nothing.
+    let short = ws.run_with_stdin(
+        &["users", "set-password", "johndoe", "--password-stdin"],
+        "short\n",
+    );
+    assert_eq!(short.status.code(), Some(1));
+    assert_eq!(
+        stderr(&short),
+        format!(
+            "error: password refused: Password should have at least 8 characters {POLICY_HINT}\n"
+        )
+    );
+    assert_eq!(stdout(&short), "");
+    let common = ws.run_with_stdin(
+        &["users", "set-password", "johndoe", "--password-stdin"],
+        "password",
+    );
+    assert_eq!(common.status.code(), Some(1));
+    let message = stderr(&common);
+    assert!(
+        message.starts_with("error: password refused: Password is too easy to guess: ")
+            && message.ends_with(&format!(" {POLICY_HINT}\n"))
+            && message.lines().count() == 1,
+        "{message}"
+    );
+    runtime.block_on(async {
+        for (access, _) in &sessions {
+            assert_eq!(me(&client, &base, access).await.0, 200);
+        }
+    });
+
+    // Skipping the policy: set, and every session ends.
+    let weak = ws.run_with_stdin(
+        &[
+            "users",
+            "set-password",
+            "JohnDoe",
+            "--password-stdin",
+            "--allow-weak-password",
+        ],
+        "tiny\n",
+    );
+    assert!(weak.status.success(), "{}", stderr(&weak));
+    assert_eq!(
+        stdout(&weak),
+        "password set for user johndoe; ended 2 session(s)\n"
+    );
+    let after = runtime.block_on(async {
+        for (access, refresh) in &sessions {
+            let (status, body) = me(&client, &base, access).await;
+            assert_eq!(status, 401);
+            assert_eq!(
+                body,
+                serde_json::json!({"detail": "Could not validate credentials"})
+            );
+            assert_eq!(status_of_refresh(&client, &base, refresh).await, 400);
+        }
+        assert_eq!(login(&client, &base, "johndoe", "secret").await.0, 401);
+        let (status, tokens) = login(&client, &base, "johndoe", "tiny").await;
+        assert_eq!(status, 200);
+        tokens.unwrap()
+    });
+
+    // A password the policy accepts needs no flag; the new session ends too.
+    let strong = ws.run_with_stdin(
+        &["users", "set-password", "johndoe", "--password-stdin"],
+        "Vx7#qL2!",
+    );
+    assert!(strong.status.success(), "{}", stderr(&strong));
+    assert_eq!(
+        stdout(&strong),
+        "password set for user johndoe; ended 1 session(s)\n"
+    );
+    runtime.block_on(async {
+        assert_eq!(me(&client, &base, &after.0).await.0, 401);
+        assert_eq!(login(&client, &base, "johndoe", "tiny").await.0, 401);
+        assert_eq!(login(&client, &base, "johndoe", "Vx7#qL2!").await.0, 200);
+    });
+    assert!(server.terminate());
+}
+
+#[test]
+fn users_set_password_reads_the_password_from_standard_input_only() {
+    let ws = Workspace::new();
+    let created = ws.run_with_stdin(
+        &[
+            "users",
+            "create",
+            "johndoe",
+            "--password-stdin",
+            "--allow-weak-password",
+        ],
+        "secret",
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+    let missing = ws.run(&["users", "set-password", "johndoe"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        stderr(&missing).contains("--password-stdin"),
+        "{}",
+        stderr(&missing)
+    );
+    let on_the_line = ws.run(&["users", "set-password", "johndoe", "hunter2"]);
+    assert_eq!(on_the_line.status.code(), Some(2));
+    let empty = ws.run_with_stdin(
+        &["users", "set-password", "johndoe", "--password-stdin"],
+        "",
+    );
+    assert_eq!(empty.status.code(), Some(1));
+    assert_eq!(
+        stderr(&empty),
+        "error: no password on standard input (pipe it in, e.g. `printf '%s' \"$PASSWORD\" | \
+         portcullis users set-password …`)\n"
+    );
+}
+
+#[test]
+fn users_update_changes_and_clears_each_field() {
+    let ws = Workspace::new();
+    let id = created_id(&ws.run_with_stdin(
+        &[
+            "users",
+            "create",
+            "JaneRoe",
+            "--email",
+            "jane@example.com",
+            "--full-name",
+            "Jane Roe",
+            "--password-stdin",
+        ],
+        "correct horse",
+    ));
+    let update = |args: &[&str]| {
+        let output = ws.run(&[&["users", "update", "janeroe"][..], args].concat());
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        stdout(&output)
+    };
+    assert_eq!(
+        update(&["--email", "jane.roe@example.org"]),
+        format!(
+            "updated user JaneRoe ({id}): email jane.roe@example.org, full name \"Jane Roe\", \
+             scopes \"me items\", active\n"
+        )
+    );
+    assert_eq!(
+        update(&["--full-name", "Jane Q. Roe"]),
+        format!(
+            "updated user JaneRoe ({id}): email jane.roe@example.org, full name \"Jane Q. Roe\", \
+             scopes \"me items\", active\n"
+        )
+    );
+    assert_eq!(
+        update(&["--scopes", "items"]),
+        format!(
+            "updated user JaneRoe ({id}): email jane.roe@example.org, full name \"Jane Q. Roe\", \
+             scopes \"items\", active\n"
+        )
+    );
+    assert_eq!(
+        update(&["--email", ""]),
+        format!(
+            "updated user JaneRoe ({id}): email -, full name \"Jane Q. Roe\", scopes \
+             \"items\", active\n"
+        )
+    );
+    // Several at once; what is not given stays.
+    assert_eq!(
+        update(&[
+            "--full-name",
+            "",
+            "--scopes",
+            "me,items,admin",
+            "--email",
+            "j@example.com"
+        ]),
+        format!(
+            "updated user JaneRoe ({id}): email j@example.com, full name -, scopes \
+             \"me items admin\", active\n"
+        )
+    );
+    let listed = stdout(&ws.run(&["users", "list"]));
+    let line = listed.lines().find(|l| l.contains("JaneRoe")).unwrap();
+    assert!(
+        line.contains("j@example.com") && line.contains(" me items admin "),
+        "{line}"
+    );
+}
+
+#[test]
+fn users_update_refuses_unknown_scopes_users_invalid_values_and_no_change() {
+    let ws = Workspace::new();
+    let created = ws.run_with_stdin(
+        &[
+            "users",
+            "create",
+            "johndoe",
+            "--email",
+            "john@example.com",
+            "--password-stdin",
+            "--allow-weak-password",
+        ],
+        "secret",
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+    let refused = |args: &[&str], code: i32| {
+        let output = ws.run(&[&["users", "update"][..], args].concat());
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert_eq!(stdout(&output), "", "{args:?}");
+        stderr(&output)
+    };
+    assert_eq!(
+        refused(&["johndoe", "--scopes", "me,root"], 1),
+        "error: unknown scope \"root\" (known: me, items, admin)\n"
+    );
+    assert_eq!(
+        refused(&["nobody", "--email", "n@example.com"], 1),
+        "error: no user named \"nobody\"\n"
+    );
+    assert!(
+        refused(&["johndoe", "--email", "not-an-address"], 1)
+            .starts_with("error: invalid e-mail address: ")
+    );
+    let nothing = refused(&["johndoe"], 2);
+    assert!(
+        nothing.starts_with("error: the following required arguments were not provided:")
+            && nothing.contains("--email <EMAIL>|--full-name <FULL_NAME>|--scopes <SCOPES>"),
+        "{nothing}"
+    );
+    // Nothing changed.
+    let listed = stdout(&ws.run(&["users", "list"]));
+    let line = listed.lines().find(|l| l.contains("johndoe")).unwrap();
+    assert!(
+        line.contains("me items") && line.ends_with("john@example.com"),
+        "{line}"
+    );
+}
+
+#[test]
+fn users_update_never_takes_admin_from_the_last_active_admin() {
+    let ws = Workspace::new();
+    let created = ws.run_with_stdin(
+        &[
+            "users",
+            "create",
+            "root",
+            "--admin",
+            "--password-stdin",
+            "--allow-weak-password",
+        ],
+        "secret",
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+    let last = ws.run(&["users", "update", "root", "--scopes", "me,items"]);
+    assert_eq!(last.status.code(), Some(1));
+    assert_eq!(
+        stderr(&last),
+        "error: cannot remove the last admin (enable or create another admin first)\n"
+    );
+    let listed = stdout(&ws.run(&["users", "list"]));
+    assert!(listed.contains("me items admin"), "{listed}");
+
+    let other = ws.run_with_stdin(
+        &[
+            "users",
+            "create",
+            "second",
+            "--admin",
+            "--password-stdin",
+            "--allow-weak-password",
+        ],
+        "secret",
+    );
+    assert!(other.status.success(), "{}", stderr(&other));
+    let now = ws.run(&["users", "update", "root", "--scopes", "me,items"]);
+    assert!(now.status.success(), "{}", stderr(&now));
+    assert!(
+        stdout(&now).contains("scopes \"me items\""),
+        "{}",
+        stdout(&now)
+    );
+}
+
+#[test]
+fn users_unlock_lets_a_blocked_account_log_in_at_once() {
+    let ws = Workspace::new();
+    let mut command = ws.command();
+    // Blocks long enough that only the unlock can end them, however slow the machine.
+    command
+        .args(["serve", "--demo", "--bind", "127.0.0.1:0"])
+        .env("PORTCULLIS_LOGIN_THROTTLE", "true")
+        .env("PORTCULLIS_LOGIN_MAX_FAILURES", "5")
+        .env("PORTCULLIS_LOGIN_BLOCK_SECONDS", "600")
+        .env("PORTCULLIS_LOGIN_MAX_BLOCK_SECONDS", "900");
+    let server = ServerProcess::start(command);
+    let base = server.base_url.clone();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = reqwest::Client::new();
+    runtime.block_on(async {
+        let mut statuses = Vec::new();
+        for _ in 0..5 {
+            statuses.push(login(&client, &base, "johndoe", "wrong").await.0);
+        }
+        assert_eq!(statuses, [401; 5]);
+        // Blocked now, even with the right password.
+        assert_eq!(login(&client, &base, "johndoe", "wrong").await.0, 429);
+        assert_eq!(login(&client, &base, "johndoe", "secret").await.0, 429);
+    });
+
+    let output = ws.run(&["users", "unlock", "JOHNDOE"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "unlocked user johndoe\n");
+    runtime.block_on(async {
+        assert_eq!(login(&client, &base, "johndoe", "secret").await.0, 200);
+    });
+    // Nothing to clear is no error.
+    let again = ws.run(&["users", "unlock", "johndoe"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(stdout(&again), "unlocked user johndoe\n");
+    assert!(server.terminate());
+}
+
+#[test]
+fn the_new_user_commands_report_unknown_users_by_name() {
+    let ws = Workspace::new();
+    for args in [
+        &["users", "unlock", "nobody"][..],
+        &["users", "update", "nobody", "--full-name", "No One"],
+        &["users", "set-password", "nobody", "--password-stdin"],
+    ] {
+        let output = ws.run_with_stdin(args, "Vx7#qL2!");
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert_eq!(
+            stderr(&output),
+            "error: no user named \"nobody\"\n",
+            "{args:?}"
+        );
+        assert_eq!(stdout(&output), "", "{args:?}");
+    }
+}
+
+/// The `last login` column of `users list` for `username`.
+fn listed_last_login(ws: &Workspace, username: &str) -> String {
+    let output = ws.run(&["users", "list"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let columns: Vec<&str> = header.split("  ").filter(|c| !c.is_empty()).collect();
+    assert_eq!(
+        columns.iter().map(|c| c.trim()).collect::<Vec<_>>(),
+        ["id", "username", "status", "scopes", "last login", "email"]
+    );
+    let start = header.find("last login").unwrap();
+    let end = header.find("email").unwrap();
+    let line = lines
+        .find(|line| line.split_whitespace().nth(1) == Some(username))
+        .unwrap_or_else(|| panic!("{username} is not listed: {text}"));
+    line[start..end].trim().to_owned()
+}
+
+#[test]
+fn users_list_shows_the_last_login() {
+    let ws = Workspace::new();
+    let mut command = ws.command();
+    command.args(["serve", "--demo", "--bind", "127.0.0.1:0"]);
+    let server = ServerProcess::start(command);
+    let base = server.base_url.clone();
+    assert_eq!(listed_last_login(&ws, "johndoe"), "never");
+    assert_eq!(listed_last_login(&ws, "admin"), "never");
+
+    let before = chrono::Utc::now();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(demo_login(&reqwest::Client::new(), &base));
+    let after = chrono::Utc::now();
+
+    let shown = listed_last_login(&ws, "johndoe");
+    assert!(
+        shown.len() == 20 && shown.ends_with('Z') && shown.contains('T'),
+        "{shown}"
+    );
+    let at = chrono::DateTime::parse_from_rfc3339(&shown)
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    // Shown to the second.
+    assert!(
+        at >= before - chrono::TimeDelta::seconds(1) && at <= after,
+        "{at} not within {before}..{after}"
+    );
+    assert_eq!(listed_last_login(&ws, "admin"), "never");
+    assert!(server.terminate());
+}
+
+#[test]
+fn users_create_says_how_to_skip_the_password_policy() {
+    let ws = Workspace::new();
+    let output = ws.run_with_stdin(
+        &["users", "create", "johndoe", "--password-stdin"],
+        "johndoe123",
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output),
+        format!("error: password refused: Password must not contain the username {POLICY_HINT}\n")
+    );
+    assert!(!stdout(&ws.run(&["users", "list"])).contains("johndoe"));
+}
