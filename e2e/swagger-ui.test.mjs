@@ -21,6 +21,7 @@ const TEST_TIMEOUT_MS = 120_000;
 const USERS_ME = '#operations-Users-read_current_user';
 const LIST_ITEMS = '#operations-Items-list_items';
 const LIST_SESSIONS = '#operations-Sessions-list_sessions';
+const LIST_USERS = '#operations-Admin-list_users';
 /** The token-lifecycle operations, each shown as a block of its tag. */
 const LIFECYCLE_OPERATIONS = [
   '#operations-Auth-revoke_token',
@@ -230,5 +231,28 @@ test('the session operations are shown, and Try it out GET /users/me/sessions ma
   assert.equal(call.status, '200', `live response: ${call.status} ${call.body}`);
   assert.match(call.body, /"current": true/);
   assert.doesNotMatch(call.body, /refresh_token|access_token|hash/i);
+  page.passed();
+});
+
+test('`admin` ticked: log in as admin, Try it out GET /admin/users shows 200 and the demo users', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+  const page = await openDocs(t);
+  const login = await logIn(page, { username: 'admin', password: 'secret3', scopes: ['me', 'items', 'admin'] });
+  const sent = formOf(login.request);
+  assert.equal(sent.get('username'), 'admin');
+  assert.deepEqual((sent.get('scope') || '').split(' ').sort(), ['admin', 'items', 'me']);
+  const token = await login.response.json();
+  assert.deepEqual(token.scope.split(' ').sort(), ['admin', 'items', 'me'], 'admin granted when asked for by name');
+
+  const call = await tryItOut(page, LIST_USERS, '/admin/users');
+  assert.equal(call.request.headers()['authorization'], `Bearer ${token.access_token}`);
+  assert.equal(call.status, '200', `live response: ${call.status} ${call.body}`);
+  for (const username of ['admin', 'alice', 'johndoe']) {
+    assert.match(call.body, new RegExp(`"username": "${username}"`), `${username} listed`);
+  }
+  assert.match(call.body, /"next_cursor": null/);
+  assert.doesNotMatch(call.body, /argon2|password/i);
+
+  await call.block.scrollIntoViewIfNeeded();
+  await page.screenshot({ path: join(ARTIFACTS, 'admin-users-200.png') });
   page.passed();
 });

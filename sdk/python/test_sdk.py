@@ -6,6 +6,7 @@ PORTCULLIS_URL to a running `portcullis serve --demo`.
 
 import json
 import os
+import secrets
 import sys
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -14,13 +15,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent / "generated"))
 
 from portcullis_client import AuthenticatedClient, Client  # noqa: E402
+from portcullis_client.api.admin import list_users  # noqa: E402
 from portcullis_client.api.auth import login_for_access_token, revoke_token  # noqa: E402
 from portcullis_client.api.discovery import authorization_server_metadata, jwks  # noqa: E402
 from portcullis_client.api.items import create_item, list_items  # noqa: E402
 from portcullis_client.api.sessions import end_session, list_sessions, logout  # noqa: E402
-from portcullis_client.api.users import read_current_user  # noqa: E402
+from portcullis_client.api.users import change_password, read_current_user, sign_up  # noqa: E402
 from portcullis_client.models import (  # noqa: E402
     AccessToken,
+    AdminUser,
     AuthorizationServerMetadata,
     Error,
     Item,
@@ -29,22 +32,26 @@ from portcullis_client.models import (  # noqa: E402
     LogoutResult,
     LogoutScope,
     OAuthErrorCode,
+    PasswordChange,
     RevocationRequest,
     Scope,
     Session,
+    SignupRequest,
     TokenErrorBody,
     TokenRequest,
     User,
+    UserList,
 )
 
 BASE_URL = os.environ["PORTCULLIS_URL"]
 
 
-def log_in(username: str, password: str):
+def log_in(username: str, password: str, scope: str | None = None):
+    body = TokenRequest(username=username, password=password)
+    if scope is not None:
+        body.scope = scope
     with Client(base_url=BASE_URL, raise_on_unexpected_status=True) as client:
-        return login_for_access_token.sync_detailed(
-            client=client, body=TokenRequest(username=username, password=password)
-        )
+        return login_for_access_token.sync_detailed(client=client, body=body)
 
 
 def refresh(refresh_token: str):
@@ -249,3 +256,80 @@ def test_discovery():
     assert metadata.jwks_uri == f"{BASE_URL}/.well-known/jwks.json"
     assert metadata.response_types_supported == []
     assert set(metadata.scopes_supported) == {"me", "items", "admin"}
+
+
+def test_signup_password_change_and_admin_listing():
+    # Sign up a new user (no token: log in next).
+    username = f"py-{secrets.token_hex(6)}"
+    password = "Vx7#qL2!kT9@"
+    with Client(base_url=BASE_URL, raise_on_unexpected_status=True) as anonymous:
+        created = sign_up.sync_detailed(
+            client=anonymous,
+            body=SignupRequest(username=username, password=password, full_name="Python SDK"),
+        )
+    assert created.status_code == HTTPStatus.CREATED, created.content
+    user = created.parsed
+    assert isinstance(user, User), user
+    assert user.username == username
+    assert user.full_name == "Python SDK"
+    assert user.email is None
+    assert user.disabled is False
+    assert set(user.scopes) == {Scope.ME, Scope.ITEMS}
+
+    # Log in as them, twice: two sessions.
+    mine = bearer(checked_token(log_in(username, password)))
+    other = bearer(checked_token(log_in(username, password)))
+    me = read_current_user.sync(client=other)
+    assert isinstance(me, User) and me.id == user.id, me
+
+    # Change the password from the first session: 204, no body.
+    new_password = "Rb4$wN8&zP1%"
+    changed = change_password.sync_detailed(
+        client=mine,
+        body=PasswordChange(current_password=password, new_password=new_password),
+    )
+    assert changed.status_code == HTTPStatus.NO_CONTENT, changed.content
+    assert changed.content == b""
+    # The other session ended at once (the typed 401); the caller's lives on.
+    assert_session_ended(other)
+    me = read_current_user.sync(client=mine)
+    assert isinstance(me, User) and me.id == user.id, me
+    # The old password no longer logs in; the new one does.
+    assert log_in(username, password).status_code == HTTPStatus.UNAUTHORIZED
+    checked_token(log_in(username, new_password))
+
+    # As the demo admin, with `admin` asked for by name: page through every user, one a page.
+    response = log_in("admin", "secret3", scope="me items admin")
+    assert response.status_code == HTTPStatus.OK, response.content
+    token = response.parsed
+    assert isinstance(token, AccessToken), token
+    assert set(token.scope.split()) == {"me", "items", "admin"}
+    seen: list[AdminUser] = []
+    cursor = None
+    with bearer(token) as admin:
+        for _ in range(1000):
+            page = list_users.sync_detailed(
+                client=admin, limit=1, **({} if cursor is None else {"cursor": cursor})
+            )
+            assert page.status_code == HTTPStatus.OK, page.content
+            assert isinstance(page.parsed, UserList), page.parsed
+            assert len(page.parsed.users) <= 1, page.parsed
+            assert all(isinstance(u, AdminUser) for u in page.parsed.users), page.parsed
+            seen.extend(page.parsed.users)
+            cursor = page.parsed.next_cursor
+            if cursor is None:
+                break
+        else:
+            raise AssertionError("next_cursor never became null")
+    names = [u.username for u in seen]
+    assert len(names) == len(set(names)), f"a user was listed twice: {names}"
+    assert len({u.id for u in seen}) == len(seen), names
+    for expected in ("johndoe", "alice", "admin", username):
+        assert names.count(expected) == 1, (expected, names)
+    # By username without regard to case.
+    assert names == sorted(names, key=str.casefold), names
+    listed = {u.username: u for u in seen}
+    assert listed["alice"].disabled is True
+    assert Scope.ADMIN in listed["admin"].scopes
+    assert listed[username].id == user.id
+    assert listed[username].last_login_at is not None

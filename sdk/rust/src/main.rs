@@ -102,6 +102,130 @@ async fn assert_session_ended(client: &Client) {
     assert_eq!(error_message(result, 401), "Could not validate credentials");
 }
 
+/// A password login of any user, optionally asking for scopes by name.
+async fn log_in_as(
+    anonymous: &Client,
+    username: &str,
+    password: &str,
+    scope: Option<&str>,
+) -> Result<ResponseValue<types::AccessToken>, Error<types::TokenErrorBody>> {
+    let mut request = token_request(username, password);
+    request.scope = scope.map(|s| s.parse().expect("a valid scope"));
+    anonymous.login_for_access_token(&request).await
+}
+
+/// Accounts: sign up, log in, change the password (another session ends, this one stays),
+/// then as the demo admin page through every user one at a time.
+async fn accounts(base_url: &str, anonymous: &Client) {
+    let username = format!("rs-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let password = "Vx7#qL2!kT9@";
+    let user = anonymous
+        .sign_up(&types::SignupRequest {
+            username: username.parse().expect("a valid username"),
+            password: password.parse().expect("a valid password"),
+            email: None,
+            full_name: Some("Rust SDK".parse().unwrap()),
+        })
+        .await
+        .expect("sign up");
+    assert_eq!(user.status().as_u16(), 201);
+    let user = user.into_inner();
+    assert_eq!(user.username, username);
+    assert_eq!(user.full_name.as_deref(), Some("Rust SDK"));
+    assert_eq!(user.email, None);
+    assert!(!user.disabled);
+    let scopes: BTreeSet<String> = user.scopes.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        scopes,
+        BTreeSet::from(["items".to_owned(), "me".to_owned()])
+    );
+
+    // Two sessions of the new user.
+    let login = |password: &'static str| log_in_as(anonymous, &username, password, None);
+    let first = login(password).await.expect("log in").into_inner();
+    check_token(&first);
+    let mine = bearer(base_url, &first.access_token);
+    let second = login(password).await.expect("log in again").into_inner();
+    let other = bearer(base_url, &second.access_token);
+    let me = other
+        .read_current_user()
+        .await
+        .expect("read me")
+        .into_inner();
+    assert_eq!(me.id, user.id);
+
+    // Change the password from the first: 204; the other session is refused at once.
+    let new_password = "Rb4$wN8&zP1%";
+    let changed = mine
+        .change_password(&types::PasswordChange {
+            current_password: password.to_owned(),
+            new_password: new_password.parse().expect("a valid password"),
+        })
+        .await
+        .expect("change password");
+    assert_eq!(changed.status().as_u16(), 204);
+    assert_session_ended(&other).await;
+    let me = mine
+        .read_current_user()
+        .await
+        .expect("the caller's session stays")
+        .into_inner();
+    assert_eq!(me.id, user.id);
+    match login(password).await {
+        Err(Error::ErrorResponse(response)) => assert_eq!(response.status().as_u16(), 401),
+        other => panic!("expected the old password's 401, got {other:?}"),
+    }
+    check_token(
+        &login(new_password)
+            .await
+            .expect("new password")
+            .into_inner(),
+    );
+
+    // The demo admin, with `admin` asked for by name.
+    let token = log_in_as(anonymous, "admin", "secret3", Some("me items admin"))
+        .await
+        .expect("admin login")
+        .into_inner();
+    let granted: BTreeSet<&str> = token.scope.split(' ').collect();
+    assert_eq!(granted, BTreeSet::from(["admin", "items", "me"]));
+    let admin = bearer(base_url, &token.access_token);
+    let mut seen: Vec<types::AdminUser> = Vec::new();
+    let mut cursor: Option<String> = None;
+    for pages in 0.. {
+        assert!(pages < 1000, "next_cursor never became null");
+        let page = admin
+            .list_users(cursor.as_deref(), None, std::num::NonZeroU32::new(1), None)
+            .await
+            .expect("list users")
+            .into_inner();
+        assert!(page.users.len() <= 1, "{page:?}");
+        seen.extend(page.users);
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    let names: Vec<&str> = seen.iter().map(|u| u.username.as_str()).collect();
+    let distinct: BTreeSet<&str> = names.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        names.len(),
+        "a user was listed twice: {names:?}"
+    );
+    let ids: BTreeSet<uuid::Uuid> = seen.iter().map(|u| u.id).collect();
+    assert_eq!(ids.len(), seen.len());
+    for expected in ["johndoe", "alice", "admin", username.as_str()] {
+        let count = names.iter().filter(|n| **n == expected).count();
+        assert_eq!(count, 1, "{expected} in {names:?}");
+    }
+    let find = |name: &str| seen.iter().find(|u| u.username == name).unwrap();
+    assert!(find("alice").disabled);
+    assert!(find("admin").scopes.contains(&types::Scope::Admin));
+    assert_eq!(find(&username).id, user.id);
+    assert!(find(&username).last_login_at.is_some());
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let base_url = std::env::args()
@@ -331,5 +455,8 @@ async fn main() {
         .collect();
     assert_eq!(scopes, BTreeSet::from(["admin", "items", "me"]));
 
-    println!("rust scenario: 11 checks passed");
+    // Accounts: signup, password change, admin listing.
+    accounts(&base_url, &anonymous).await;
+
+    println!("rust scenario: 12 checks passed");
 }

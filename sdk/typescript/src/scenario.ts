@@ -1,27 +1,33 @@
 // The scenario, through the client @hey-api/openapi-ts generated from ../../openapi.json into
 // ./generated (by ../run, not committed). PORTCULLIS_URL names a running `portcullis serve --demo`.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 
 import { createClient, createConfig } from './generated/client/index.js';
 import type { Client } from './generated/client/index.js';
 import {
   authorizationServerMetadata,
+  changePassword,
   createItem,
   endSession,
   jwks,
   listItems,
   listSessions,
+  listUsers,
   loginForAccessToken,
   logout,
   readCurrentUser,
   revokeToken,
+  signUp,
 } from './generated/sdk.gen.js';
 import type {
   AccessToken,
+  AdminUser,
   AuthorizationServerMetadata,
   ClientOptions,
   Error as ApiError,
   JwkSet,
+  ListUsersData,
   LoginForAccessTokenError,
   LoginForAccessTokenErrors,
   LogoutResult,
@@ -29,6 +35,8 @@ import type {
   Scope,
   Session,
   TokenErrorBody,
+  User,
+  UserList,
 } from './generated/types.gen.js';
 
 const baseUrl = process.env.PORTCULLIS_URL;
@@ -103,6 +111,93 @@ async function assertSessionEnded(client: Client): Promise<void> {
   const error: ApiError = me.error;
   assert.equal(error.detail, 'Could not validate credentials');
   assert.equal(me.response.headers.get('www-authenticate'), 'Bearer');
+}
+
+/** A password login of any user, optionally asking for scopes by name. */
+async function logInAs(username: string, password: string, scope?: string): Promise<AccessToken> {
+  const login = await loginForAccessToken({
+    client: anonymous,
+    body: scope === undefined ? { username, password } : { username, password, scope },
+  });
+  assert.equal(login.response.status, 200, JSON.stringify(login.error));
+  assert.ok(login.data, `no token for ${username}`);
+  return login.data;
+}
+
+/** One page of GET /admin/users. */
+async function usersPage(client: Client, query: ListUsersData['query']): Promise<UserList> {
+  const page = await listUsers({ client, query });
+  assert.equal(page.response.status, 200, JSON.stringify(page.error));
+  assert.ok(page.data);
+  return page.data;
+}
+
+/**
+ * Accounts: sign up, log in, change the password (another session ends, this one stays), then
+ * as the demo admin page through every user one at a time.
+ */
+async function accounts(): Promise<void> {
+  const username = `ts-${randomBytes(6).toString('hex')}`;
+  const password = 'Vx7#qL2!kT9@';
+  const created = await signUp({
+    client: anonymous,
+    body: { username, password, full_name: 'TypeScript SDK' },
+  });
+  assert.equal(created.response.status, 201, JSON.stringify(created.error));
+  assert.ok(created.data);
+  const user: User = created.data;
+  assert.equal(user.username, username);
+  assert.equal(user.email, null);
+  assert.equal(user.full_name, 'TypeScript SDK');
+  assert.equal(user.disabled, false);
+  assert.deepEqual([...user.scopes].sort(), ['items', 'me']);
+
+  // Two sessions of the new user.
+  const mine = bearer(checkToken(await logInAs(username, password), 'signup login'));
+  const other = bearer(checkToken(await logInAs(username, password), 'second login'));
+  const before = await readCurrentUser({ client: other });
+  assert.equal(before.data?.id, user.id, JSON.stringify(before.error));
+
+  // Change the password from the first: 204; the other session is refused at once.
+  const newPassword = 'Rb4$wN8&zP1%';
+  const changed = await changePassword({
+    client: mine,
+    body: { current_password: password, new_password: newPassword },
+  });
+  assert.equal(changed.response.status, 204, JSON.stringify(changed.error));
+  await assertSessionEnded(other);
+  const still = await readCurrentUser({ client: mine });
+  assert.equal(still.response.status, 200, JSON.stringify(still.error));
+  assert.equal(still.data?.id, user.id);
+  const old = await loginForAccessToken({ client: anonymous, body: { username, password } });
+  assert.equal(old.response.status, 401);
+  checkToken(await logInAs(username, newPassword), 'login with the new password');
+
+  // The demo admin, with `admin` asked for by name.
+  const adminToken = await logInAs('admin', 'secret3', 'me items admin');
+  assert.deepEqual(adminToken.scope.split(' ').sort(), ['admin', 'items', 'me']);
+  const admin = bearer(adminToken);
+  const seen: AdminUser[] = [];
+  let cursor: string | null = null;
+  for (let pages = 0; ; pages++) {
+    assert.ok(pages < 1000, 'next_cursor never became null');
+    const list: UserList = await usersPage(admin, { limit: 1, ...(cursor === null ? {} : { cursor }) });
+    assert.ok(list.users.length <= 1, JSON.stringify(list));
+    seen.push(...list.users);
+    cursor = list.next_cursor;
+    if (cursor === null) break;
+  }
+  const names = seen.map((u) => u.username);
+  assert.equal(new Set(names).size, names.length, `a user was listed twice: ${names.join(' ')}`);
+  assert.equal(new Set(seen.map((u) => u.id)).size, seen.length);
+  for (const expected of ['johndoe', 'alice', 'admin', username]) {
+    assert.equal(names.filter((n) => n === expected).length, 1, `${expected} in ${names.join(' ')}`);
+  }
+  assert.equal(seen.find((u) => u.username === 'alice')?.disabled, true);
+  assert.ok(seen.find((u) => u.username === 'admin')?.scopes.includes('admin'));
+  const listedNew = seen.find((u) => u.username === username);
+  assert.equal(listedNew?.id, user.id);
+  assert.notEqual(listedNew?.last_login_at, null);
 }
 
 async function main(): Promise<void> {
@@ -276,7 +371,10 @@ async function main(): Promise<void> {
   assert.deepEqual(metadata.response_types_supported, []);
   assert.deepEqual([...metadata.scopes_supported].sort(), ['admin', 'items', 'me']);
 
-  console.log('typescript scenario: 11 checks passed');
+  // Accounts: signup, password change, admin listing.
+  await accounts();
+
+  console.log('typescript scenario: 12 checks passed');
 }
 
 main().catch((err: unknown) => {
