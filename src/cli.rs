@@ -220,7 +220,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(config: &ConfigArgs, bind: SocketAddr, demo: bool) -> anyhow::Result<()> {
     let mut settings = config.settings(bind)?;
-    if demo {
+    if demo && config.signup.is_none() {
+        // A demo shows every part of the API; an explicit PORTCULLIS_SIGNUP=false still wins.
         settings.accounts.signup_enabled = true;
     }
     tracing::info!(database = %db::redact(&settings.database.url), "starting");
@@ -244,7 +245,11 @@ async fn serve(config: &ConfigArgs, bind: SocketAddr, demo: bool) -> anyhow::Res
             })
             .collect();
         println!("demo users: {}", listed.join(", "));
-        println!("signup: on (POST /users/signup)");
+        if settings.accounts.signup_enabled {
+            println!("signup: on (POST /users/signup)");
+        } else {
+            println!("signup: off (PORTCULLIS_SIGNUP=false)");
+        }
     }
     println!("Swagger UI: {base}/docs");
     app.run_until_stopped().await
@@ -352,20 +357,31 @@ async fn users(config: &ConfigArgs, command: UsersCommand) -> anyhow::Result<()>
                 .await?;
             println!("unlocked user {}", user.username);
         }
-        UsersCommand::Disable { username } => {
-            accounts::set_disabled(&store, &username, true).await?;
-            println!("disabled user {username}");
-        }
-        UsersCommand::Enable { username } => {
-            accounts::set_disabled(&store, &username, false).await?;
-            println!("enabled user {username}");
+        UsersCommand::Disable { ref username } | UsersCommand::Enable { ref username } => {
+            let disabled = matches!(command, UsersCommand::Disable { .. });
+            let user = accounts::find_user(&store, username).await?;
+            let changes = AccountChanges {
+                disabled: Some(disabled),
+                ..AccountChanges::default()
+            };
+            // The last-admin rule holds here too: the API's admins would be locked out.
+            account_rules(config, store.clone())
+                .await?
+                .update(user.id, changes)
+                .await?;
+            let done = if disabled { "disabled" } else { "enabled" };
+            println!("{done} user {username}");
         }
         UsersCommand::Logout { username } => {
             let ended = end_all_sessions(&store, &username).await?;
             println!("ended {ended} session(s) of user {username}");
         }
         UsersCommand::Delete { username } => {
-            accounts::delete_user(&store, &username).await?;
+            let user = accounts::find_user(&store, &username).await?;
+            account_rules(config, store.clone())
+                .await?
+                .delete(user.id)
+                .await?;
             println!("deleted user {username}");
         }
         UsersCommand::List => {

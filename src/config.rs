@@ -254,9 +254,10 @@ pub struct ConfigArgs {
     )]
     pub max_items_per_user: u32,
 
-    /// Let anyone create an account at `POST /users/signup` (`serve --demo` turns it on).
-    #[arg(long, env = "PORTCULLIS_SIGNUP", default_value_t = false, action = clap::ArgAction::Set, global = true)]
-    pub signup: bool,
+    /// Let anyone create an account at `POST /users/signup`. Default: false, but true for
+    /// `serve --demo` unless set.
+    #[arg(long, env = "PORTCULLIS_SIGNUP", action = clap::ArgAction::Set, global = true)]
+    pub signup: Option<bool>,
 
     /// Signups from one address per hour; more are answered 429.
     #[arg(
@@ -792,7 +793,7 @@ impl ConfigArgs {
             "characters",
         )?;
         Ok(AccountSettings {
-            signup_enabled: self.signup,
+            signup_enabled: self.signup.unwrap_or(false),
             signup_per_address_per_hour: within(
                 "PORTCULLIS_SIGNUP_PER_ADDRESS_PER_HOUR",
                 self.signup_per_address_per_hour,
@@ -1243,9 +1244,55 @@ mod tests {
         cli.config.throttle()
     }
 
+    /// The account settings parsed from these command-line arguments.
+    fn accounts_of(args: &[&str]) -> anyhow::Result<AccountSettings> {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            config: ConfigArgs,
+        }
+        let cli = <Cli as clap::Parser>::try_parse_from(
+            std::iter::once("portcullis").chain(args.iter().copied()),
+        )?;
+        cli.config.accounts()
+    }
+
+    #[test]
+    fn the_account_settings_default_to_no_signup_and_an_eight_character_minimum() {
+        let settings = accounts_of(&[]).unwrap();
+        assert!(!settings.signup_enabled);
+        assert_eq!(settings.signup_per_address_per_hour, 10);
+        assert_eq!(settings.password_policy.min_length(), 8);
+        let on = accounts_of(&["--signup", "true", "--password-min-length", "128"]).unwrap();
+        assert!(on.signup_enabled);
+        assert_eq!(on.password_policy.min_length(), 128);
+    }
+
+    #[test]
+    fn account_settings_out_of_bounds_are_refused_at_start() {
+        for (args, message) in [
+            (
+                &["--password-min-length", "7"][..],
+                "PORTCULLIS_PASSWORD_MIN_LENGTH must be between 8 and 128 characters, not 7",
+            ),
+            (
+                &["--password-min-length", "129"],
+                "PORTCULLIS_PASSWORD_MIN_LENGTH must be between 8 and 128 characters, not 129",
+            ),
+            (
+                &["--signup-per-address-per-hour", "0"],
+                "PORTCULLIS_SIGNUP_PER_ADDRESS_PER_HOUR must be between 1 and 100000, not 0",
+            ),
+        ] {
+            let err = accounts_of(args).expect_err("refused");
+            assert_eq!(err.to_string(), message, "{args:?}");
+        }
+    }
+
     #[test]
     fn the_default_throttle_settings_are_accepted() {
         let settings = throttle_of(&[]).unwrap();
+        assert_eq!(settings.max_failures_per_account_from_all_addresses, 100);
         assert_eq!(settings.max_failures_per_ipv6_48, 100);
         assert_eq!(settings.max_successes_per_account_per_minute, 10);
         assert_eq!(settings.window, chrono::Duration::seconds(900));
@@ -1261,6 +1308,7 @@ mod tests {
             &["--login-max-failures-per-address", "0"],
             &["--login-max-failures-per-ipv6-48", "0"],
             &["--login-max-successes-per-account-per-minute", "0"],
+            &["--login-max-failures-per-account", "0"],
             &["--login-max-failures", "4000000000"],
             &["--login-block-seconds", "0"],
             &["--login-max-block-seconds", "4000000000"],

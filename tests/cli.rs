@@ -324,6 +324,32 @@ fn serve_demo_prints_its_addresses_serves_the_demo_user_and_stops_on_sigterm() {
     assert!(server.terminate(), "a SIGTERM is a clean shutdown");
 }
 
+#[test]
+fn serve_demo_leaves_signup_off_when_it_is_set_off() {
+    let ws = Workspace::new();
+    let mut command = ws.command();
+    command
+        .args(["serve", "--demo", "--bind", "127.0.0.1:0"])
+        .env("PORTCULLIS_SIGNUP", "false");
+    let server = ServerProcess::start(command);
+    let base = server.base_url.clone();
+    assert_eq!(server.banner[1], "signup: off (PORTCULLIS_SIGNUP=false)");
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (status, body) = runtime.block_on(async {
+        let answer = reqwest::Client::new()
+            .post(format!("{base}/users/signup"))
+            .json(&serde_json::json!({ "username": "newcomer", "password": "Vx7#qL2!kT9@" }))
+            .send()
+            .await
+            .unwrap();
+        (answer.status(), answer.text().await.unwrap())
+    });
+    assert_eq!(status, 403);
+    assert_eq!(body, r#"{"detail":"Signup is disabled"}"#);
+    assert!(server.terminate());
+}
+
 /// The kid printed by `keys rotate` (`created signing key <kid> (<algorithm>)`).
 fn rotated_kid(output: &Output, algorithm: &str) -> String {
     assert!(output.status.success(), "{}", stderr(output));
@@ -1135,6 +1161,16 @@ fn users_update_never_takes_admin_from_the_last_active_admin() {
         stderr(&last),
         "error: cannot remove the last admin (enable or create another admin first)\n"
     );
+    // Nor can `users disable` or `users delete` remove the last admin.
+    for command in ["disable", "delete"] {
+        let refused = ws.run(&["users", command, "root"]);
+        assert_eq!(refused.status.code(), Some(1), "{command}");
+        assert_eq!(
+            stderr(&refused),
+            "error: cannot remove the last admin (enable or create another admin first)\n",
+            "{command}"
+        );
+    }
     let listed = stdout(&ws.run(&["users", "list"]));
     assert!(listed.contains("me items admin"), "{listed}");
 

@@ -91,27 +91,6 @@ pub async fn find_user(store: &Store, name: &str) -> Result<User, AccountError> 
         .ok_or_else(|| AccountError::NoSuchUser(name.to_owned()))
 }
 
-/// Disables or enables an account. A disabled user's tokens are refused at their next
-/// request; enabling lets their sessions resume.
-pub async fn set_disabled(store: &Store, name: &str, disabled: bool) -> Result<(), AccountError> {
-    if !store
-        .set_user_disabled(&parse_username(name)?, disabled)
-        .await?
-    {
-        return Err(AccountError::NoSuchUser(name.to_owned()));
-    }
-    tracing::info!(username = name, disabled, "account status changed");
-    Ok(())
-}
-
-/// Deletes an account and, with it, its items and sessions.
-pub async fn delete_user(store: &Store, name: &str) -> Result<(), AccountError> {
-    if !store.delete_user(&parse_username(name)?).await? {
-        return Err(AccountError::NoSuchUser(name.to_owned()));
-    }
-    Ok(())
-}
-
 /// Every account, by name.
 pub async fn list_users(store: &Store) -> Result<Vec<User>, AccountError> {
     Ok(store.list_users().await?)

@@ -65,7 +65,7 @@ pub struct SignupRequestBody {
     pub username: String,
     /// At least `PORTCULLIS_PASSWORD_MIN_LENGTH` (default 8) and at most 128 characters; not a
     /// common, breached or guessable password, and not containing the username.
-    #[oai(validator(max_length = 128))]
+    #[oai(validator(min_length = 8, max_length = 128))]
     pub password: String,
     /// E-mail address.
     pub email: Option<String>,
@@ -92,7 +92,7 @@ pub struct PasswordChangeBody {
     /// Your current password.
     pub current_password: String,
     /// The new password, under the password policy.
-    #[oai(validator(max_length = 128))]
+    #[oai(validator(min_length = 8, max_length = 128))]
     pub new_password: String,
 }
 

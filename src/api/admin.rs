@@ -89,7 +89,7 @@ pub struct AdminUserCreateBody {
     #[oai(validator(min_length = 1, max_length = 64))]
     pub username: String,
     /// Under the password policy.
-    #[oai(validator(max_length = 128))]
+    #[oai(validator(min_length = 8, max_length = 128))]
     pub password: String,
     /// E-mail address.
     pub email: Option<String>,
@@ -124,7 +124,7 @@ pub struct AdminUserUpdateBody {
 #[oai(rename = "PasswordReset")]
 pub struct PasswordResetBody {
     /// Under the password policy.
-    #[oai(validator(max_length = 128))]
+    #[oai(validator(min_length = 8, max_length = 128))]
     pub password: String,
 }
 

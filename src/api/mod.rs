@@ -133,6 +133,15 @@ const NULLABLE_REQUEST_MEMBERS: [(&str, &str); 12] = [
     ("AdminUserUpdate", "scopes"),
 ];
 
+/// Request members that must be e-mail addresses when they are strings (`format: email`: the
+/// service checks one `@` between non-empty parts, no spaces, at most 254 characters).
+const EMAIL_REQUEST_MEMBERS: [&str; 4] = [
+    "SignupRequest",
+    "UserUpdate",
+    "AdminUserCreate",
+    "AdminUserUpdate",
+];
+
 /// What poem-openapi cannot express, added to its document: operations without credentials
 /// say so (`security: []`), always-present members that may be `null` are required and
 /// `nullable`, and response headers keep their usual spelling (it writes them in capitals).
@@ -170,6 +179,9 @@ fn refine(spec: &str) -> String {
     // A request member that may be sent as `null` (it means absent).
     doc["components"]["schemas"]["ItemCreate"]["properties"]["description"]["nullable"] =
         json!(true);
+    for schema in EMAIL_REQUEST_MEMBERS {
+        doc["components"]["schemas"][schema]["properties"]["email"]["format"] = json!("email");
+    }
     for (schema, member) in NULLABLE_REQUEST_MEMBERS {
         doc["components"]["schemas"][schema]["properties"][member]["nullable"] = json!(true);
     }

@@ -102,7 +102,8 @@ impl Store {
         limit: u32,
     ) -> Result<(Vec<User>, Option<UserCursor>), StoreError> {
         // PostgreSQL compares by the database's collation unless told: "C" is SQLite's order.
-        let name = match self.connection().get_database_backend() {
+        let backend = self.connection().get_database_backend();
+        let name = match backend {
             DbBackend::Postgres => r#""username_normalized" COLLATE "C""#,
             _ => r#""username_normalized""#,
         };
@@ -120,10 +121,12 @@ impl Store {
             );
         }
         if let Some(UserCursor(last)) = after {
-            query = query.filter(Expr::cust_with_values(
-                format!("{name} > $1"),
-                [last.clone()],
-            ));
+            query = query.filter(match backend {
+                DbBackend::Postgres => {
+                    Expr::cust_with_values(format!("{name} > $1"), [last.clone()])
+                }
+                _ => Expr::col(user::Column::UsernameNormalized).gt(last.clone()),
+            });
         }
         let mut rows = query
             .order_by(Expr::cust(name), Order::Asc)

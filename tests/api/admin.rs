@@ -46,7 +46,8 @@ async fn walk(app: &TestApp, token: &str, query: &str, limit: u32) -> Vec<String
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     let separator = if query.is_empty() { "?" } else { "&" };
-    loop {
+    // A walk that does not end is a failure, not a hang.
+    for _ in 0..1000 {
         let mut path = format!("{query}{separator}limit={limit}");
         if let Some(cursor) = &cursor {
             path.push_str(&format!("&cursor={cursor}"));
@@ -63,6 +64,7 @@ async fn walk(app: &TestApp, token: &str, query: &str, limit: u32) -> Vec<String
             }
         }
     }
+    panic!("the walk did not end after 1000 pages: {seen:?}");
 }
 
 // --- Who may ------------------------------------------------------------------------------------
