@@ -81,7 +81,15 @@ impl Cluster {
     }
 
     fn create_user(&self, username: &str, password: &str) {
-        let output = self.users(&["create", username, "--password-stdin"], Some(password));
+        let output = self.users(
+            &[
+                "create",
+                username,
+                "--password-stdin",
+                "--allow-weak-password",
+            ],
+            Some(password),
+        );
         assert!(
             output.status.success(),
             "{}",
@@ -179,7 +187,12 @@ async fn concurrent_creation_of_one_username_leaves_exactly_one_account() {
         let handles: Vec<_> = names
             .iter()
             .map(|name| {
-                scope.spawn(|| cluster.users(&["create", name, "--password-stdin"], Some("pw")))
+                scope.spawn(|| {
+                    cluster.users(
+                        &["create", name, "--password-stdin", "--allow-weak-password"],
+                        Some("pw"),
+                    )
+                })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -515,4 +528,589 @@ async fn a_refresh_token_rotated_on_one_instance_is_spent_on_the_other() {
         cluster.refresh(a, newest_refresh).await,
         (400, invalid_refresh_token())
     );
+}
+
+// --- Accounts across instances ----------------------------------------------------------------
+// A password change, a reset, a deletion, a disable and a removed scope hold on every instance at
+// the affected user's very next request, as a logout does: both read the user and the session
+// from the shared database on every request.
+
+/// A policy-compliant password, set through the HTTP API.
+const NEW_PASSWORD: &str = "Vx7#qL2!kT9@";
+
+/// A test account's password, set through the command line without the policy.
+const PASSWORD: &str = "secret";
+
+/// An HTTP answer: status, JSON body (`null` when empty) and `WWW-Authenticate`.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    body: Value,
+    www_authenticate: Option<String>,
+}
+
+impl Answer {
+    async fn of(request: reqwest::RequestBuilder) -> Self {
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let www_authenticate = response
+            .headers()
+            .get("WWW-Authenticate")
+            .map(|value| value.to_str().unwrap().to_owned());
+        let text = response.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}"))
+        };
+        Self {
+            status,
+            body,
+            www_authenticate,
+        }
+    }
+
+    /// Panics unless this is the answer to a token whose session ended or whose user is gone.
+    fn assert_could_not_validate(&self, context: &str) {
+        assert_eq!(self.status, 401, "{context}: {self:?}");
+        assert_eq!(self.body, could_not_validate(), "{context}");
+        assert_eq!(
+            self.www_authenticate.as_deref(),
+            Some("Bearer"),
+            "{context}"
+        );
+    }
+}
+
+impl Cluster {
+    /// A request to `base` + `path` carrying `token`, with `body` as JSON when given.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        base: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut request = self
+            .client
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        Answer::of(request).await
+    }
+
+    async fn get_me(&self, base: &str, token: &str) -> Answer {
+        self.call(reqwest::Method::GET, base, "/users/me", token, None)
+            .await
+    }
+
+    async fn get_items(&self, base: &str, token: &str) -> Answer {
+        self.call(reqwest::Method::GET, base, "/users/me/items", token, None)
+            .await
+    }
+
+    /// Creates an admin (holding `me items admin`) through the command line.
+    fn create_admin(&self, username: &str, password: &str) {
+        let output = self.users(
+            &[
+                "create",
+                username,
+                "--admin",
+                "--password-stdin",
+                "--allow-weak-password",
+            ],
+            Some(password),
+        );
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// A login asking for `me items admin`.
+    async fn admin_login(&self, base: &str, username: &str, password: &str) -> (u16, Value) {
+        let (status, text) = self
+            .post_form(
+                base,
+                "/token",
+                &[
+                    ("username", username),
+                    ("password", password),
+                    ("scope", "me items admin"),
+                ],
+            )
+            .await;
+        (status, serde_json::from_str(&text).unwrap())
+    }
+
+    /// An access token of the admin `username`, with every scope.
+    async fn admin_token(&self, base: &str, username: &str, password: &str) -> String {
+        let (status, body) = self.admin_login(base, username, password).await;
+        assert_eq!(status, 200, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// The id of the user `token` belongs to.
+    async fn id_of(&self, base: &str, token: &str) -> String {
+        let me = self.get_me(base, token).await;
+        assert_eq!(me.status, 200, "{me:?}");
+        me.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// `PATCH /admin/users/{id}` with `changes`.
+    async fn patch_user(&self, base: &str, admin: &str, id: &str, changes: Value) -> Answer {
+        self.call(
+            reqwest::Method::PATCH,
+            base,
+            &format!("/admin/users/{id}"),
+            admin,
+            Some(changes),
+        )
+        .await
+    }
+
+    /// The active users holding `admin`, as listed to `admin` through `base`.
+    async fn active_admins(&self, base: &str, admin: &str) -> Vec<String> {
+        let page = self
+            .call(
+                reqwest::Method::GET,
+                base,
+                "/admin/users?disabled=false&limit=200",
+                admin,
+                None,
+            )
+            .await;
+        assert_eq!(page.status, 200, "{page:?}");
+        assert_eq!(page.body["next_cursor"], Value::Null);
+        page.body["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|user| user["disabled"] == false)
+            .filter(|user| {
+                user["scopes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|scope| scope == "admin")
+            })
+            .map(|user| user["username"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (TEST_DATABASE_URL); CI runs it"]
+async fn a_password_change_on_one_instance_ends_the_other_sessions_on_the_other_at_the_next_request()
+ {
+    let cluster = Cluster::start().await;
+    cluster.create_user("johndoe", PASSWORD);
+    let (a, b) = (&cluster.a.base_url, &cluster.b.base_url);
+    let caller = cluster.session(a, "johndoe", PASSWORD).await;
+    let other = cluster.session(b, "johndoe", PASSWORD).await;
+    for base in [a, b] {
+        assert_eq!(cluster.get_me(base, &other.access_token).await.status, 200);
+        assert_eq!(cluster.get_me(base, &caller.access_token).await.status, 200);
+    }
+
+    let changed = cluster
+        .call(
+            reqwest::Method::POST,
+            a,
+            "/users/me/password",
+            &caller.access_token,
+            Some(serde_json::json!({
+                "current_password": PASSWORD,
+                "new_password": NEW_PASSWORD,
+            })),
+        )
+        .await;
+    assert_eq!((changed.status, &changed.body), (204, &Value::Null));
+
+    cluster
+        .get_me(b, &other.access_token)
+        .await
+        .assert_could_not_validate("the other session's access token on B");
+    assert_eq!(
+        cluster.refresh(b, &other.refresh_token).await,
+        (400, invalid_refresh_token()),
+        "the other session's refresh token on B"
+    );
+    // The caller's session stays, on both instances.
+    for base in [b, a] {
+        let me = cluster.get_me(base, &caller.access_token).await;
+        assert_eq!(me.status, 200, "{base}: {me:?}");
+    }
+    let (status, rotated) = cluster.refresh(b, &caller.refresh_token).await;
+    assert_eq!(status, 200, "{rotated}");
+    assert_eq!(
+        cluster
+            .get_me(a, rotated["access_token"].as_str().unwrap())
+            .await
+            .status,
+        200
+    );
+    // The new password is the one both instances accept.
+    assert_eq!(cluster.login(b, "johndoe", PASSWORD).await.status(), 401);
+    assert_eq!(
+        cluster.login(b, "johndoe", NEW_PASSWORD).await.status(),
+        200
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (TEST_DATABASE_URL); CI runs it"]
+async fn an_admin_password_reset_on_one_instance_ends_every_session_on_the_other_at_the_next_request()
+ {
+    let cluster = Cluster::start().await;
+    cluster.create_admin("root", PASSWORD);
+    cluster.create_user("johndoe", PASSWORD);
+    let (a, b) = (&cluster.a.base_url, &cluster.b.base_url);
+    let admin = cluster.admin_token(b, "root", PASSWORD).await;
+    let sessions = [
+        cluster.session(a, "johndoe", PASSWORD).await,
+        cluster.session(b, "johndoe", PASSWORD).await,
+    ];
+    for session in &sessions {
+        assert_eq!(cluster.get_me(a, &session.access_token).await.status, 200);
+    }
+    let id = cluster.id_of(a, &sessions[0].access_token).await;
+
+    let reset = cluster
+        .call(
+            reqwest::Method::PUT,
+            b,
+            &format!("/admin/users/{id}/password"),
+            &admin,
+            Some(serde_json::json!({ "password": NEW_PASSWORD })),
+        )
+        .await;
+    assert_eq!((reset.status, &reset.body), (204, &Value::Null));
+
+    for (n, session) in sessions.iter().enumerate() {
+        cluster
+            .get_me(a, &session.access_token)
+            .await
+            .assert_could_not_validate(&format!("session {n}'s access token on A"));
+        assert_eq!(
+            cluster.refresh(a, &session.refresh_token).await,
+            (400, invalid_refresh_token()),
+            "session {n}'s refresh token on A"
+        );
+    }
+    assert_eq!(cluster.login(a, "johndoe", PASSWORD).await.status(), 401);
+    let fresh = cluster.session(a, "johndoe", NEW_PASSWORD).await;
+    assert_eq!(cluster.get_me(b, &fresh.access_token).await.status, 200);
+    // The admin's own session is untouched.
+    assert_eq!(cluster.get_me(a, &admin).await.status, 200);
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (TEST_DATABASE_URL); CI runs it"]
+async fn a_deletion_on_one_instance_refuses_the_users_tokens_on_the_other_at_the_next_request() {
+    let cluster = Cluster::start().await;
+    cluster.create_admin("root", PASSWORD);
+    cluster.create_user("johndoe", PASSWORD);
+    cluster.create_user("janedoe", PASSWORD);
+    let (a, b) = (&cluster.a.base_url, &cluster.b.base_url);
+
+    // Deleting one's own account through A.
+    let caller = cluster.session(a, "johndoe", PASSWORD).await;
+    let other = cluster.session(b, "johndoe", PASSWORD).await;
+    for base in [a, b] {
+        assert_eq!(cluster.get_me(base, &other.access_token).await.status, 200);
+    }
+    let deleted = cluster
+        .call(
+            reqwest::Method::DELETE,
+            a,
+            "/users/me",
+            &caller.access_token,
+            Some(serde_json::json!({ "password": PASSWORD })),
+        )
+        .await;
+    assert_eq!((deleted.status, &deleted.body), (204, &Value::Null));
+
+    cluster
+        .get_me(b, &other.access_token)
+        .await
+        .assert_could_not_validate("the other session's access token on B");
+    assert_eq!(
+        cluster.refresh(b, &other.refresh_token).await,
+        (400, invalid_refresh_token()),
+        "the other session's refresh token on B"
+    );
+    cluster
+        .get_me(b, &caller.access_token)
+        .await
+        .assert_could_not_validate("the deleting session's access token on B");
+    assert_eq!(cluster.login(b, "johndoe", PASSWORD).await.status(), 401);
+
+    // An admin deleting another account through B.
+    let admin = cluster.admin_token(b, "root", PASSWORD).await;
+    let jane = cluster.session(a, "janedoe", PASSWORD).await;
+    let id = cluster.id_of(b, &jane.access_token).await;
+    assert_eq!(cluster.get_me(a, &jane.access_token).await.status, 200);
+    let removed = cluster
+        .call(
+            reqwest::Method::DELETE,
+            b,
+            &format!("/admin/users/{id}"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!((removed.status, &removed.body), (204, &Value::Null));
+
+    cluster
+        .get_me(a, &jane.access_token)
+        .await
+        .assert_could_not_validate("the deleted user's access token on A");
+    assert_eq!(
+        cluster.refresh(a, &jane.refresh_token).await,
+        (400, invalid_refresh_token()),
+        "the deleted user's refresh token on A"
+    );
+    assert_eq!(cluster.login(a, "janedoe", PASSWORD).await.status(), 401);
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (TEST_DATABASE_URL); CI runs it"]
+async fn a_disable_through_the_admin_api_on_one_instance_is_refused_on_the_other_at_the_next_request()
+ {
+    let cluster = Cluster::start().await;
+    cluster.create_admin("root", PASSWORD);
+    cluster.create_user("johndoe", PASSWORD);
+    let (a, b) = (&cluster.a.base_url, &cluster.b.base_url);
+    let admin_a = cluster.admin_token(a, "root", PASSWORD).await;
+    let admin_b = cluster.admin_token(b, "root", PASSWORD).await;
+    let token = cluster.token(b, "johndoe", PASSWORD).await;
+    for base in [a, b] {
+        assert_eq!(cluster.get_me(base, &token).await.status, 200);
+    }
+    let id = cluster.id_of(a, &token).await;
+
+    let disabled = cluster
+        .patch_user(a, &admin_a, &id, serde_json::json!({ "disabled": true }))
+        .await;
+    assert_eq!(disabled.status, 200, "{disabled:?}");
+    assert_eq!(disabled.body["disabled"], true);
+
+    let refused = cluster.get_me(b, &token).await;
+    assert_eq!(
+        (refused.status, &refused.body),
+        (400, &serde_json::json!({"detail": "Inactive user"})),
+        "on B"
+    );
+    let refused = cluster.get_me(a, &token).await;
+    assert_eq!(refused.status, 400, "on A: {refused:?}");
+
+    let enabled = cluster
+        .patch_user(b, &admin_b, &id, serde_json::json!({ "disabled": false }))
+        .await;
+    assert_eq!(enabled.status, 200, "{enabled:?}");
+    assert_eq!(enabled.body["disabled"], false);
+
+    let back = cluster.get_me(a, &token).await;
+    assert_eq!(back.status, 200, "the same token on A: {back:?}");
+    assert_eq!(back.body["username"], "johndoe");
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (TEST_DATABASE_URL); CI runs it"]
+async fn a_scope_removed_on_one_instance_is_refused_in_issued_tokens_on_the_other_at_the_next_request()
+ {
+    let cluster = Cluster::start().await;
+    cluster.create_admin("root", PASSWORD);
+    cluster.create_user("johndoe", PASSWORD);
+    let (a, b) = (&cluster.a.base_url, &cluster.b.base_url);
+    let admin = cluster.admin_token(a, "root", PASSWORD).await;
+    let token = cluster.token(b, "johndoe", PASSWORD).await;
+    for base in [a, b] {
+        let items = cluster.get_items(base, &token).await;
+        assert_eq!(items.status, 200, "{base}: {items:?}");
+    }
+    let id = cluster.id_of(a, &token).await;
+
+    let changed = cluster
+        .patch_user(a, &admin, &id, serde_json::json!({ "scopes": ["me"] }))
+        .await;
+    assert_eq!(changed.status, 200, "{changed:?}");
+    assert_eq!(changed.body["scopes"], serde_json::json!(["me"]));
+
+    let refused = cluster.get_items(b, &token).await;
+    assert_eq!(refused.status, 401, "{refused:?}");
+    assert_eq!(
+        refused.body,
+        serde_json::json!({"detail": "Not enough permissions"})
+    );
+    assert_eq!(
+        refused.www_authenticate.as_deref(),
+        Some(r#"Bearer scope="items""#)
+    );
+    let me = cluster.get_me(b, &token).await;
+    assert_eq!(me.status, 200, "{me:?}");
+    assert_eq!(me.body["scopes"], serde_json::json!(["me"]));
+    assert_eq!(cluster.get_items(a, &token).await.status, 401);
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (TEST_DATABASE_URL); CI runs it"]
+async fn two_admins_demoting_each_other_through_both_instances_at_once_leave_one_admin() {
+    let cluster = Cluster::start().await;
+    let (a, b) = (&cluster.a.base_url, &cluster.b.base_url);
+    let names = ["alice", "bob"];
+    for name in names {
+        cluster.create_admin(name, PASSWORD);
+    }
+    let everything = serde_json::json!({ "scopes": ["me", "items", "admin"], "disabled": false });
+    for round in 0..6 {
+        let tokens = [
+            cluster.admin_token(a, names[0], PASSWORD).await,
+            cluster.admin_token(b, names[1], PASSWORD).await,
+        ];
+        let ids = [
+            cluster.id_of(a, &tokens[0]).await,
+            cluster.id_of(b, &tokens[1]).await,
+        ];
+        let demotion = if round % 2 == 0 {
+            serde_json::json!({ "scopes": ["me"] })
+        } else {
+            serde_json::json!({ "disabled": true })
+        };
+
+        // alice, through A, demotes bob while bob, through B, demotes alice.
+        let (through_a, through_b) = tokio::join!(
+            cluster.patch_user(a, &tokens[0], &ids[1], demotion.clone()),
+            cluster.patch_user(b, &tokens[1], &ids[0], demotion.clone()),
+        );
+        let answers = [&through_a, &through_b];
+        let won: Vec<_> = answers.iter().filter(|x| x.status == 200).collect();
+        assert_eq!(won.len(), 1, "round {round}: {answers:?}");
+        let lost = answers.iter().find(|x| x.status != 200).unwrap();
+        let refusal = (lost.status, &lost.body);
+        assert!(
+            refusal
+                == (
+                    409,
+                    &serde_json::json!({"detail": "Cannot remove the last admin"})
+                )
+                || refusal
+                    == (
+                        401,
+                        &serde_json::json!({"detail": "Not enough permissions"})
+                    )
+                || refusal == (400, &serde_json::json!({"detail": "Inactive user"})),
+            "round {round}: {answers:?}"
+        );
+        let winner = usize::from(through_a.status != 200);
+        let loser = 1 - winner;
+
+        // The winner is the only active admin, seen from both instances; the loser is demoted.
+        for base in [a, b] {
+            assert_eq!(
+                cluster.active_admins(base, &tokens[winner]).await,
+                [names[winner]],
+                "round {round}, {base}"
+            );
+        }
+        let (status, body) = cluster.admin_login(b, names[loser], PASSWORD).await;
+        assert_eq!(status, 400, "round {round}: {body}");
+        let listed = cluster.users(&["list"], None);
+        let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+        // Columns: id, username, status, then the space-separated scopes, last login, e-mail.
+        let active_admins: Vec<_> = listed
+            .lines()
+            .skip(1)
+            .filter(|line| {
+                let columns: Vec<_> = line.split_whitespace().collect();
+                columns[2] == "active" && columns[3..].contains(&"admin")
+            })
+            .collect();
+        assert_eq!(active_admins.len(), 1, "round {round}: {listed}");
+        assert!(
+            active_admins[0].contains(names[winner]),
+            "round {round}: {listed}"
+        );
+
+        // Make the loser an admin again for the next round.
+        let restored = cluster
+            .patch_user(a, &tokens[winner], &ids[loser], everything.clone())
+            .await;
+        assert_eq!(restored.status, 200, "round {round}: {restored:?}");
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (TEST_DATABASE_URL); CI runs it"]
+async fn creations_of_one_name_through_both_instances_at_once_get_one_201_and_one_409() {
+    let cluster = Cluster::start_with(&[("PORTCULLIS_SIGNUP", "true")]).await;
+    cluster.create_admin("root", PASSWORD);
+    let (a, b) = (&cluster.a.base_url, &cluster.b.base_url);
+    let admin = cluster.admin_token(a, "root", PASSWORD).await;
+    // Each side is an admin creation or a signup.
+    let rounds = [
+        (true, true),
+        (true, true),
+        (false, false),
+        (false, true),
+        (true, false),
+    ];
+    for (round, (admin_on_a, admin_on_b)) in rounds.into_iter().enumerate() {
+        let create = |base: &str, by_admin: bool, username: String| {
+            let body = serde_json::json!({ "username": username, "password": NEW_PASSWORD });
+            let request = if by_admin {
+                cluster
+                    .client
+                    .post(format!("{base}/admin/users"))
+                    .bearer_auth(&admin)
+            } else {
+                cluster.client.post(format!("{base}/users/signup"))
+            };
+            Answer::of(request.json(&body))
+        };
+        let (through_a, through_b) = tokio::join!(
+            create(a, admin_on_a, format!("Racer{round}")),
+            create(b, admin_on_b, format!("rACER{round}")),
+        );
+        let answers = [&through_a, &through_b];
+        let mut statuses: Vec<_> = answers.iter().map(|x| x.status).collect();
+        statuses.sort_unstable();
+        assert_eq!(statuses, [201, 409], "round {round}: {answers:?}");
+        let lost = answers.iter().find(|x| x.status == 409).unwrap();
+        assert_eq!(
+            lost.body,
+            serde_json::json!({"detail": "Username already taken"}),
+            "round {round}"
+        );
+        let won = answers.iter().find(|x| x.status == 201).unwrap();
+        let spelling = won.body["username"].as_str().unwrap().to_owned();
+
+        // One account, which logs in on both instances.
+        let page = cluster
+            .call(
+                reqwest::Method::GET,
+                b,
+                &format!("/admin/users?q=racer{round}"),
+                &admin,
+                None,
+            )
+            .await;
+        assert_eq!(page.status, 200, "{page:?}");
+        let listed: Vec<_> = page.body["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|user| user["username"].as_str().unwrap())
+            .collect();
+        assert_eq!(listed, [spelling.as_str()], "round {round}");
+        for base in [a, b] {
+            let name = format!("racer{round}");
+            assert_eq!(cluster.login(base, &name, NEW_PASSWORD).await.status(), 200);
+        }
+    }
 }
