@@ -1233,28 +1233,12 @@ mod tests {
 
     /// The throttle settings parsed from these command-line arguments.
     fn throttle_of(args: &[&str]) -> anyhow::Result<ThrottleSettings> {
-        #[derive(clap::Parser)]
-        struct Cli {
-            #[command(flatten)]
-            config: ConfigArgs,
-        }
-        let cli = <Cli as clap::Parser>::try_parse_from(
-            std::iter::once("portcullis").chain(args.iter().copied()),
-        )?;
-        cli.config.throttle()
+        parse(args).throttle()
     }
 
     /// The account settings parsed from these command-line arguments.
     fn accounts_of(args: &[&str]) -> anyhow::Result<AccountSettings> {
-        #[derive(clap::Parser)]
-        struct Cli {
-            #[command(flatten)]
-            config: ConfigArgs,
-        }
-        let cli = <Cli as clap::Parser>::try_parse_from(
-            std::iter::once("portcullis").chain(args.iter().copied()),
-        )?;
-        cli.config.accounts()
+        parse(args).accounts()
     }
 
     #[test]

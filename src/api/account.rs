@@ -32,8 +32,8 @@ pub struct UserBody {
     pub email: Option<String>,
     /// Full name, if any.
     pub full_name: Option<String>,
-    /// Whether the account is disabled (at `/users/me` always `false`: disabled users are
-    /// refused).
+    /// Whether the account is disabled: its tokens are refused and it cannot log in (so at
+    /// `/users/me` always `false`).
     pub disabled: bool,
     /// Scopes the user holds.
     pub scopes: Vec<Scope>,

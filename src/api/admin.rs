@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{
     ApiTags, AppState,
-    account::{error, patched_string, required_password},
+    account::{UserBody, error, patched_string, required_password},
     error::{ApiError, ErrorBody, ProtectedError, ValidationIssue},
     input::{
         Deferred, JsonBody, PAGE_LIMITS, PageLimit, UuidPath, optional_string, required_string,
@@ -30,24 +30,12 @@ const DEFAULT_PAGE_LIMIT: u32 = 50;
 /// The longest search text, in characters.
 const MAX_SEARCH_CHARS: usize = 256;
 
-/// An account, as an admin sees it.
+/// An account, as an admin sees it: the `User` members, and when it was changed and last used.
 #[derive(Debug, Object)]
 #[oai(rename = "AdminUser")]
 pub struct AdminUserBody {
-    /// Stable identifier (the `sub` of access tokens).
-    pub id: Uuid,
-    /// The username, spelled as it was created.
-    pub username: String,
-    /// E-mail address, if any.
-    pub email: Option<String>,
-    /// Full name, if any.
-    pub full_name: Option<String>,
-    /// Whether the account is disabled (its tokens are refused, it cannot log in).
-    pub disabled: bool,
-    /// Scopes the user holds.
-    pub scopes: Vec<Scope>,
-    /// When the account was created.
-    pub created_at: DateTime<Utc>,
+    #[oai(flatten)]
+    pub user: UserBody,
     /// When the account was last changed (profile, status, scopes or password).
     pub updated_at: DateTime<Utc>,
     /// When the user last logged in; `null` before their first login.
@@ -57,15 +45,9 @@ pub struct AdminUserBody {
 impl From<db::User> for AdminUserBody {
     fn from(user: db::User) -> Self {
         Self {
-            id: user.id,
-            scopes: user.scopes.iter().collect(),
-            username: user.username,
-            email: user.email,
-            full_name: user.full_name,
-            disabled: user.disabled,
-            created_at: user.created_at,
             updated_at: user.updated_at,
             last_login_at: user.last_login_at,
+            user: user.into(),
         }
     }
 }

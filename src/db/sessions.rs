@@ -286,16 +286,7 @@ impl Store {
         user_id: Uuid,
         except: Option<Uuid>,
     ) -> Result<u64, StoreError> {
-        let now = super::now();
-        let mut update = session::Entity::update_many()
-            .col_expr(session::Column::RevokedAt, Expr::value(now))
-            .filter(session::Column::UserId.eq(user_id))
-            .filter(session::Column::RevokedAt.is_null())
-            .filter(session::Column::ExpiresAt.gt(now));
-        if let Some(except) = except {
-            update = update.filter(session::Column::Id.ne(except));
-        }
-        Ok(update.exec(self.connection()).await?.rows_affected)
+        revoke_user_sessions_on(self.connection(), user_id, except, super::now()).await
     }
 
     /// `user_id`'s live sessions, most recently used first.
@@ -390,4 +381,23 @@ impl Store {
             .await?;
         Ok(result.rows_affected)
     }
+}
+
+/// Ends every live session of `user_id` but `except`, at `now`, on `db` (a connection or a
+/// transaction); how many ended.
+pub(super) async fn revoke_user_sessions_on<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    except: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let mut update = session::Entity::update_many()
+        .col_expr(session::Column::RevokedAt, Expr::value(now))
+        .filter(session::Column::UserId.eq(user_id))
+        .filter(session::Column::RevokedAt.is_null())
+        .filter(session::Column::ExpiresAt.gt(now));
+    if let Some(except) = except {
+        update = update.filter(session::Column::Id.ne(except));
+    }
+    Ok(update.exec(db).await?.rows_affected)
 }

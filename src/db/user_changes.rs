@@ -10,7 +10,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{Store, StoreError, User, entities::session, entities::user};
+use super::{Store, StoreError, User, entities::user};
 use crate::domain::{EmailAddress, HashedPassword, Scope, ScopeSet};
 
 /// Changes to an account; `None` leaves a member as it is, `Some(None)` clears it.
@@ -233,15 +233,7 @@ impl Store {
             txn.rollback().await?;
             return Ok(None);
         }
-        let mut revoke = session::Entity::update_many()
-            .col_expr(session::Column::RevokedAt, Expr::value(now))
-            .filter(session::Column::UserId.eq(id))
-            .filter(session::Column::RevokedAt.is_null())
-            .filter(session::Column::ExpiresAt.gt(now));
-        if let Some(keep) = keep {
-            revoke = revoke.filter(session::Column::Id.ne(keep));
-        }
-        let ended = revoke.exec(&txn).await?.rows_affected;
+        let ended = super::sessions::revoke_user_sessions_on(&txn, id, keep, now).await?;
         txn.commit().await?;
         Ok(Some(ended))
     }
