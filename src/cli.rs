@@ -220,6 +220,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(config: &ConfigArgs, bind: SocketAddr, demo: bool) -> anyhow::Result<()> {
     let mut settings = config.settings(bind)?;
+    if demo && !bind.ip().is_loopback() {
+        tracing::warn!(
+            %bind,
+            "--demo on an address others can reach: its admin (admin / secret3) and open signup \
+             are for a local demo only"
+        );
+    }
     if demo && config.signup.is_none() {
         // A demo shows every part of the API; an explicit PORTCULLIS_SIGNUP=false still wins.
         settings.accounts.signup_enabled = true;

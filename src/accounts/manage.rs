@@ -12,7 +12,10 @@ use super::{AccountError, CreateUser, PasswordCheck};
 use crate::{
     auth::{Admission, Client, LoginThrottle, PasswordHasher, Verification},
     config::AccountSettings,
-    db::{Guarded, NewUser, Session, Store, StoreError, User, UserChanges, UserCursor, UserFilter},
+    db::{
+        Guarded, NewUser, PasswordChange, Session, Store, StoreError, User, UserChanges,
+        UserCursor, UserFilter,
+    },
     domain::{EmailAddress, Invalid, NewPassword, PasswordPolicy, ScopeSet, Username, check_text},
 };
 
@@ -217,11 +220,18 @@ impl Accounts {
         self.confirm(client, user, current).await?;
         let new = self.check_password(new, &user.username).await?;
         let hashed = self.hasher.hash(new.into_secret()).await?;
+        let change = PasswordChange::ByOwner {
+            verified: &user.hashed_password,
+            session: current_session,
+        };
+        // `None`: the account, the confirmed password or the caller's session is gone since
+        // this request was authenticated (a reset or a deletion won the race): the caller is
+        // refused as such a request would be now.
         let ended = self
             .store
-            .change_password(user.id, hashed, Some(current_session))
+            .change_password(user.id, hashed, change)
             .await?
-            .ok_or(AccountError::NotFound)?;
+            .ok_or(AccountError::CredentialsChanged)?;
         tracing::info!(user_id = %user.id, sessions_ended = ended, "password changed by its owner");
         Ok(ended)
     }
@@ -242,7 +252,7 @@ impl Accounts {
         let hashed = self.hasher.hash(new.into_secret()).await?;
         let ended = self
             .store
-            .change_password(id, hashed, None)
+            .change_password(id, hashed, PasswordChange::Reset)
             .await?
             .ok_or(AccountError::NotFound)?;
         tracing::info!(user_id = %id, sessions_ended = ended, "password reset");

@@ -67,6 +67,10 @@ pub enum AccountError {
     /// No account has this id.
     #[error("user not found")]
     NotFound,
+    /// The caller's account, password or session changed while their request was served (a
+    /// reset, a deletion or another change committed first): refused like a stale token.
+    #[error("the account's credentials changed meanwhile")]
+    CredentialsChanged,
     /// The change would leave no active admin.
     #[error("cannot remove the last admin (enable or create another admin first)")]
     LastAdmin,

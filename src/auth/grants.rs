@@ -182,12 +182,21 @@ impl Grants {
             tracing::warn!(user_id = %user.id, client = %client.address, retry_after, "login refused: too many successful logins to this account");
             return Err(GrantError::TooManyLogins { retry_after });
         }
+        // The hash the password was checked against, as stored once this login is done.
+        let mut verified = user.hashed_password.clone();
         if let Some(rehashed) = rehashed {
+            // Only over the hash that was checked: a password changed meanwhile is not undone.
             // The login stands even if the upgrade cannot be stored; it is retried next time.
-            match self.store.set_password_hash(user.id, rehashed).await {
-                Ok(()) => {
-                    tracing::info!(user_id = %user.id, "password hash upgraded to current parameters")
+            match self
+                .store
+                .upgrade_password_hash(user.id, &verified, &rehashed)
+                .await
+            {
+                Ok(true) => {
+                    tracing::info!(user_id = %user.id, "password hash upgraded to current parameters");
+                    verified = rehashed;
                 }
+                Ok(false) => {}
                 Err(err) => {
                     tracing::warn!(user_id = %user.id, error = %err, "could not store an upgraded password hash")
                 }
@@ -214,6 +223,14 @@ impl Grants {
                 lifetime: self.sessions.lifetime,
             })
             .await?;
+        // A password change or reset that committed while this password was being checked
+        // wins: it ended every session, and must end this one too (it started too late to be
+        // ended there). Read after the session is stored, waiting for a change in progress.
+        if !self.store.password_hash_is(user.id, &verified).await? {
+            self.store.revoke_session(session_id).await?;
+            tracing::info!(user_id = %user.id, "login refused: the password changed while it was checked");
+            return Err(GrantError::InvalidCredentials);
+        }
         if let Err(err) = self.store.record_login(user.id, crate::db::now()).await {
             tracing::warn!(user_id = %user.id, error = %err, "could not record the time of a login");
         }

@@ -181,16 +181,20 @@ impl LoginThrottle {
         let address = address_key(client);
         // A username that cannot exist shares one key per address: it can only ever fail. The
         // marker cannot collide with a real name (a NUL is not allowed in one).
-        let name = Username::parse(username)
-            .map(|name| name.normalized())
-            .unwrap_or_else(|_| "\u{0}invalid".into());
+        let parsed = Username::parse(username).map(|name| name.normalized());
+        let possible = parsed.is_ok();
+        let name = parsed.unwrap_or_else(|_| "\u{0}invalid".into());
         let account = self.name_hash(&name);
-        let mut failures = Vec::with_capacity(3);
+        let mut failures = Vec::with_capacity(4);
         if let Some(site) = site_key(client) {
             failures.push((Scope::Site, format!("site|{site}")));
         }
         failures.push((Scope::Address, format!("address|{address}")));
-        failures.push((Scope::AccountEverywhere, format!("account_all|{account}")));
+        // Not for a name that cannot exist: all of them share one key, which guessers from
+        // everywhere would block for every typo (and so tell it from an unknown name).
+        if possible {
+            failures.push((Scope::AccountEverywhere, format!("account_all|{account}")));
+        }
         failures.push((Scope::Account, format!("account|{address}|{account}")));
         AttemptKeys {
             failures,
@@ -566,6 +570,12 @@ mod tests {
         let long = throttle.keys(&"x".repeat(10_000), here);
         assert_eq!(long, throttle.keys("with space", here));
         assert_eq!(long, throttle.keys("bad\u{0}name", here));
+        assert!(
+            long.failures
+                .iter()
+                .all(|(scope, _)| *scope != Scope::AccountEverywhere),
+            "no count from every address for a name that cannot exist"
+        );
         for (_, key) in &long.failures {
             assert!(key.len() < 200);
             assert!(!key.contains('\u{0}'), "PostgreSQL text cannot hold NUL");

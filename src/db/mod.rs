@@ -18,7 +18,7 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, SqlErr};
 pub use items::Item;
 pub use sessions::{Exchange, LegacyRefreshToken, NewSession, Session, SessionState};
 pub use signing_keys::{NewSigningKey, StoredSigningKey};
-pub use user_changes::{Guarded, UserChanges, UserCursor, UserFilter};
+pub use user_changes::{Guarded, PasswordChange, UserChanges, UserCursor, UserFilter};
 pub use users::{NewUser, User};
 
 use crate::config::DatabaseSettings;

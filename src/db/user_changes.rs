@@ -10,7 +10,10 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{Store, StoreError, User, entities::user};
+use super::{
+    Store, StoreError, User,
+    entities::{session, user},
+};
 use crate::domain::{EmailAddress, HashedPassword, Scope, ScopeSet};
 
 /// Changes to an account; `None` leaves a member as it is, `Some(None)` clears it.
@@ -38,6 +41,19 @@ impl UserChanges {
             && self.disabled.is_none()
             && self.scopes.is_none()
     }
+}
+
+/// Who sets a new password, which decides which sessions survive it.
+#[derive(Debug, Clone, Copy)]
+pub enum PasswordChange<'a> {
+    /// An admin or an operator: every session ends.
+    Reset,
+    /// The owner, who confirmed `verified` (the hash as read) from their live `session`: that
+    /// session stays, every other ends.
+    ByOwner {
+        verified: &'a HashedPassword,
+        session: Uuid,
+    },
 }
 
 /// What a change guarded by the last-admin rule came to.
@@ -150,8 +166,10 @@ impl Store {
         id: Uuid,
         changes: UserChanges,
     ) -> Result<Guarded<User>, StoreError> {
-        let txn = self.connection().begin().await?;
-        lock_admins(&txn).await?;
+        let txn = begin_read_committed(self.connection()).await?;
+        if changes.demotes_an_admin() {
+            lock_admins(&txn).await?;
+        }
         let rows_affected = if changes.is_empty() {
             1
         } else {
@@ -188,7 +206,7 @@ impl Store {
     /// Deletes the account `id` and, by cascade, its items and sessions, unless it is the last
     /// active admin.
     pub async fn delete_user_by_id(&self, id: Uuid) -> Result<Guarded<()>, StoreError> {
-        let txn = self.connection().begin().await?;
+        let txn = begin_read_committed(self.connection()).await?;
         lock_admins(&txn).await?;
         let deleted = user::Entity::delete_many()
             .filter(user::Column::Id.eq(id))
@@ -207,28 +225,48 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Sets a new password and ends every session of the account but `keep`, in one
-    /// transaction; how many sessions ended, or `None` when there is no such account. A refresh
-    /// racing this ends either way: it either commits first (and its session is ended here) or
-    /// finds its session ended.
+    /// Sets a new password and ends every session of the account (but the owner's own, for a
+    /// change by the owner), in one transaction; how many sessions ended, or `None` when there
+    /// is no such account, or (for a change by the owner) the confirmed password or the
+    /// owner's session is no longer current. A refresh racing this ends either way: it either
+    /// commits first (and its session is ended here) or finds its session ended.
     pub async fn change_password(
         &self,
         id: Uuid,
         hashed_password: HashedPassword,
-        keep: Option<Uuid>,
+        change: PasswordChange<'_>,
     ) -> Result<Option<u64>, StoreError> {
         let now = super::now();
-        let txn = self.connection().begin().await?;
-        let changed = user::Entity::update_many()
+        let txn = begin_read_committed(self.connection()).await?;
+        let mut update = user::Entity::update_many()
             .col_expr(
                 user::Column::HashedPassword,
                 Expr::value(hashed_password.expose().to_owned()),
             )
             .col_expr(user::Column::UpdatedAt, Expr::value(now))
-            .filter(user::Column::Id.eq(id))
-            .exec(&txn)
-            .await?
-            .rows_affected;
+            .filter(user::Column::Id.eq(id));
+        let keep = match change {
+            PasswordChange::Reset => None,
+            PasswordChange::ByOwner { verified, session } => {
+                // Compare and swap: the password the owner confirmed must still be the one
+                // stored (a reset or another change committed meanwhile wins), and the owner's
+                // session must still be live (a reset ended it).
+                update = update
+                    .filter(user::Column::HashedPassword.eq(verified.expose()))
+                    .filter(Expr::exists(
+                        Query::select()
+                            .expr(Expr::val(1))
+                            .from(session::Entity)
+                            .and_where(session::Column::Id.eq(session))
+                            .and_where(session::Column::UserId.eq(id))
+                            .and_where(session::Column::RevokedAt.is_null())
+                            .and_where(session::Column::ExpiresAt.gt(now))
+                            .to_owned(),
+                    ));
+                Some(session)
+            }
+        };
+        let changed = update.exec(&txn).await?.rows_affected;
         if changed == 0 {
             txn.rollback().await?;
             return Ok(None);
@@ -247,6 +285,22 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// A transaction at READ COMMITTED on PostgreSQL whatever the database's default: the
+/// last-admin guard and the password compare-and-swap rely on each statement seeing what
+/// committed before it (under REPEATABLE READ the snapshot would predate the lock). SQLite has
+/// one writer at a time and no such setting.
+async fn begin_read_committed(
+    db: &sea_orm::DatabaseConnection,
+) -> Result<sea_orm::DatabaseTransaction, StoreError> {
+    Ok(match db.get_database_backend() {
+        DbBackend::Postgres => {
+            db.begin_with_config(Some(sea_orm::IsolationLevel::ReadCommitted), None)
+                .await?
+        }
+        _ => db.begin().await?,
+    })
 }
 
 /// On PostgreSQL, waits for any other change that may remove an admin to commit, so that each

@@ -1,7 +1,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait as _, Condition, EntityTrait as _, QueryFilter as _,
-    QueryOrder as _, SqlErr,
+    QueryOrder as _, QuerySelect as _, SqlErr,
 };
 use uuid::Uuid;
 
@@ -158,22 +158,41 @@ impl Store {
         Ok(result.rows_affected > 0)
     }
 
-    /// Replaces a password hash, e.g. after re-hashing with current parameters.
-    pub async fn set_password_hash(
+    /// Replaces the password hash `current` with `rehashed` (the same password under current
+    /// parameters); `false`, changing nothing, when the stored hash is no longer `current` (the
+    /// password was changed or reset meanwhile: that change wins).
+    pub async fn upgrade_password_hash(
         &self,
         id: Uuid,
-        hashed_password: HashedPassword,
-    ) -> Result<(), StoreError> {
-        user::Entity::update_many()
+        current: &HashedPassword,
+        rehashed: &HashedPassword,
+    ) -> Result<bool, StoreError> {
+        let result = user::Entity::update_many()
             .col_expr(
                 user::Column::HashedPassword,
-                hashed_password.expose().to_owned().into(),
+                rehashed.expose().to_owned().into(),
             )
-            .col_expr(user::Column::UpdatedAt, super::now().into())
             .filter(user::Column::Id.eq(id))
+            .filter(user::Column::HashedPassword.eq(current.expose()))
             .exec(self.connection())
             .await?;
-        Ok(())
+        Ok(result.rows_affected > 0)
+    }
+
+    /// Whether the account's stored password hash is still `expected`. On PostgreSQL the read
+    /// waits for a change of that row in progress to commit (`FOR SHARE`), so a password reset
+    /// racing a login is seen by one or the other.
+    pub async fn password_hash_is(
+        &self,
+        id: Uuid,
+        expected: &HashedPassword,
+    ) -> Result<bool, StoreError> {
+        Ok(user::Entity::find_by_id(id)
+            .filter(user::Column::HashedPassword.eq(expected.expose()))
+            .lock_shared()
+            .one(self.connection())
+            .await?
+            .is_some())
     }
 }
 

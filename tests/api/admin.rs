@@ -664,6 +664,82 @@ async fn a_reset_sets_the_password_and_ends_every_session() {
     assert_eq!(app.get_admin_users(&admin, "").await.status, 200);
 }
 
+/// A password no test user has until a test sets it.
+const RESET_PASSWORD: &str = "r3set!Qz8#Lm-Kw";
+
+#[tokio::test]
+async fn an_owners_password_change_racing_an_admin_reset_never_undoes_the_reset() {
+    let (app, admin) = TestApp::with_admin().await;
+    let user = app.create_user(USERNAME, PASSWORD).await;
+    let id = id_of(&user);
+    for round in 0..6 {
+        app.accounts
+            .reset_password(
+                user.id,
+                PASSWORD.into(),
+                portcullis::accounts::PasswordCheck::Skip,
+            )
+            .await
+            .unwrap();
+        let owner = app.login(USERNAME, PASSWORD).await.access_token;
+
+        let (changed, reset) = tokio::join!(
+            app.post_password(&owner, PASSWORD, STRONG_PASSWORD),
+            app.put_admin_password(&admin, &id, RESET_PASSWORD),
+        );
+
+        assert_eq!(reset.status, 204, "round {round}: {}", reset.text);
+        // The change committed before the reset, or is refused for a session it ended.
+        match changed.status.as_u16() {
+            204 => {}
+            401 => assert_could_not_validate(&changed, "the change that lost the race"),
+            _ => panic!("round {round}: {changed:?}"),
+        }
+        // Either way the reset's password is the one that stands, and the owner's session
+        // is over.
+        app.login(USERNAME, RESET_PASSWORD).await;
+        assert_incorrect_credentials(
+            &app.post_login(Login::new(USERNAME, STRONG_PASSWORD)).await,
+            "the owner's new password",
+        );
+        assert_could_not_validate(&app.get_me(&owner).await, "the owner's session");
+    }
+}
+
+#[tokio::test]
+async fn a_login_racing_a_password_reset_gets_no_session_that_outlives_it() {
+    let (app, admin) = TestApp::with_admin().await;
+    let user = app.create_user(USERNAME, PASSWORD).await;
+    let id = id_of(&user);
+    for round in 0..6 {
+        app.accounts
+            .reset_password(
+                user.id,
+                PASSWORD.into(),
+                portcullis::accounts::PasswordCheck::Skip,
+            )
+            .await
+            .unwrap();
+
+        let (login, reset) = tokio::join!(
+            app.post_login(Login::new(USERNAME, PASSWORD)),
+            app.put_admin_password(&admin, &id, RESET_PASSWORD),
+        );
+
+        assert_eq!(reset.status, 204, "round {round}: {}", reset.text);
+        match login.status.as_u16() {
+            // Issued before the reset ended every session, or refused: never a session that
+            // outlives the reset.
+            200 => {
+                let tokens = assert_tokens(&login, DEFAULT_SCOPE);
+                assert_session_ended(&app, &tokens, "a login that raced the reset").await;
+            }
+            401 => assert_incorrect_credentials(&login, "a login that lost the race"),
+            _ => panic!("round {round}: {login:?}"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn an_admin_deletes_an_account_its_items_and_sessions() {
     let (app, admin) = TestApp::with_admin().await;

@@ -189,10 +189,12 @@ impl ApiError {
             AccountError::TooManySignups { retry_after } => Self::TooManyRequests { retry_after },
             AccountError::Store(err) => err.into(),
             AccountError::Hash(err) => err.into(),
+            // The admin API answers a missing account 404 itself; reaching here it is the
+            // caller's own account, gone since their token was checked (deleted meanwhile).
+            AccountError::NotFound | AccountError::CredentialsChanged => Self::InvalidToken,
             other @ (AccountError::SignupDisabled
             | AccountError::UsernameTaken(_)
             | AccountError::NoSuchUser(_)
-            | AccountError::NotFound
             | AccountError::LastAdmin) => Self::Internal(other.into()),
         }
     }
