@@ -378,7 +378,7 @@ impl LoginThrottle {
             None => {
                 let started = store.login_success_window(&key).await?;
                 Ok(Admission::Refused {
-                    retry_after: retry_after(started.map(|at| at + SIGNUP_WINDOW), now),
+                    retry_after: retry_after_in(started, now, SIGNUP_WINDOW),
                 })
             }
         }
@@ -413,7 +413,7 @@ impl LoginThrottle {
             None => {
                 let started = store.login_success_window(&keys.successes).await?;
                 Ok(Admission::Refused {
-                    retry_after: retry_after(started.map(|at| at + SUCCESS_WINDOW), now),
+                    retry_after: retry_after_in(started, now, SUCCESS_WINDOW),
                 })
             }
         }
@@ -443,6 +443,19 @@ impl LoginThrottle {
             .unwrap_or(self.settings.max_delay);
         Some(delay.min(self.settings.max_delay))
     }
+}
+
+/// Whole seconds until the fixed window that started at `started` ends, at least 1 and at
+/// most the window: a concurrent attempt may have started it a moment after `now` was read.
+fn retry_after_in(
+    started: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    window: chrono::TimeDelta,
+) -> u32 {
+    let longest = u32::try_from(window.num_seconds())
+        .unwrap_or(u32::MAX)
+        .max(1);
+    retry_after(started.map(|at| at + window), now).min(longest)
 }
 
 /// Whole seconds until `until`, at least 1.
@@ -580,6 +593,18 @@ mod tests {
             assert!(key.len() < 200);
             assert!(!key.contains('\u{0}'), "PostgreSQL text cannot hold NUL");
         }
+    }
+
+    #[test]
+    fn a_window_started_just_after_now_waits_no_longer_than_the_window() {
+        let now = Utc::now();
+        let hour = chrono::TimeDelta::hours(1);
+        let started_later = now + chrono::Duration::milliseconds(3);
+        assert_eq!(retry_after_in(Some(started_later), now, hour), 3600);
+        assert_eq!(
+            retry_after_in(Some(now - chrono::Duration::seconds(600)), now, hour),
+            3000
+        );
     }
 
     #[test]
