@@ -213,7 +213,8 @@ impl Grants {
         // nobody holds a token of.
         let session_id = uuid::Uuid::now_v7();
         let access = self.tokens.issue(user.id, session_id, &granted).await?;
-        self.store
+        let started = self
+            .store
             .start_session(NewSession {
                 id: session_id,
                 user_id: user.id,
@@ -222,7 +223,16 @@ impl Grants {
                 client_address: client.address.to_string(),
                 lifetime: self.sessions.lifetime,
             })
-            .await?;
+            .await;
+        if let Err(err) = started {
+            // The account was deleted while its password was checked (the session's foreign
+            // key refused it): answered as for an unknown user, not as a failure of ours.
+            if let Ok(None) = self.store.find_user_by_id(user.id).await {
+                tracing::info!(user_id = %user.id, "login refused: the account was deleted meanwhile");
+                return Err(GrantError::InvalidCredentials);
+            }
+            return Err(err.into());
+        }
         // A password change or reset that committed while this password was being checked
         // wins: it ended every session, and must end this one too (it started too late to be
         // ended there). Read after the session is stored, waiting for a change in progress.

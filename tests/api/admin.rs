@@ -741,6 +741,30 @@ async fn a_login_racing_a_password_reset_gets_no_session_that_outlives_it() {
 }
 
 #[tokio::test]
+async fn a_login_racing_the_deletion_of_its_account_is_refused_never_failed() {
+    let (app, admin) = TestApp::with_admin().await;
+    for round in 0..6 {
+        let user = app.create_user(USERNAME, PASSWORD).await;
+        let id = id_of(&user);
+
+        let (login, deleted) = tokio::join!(
+            app.post_login(Login::new(USERNAME, PASSWORD)),
+            app.delete_admin_user(&admin, &id),
+        );
+
+        assert_eq!(deleted.status, 204, "round {round}: {}", deleted.text);
+        match login.status.as_u16() {
+            200 => {
+                let tokens = assert_tokens(&login, DEFAULT_SCOPE);
+                assert_session_ended(&app, &tokens, "a login that raced the deletion").await;
+            }
+            401 => assert_incorrect_credentials(&login, "a login that lost the race"),
+            _ => panic!("round {round}: {login:?}"),
+        }
+    }
+}
+
+#[tokio::test]
 async fn an_admin_deletes_an_account_its_items_and_sessions() {
     let (app, admin) = TestApp::with_admin().await;
     let user = app.create_user(USERNAME, PASSWORD).await;
