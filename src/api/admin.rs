@@ -75,8 +75,11 @@ pub struct AdminUserCreateBody {
     pub password: String,
     /// E-mail address.
     pub email: Option<String>,
-    /// Full name, at most 200 characters.
-    #[oai(validator(max_length = 200))]
+    /// Full name, at most 200 characters; no control characters but tab and line breaks.
+    #[oai(validator(
+        max_length = 200,
+        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"
+    ))]
     pub full_name: Option<String>,
     /// Scopes to grant; default `["me", "items"]`.
     pub scopes: Option<Vec<Scope>>,
@@ -91,8 +94,12 @@ pub struct AdminUserCreateBody {
 pub struct AdminUserUpdateBody {
     /// E-mail address; `null` removes it.
     pub email: Option<String>,
-    /// Full name, at most 200 characters; `null` removes it.
-    #[oai(validator(max_length = 200))]
+    /// Full name, at most 200 characters, no control characters but tab and line breaks;
+    /// `null` removes it.
+    #[oai(validator(
+        max_length = 200,
+        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"
+    ))]
     pub full_name: Option<String>,
     /// Disable (its tokens are refused at once) or enable the account.
     pub disabled: Option<bool>,
