@@ -65,6 +65,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     api::error::{HEADER_FIELDS_TOO_LARGE, REQUEST_TIMEOUT, plain_error},
     config::ConnectionSettings,
+    telemetry,
 };
 
 /// The default global cap never exceeds this, however high the open-file limit: each
@@ -541,11 +542,17 @@ async fn handle(
     phase: Arc<ConnectionPhase>,
 ) -> Result<hyper::Response<ResponseBody>, Infallible> {
     let response = if head_bytes(&request) > shared.settings.max_header_bytes {
-        tracing::debug!(client = %peer, "request head over the cap: 431");
-        closing(plain_error(
+        // The endpoint, whose middleware names every request, never sees this one.
+        let request_id = telemetry::request_id(request.headers());
+        tracing::debug!(client = %peer, request_id = request_id.to_str().unwrap_or_default(), "request head over the cap: 431");
+        let mut response = closing(plain_error(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             HEADER_FIELDS_TOO_LARGE,
-        ))
+        ));
+        response
+            .headers_mut()
+            .insert(telemetry::X_REQUEST_ID, request_id);
+        response
     } else {
         let has_body = !request.body().is_end_stream();
         let mut request = poem::Request::from((
@@ -565,9 +572,21 @@ async fn handle(
         }
         let response = shared.endpoint.get_response(request).await;
         if timed_out.load(Ordering::Relaxed) {
-            // Whatever the handler made of the failed read, the client was too slow.
-            tracing::info!(client = %peer, "request body not received in time: 408");
-            closing(plain_error(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+            // Whatever the handler made of the failed read, the client was too slow. The
+            // request keeps the id the endpoint gave it.
+            let request_id = response.headers().get(telemetry::X_REQUEST_ID).cloned();
+            tracing::info!(
+                client = %peer,
+                request_id = request_id.as_ref().and_then(|id| id.to_str().ok()).unwrap_or_default(),
+                "request body not received in time: 408"
+            );
+            let mut timeout = closing(plain_error(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT));
+            if let Some(request_id) = request_id {
+                timeout
+                    .headers_mut()
+                    .insert(telemetry::X_REQUEST_ID, request_id);
+            }
+            timeout
         } else {
             response
         }

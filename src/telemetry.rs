@@ -2,10 +2,21 @@
 //!
 //! Never logged: passwords, tokens, hashes, request bodies, query strings, or the
 //! `Authorization` header.
+//!
+//! Every request is served inside a `request` span carrying `request_id` (the caller's
+//! `X-Request-Id` when it is acceptable, else a new UUIDv7; every response carries it back),
+//! `trace_id` (from a valid W3C `traceparent`), and `user_id` and `session_id`, recorded once
+//! the access check or a login knows them (see [`record_caller`]). Every line logged while
+//! serving the request carries them: in text after the span's name, in JSON in the `span`
+//! (and `spans`) member.
 
 use std::time::Instant;
 
-use poem::{Endpoint, IntoResponse as _, Request, Response};
+use poem::{
+    Endpoint, IntoResponse as _, Request, Response,
+    http::{HeaderMap, HeaderName, HeaderValue},
+};
+use tracing::{Instrument as _, field::Empty};
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
@@ -25,25 +36,169 @@ pub fn init(filter: &str, format: LogFormat) -> anyhow::Result<WorkerGuard> {
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
         LogFormat::Text => registry.with(fmt::layer().with_writer(writer)).try_init(),
+        // The request's ids are fields of its span: `span` is the innermost span's, `spans`
+        // every open one's, outermost first (tests/cli.rs reads them from `span`).
         LogFormat::Json => registry
-            .with(fmt::layer().json().with_writer(writer))
+            .with(
+                fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(true)
+                    .with_writer(writer),
+            )
             .try_init(),
     };
     result.map_err(|err| anyhow::anyhow!("cannot install the logger: {err}"))?;
     Ok(guard)
 }
 
-/// Logs method, path, status and latency of every request, in one line.
+/// The header naming a request, in requests and in every response.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Longest caller-chosen request id that is echoed.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// The request's id: the caller's `X-Request-Id` when there is exactly one and it is 1–128
+/// visible ASCII characters, else a new UUIDv7. Anything else is replaced, never echoed: it
+/// would go into log lines and other systems' headers.
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    let mut values = headers.get_all(X_REQUEST_ID).iter();
+    if let (Some(value), None) = (values.next(), values.next()) {
+        let bytes = value.as_bytes();
+        if (1..=MAX_REQUEST_ID_LEN).contains(&bytes.len())
+            && bytes.iter().all(|b| (0x21..=0x7e).contains(b))
+        {
+            return value.clone();
+        }
+    }
+    HeaderValue::from_str(&uuid::Uuid::now_v7().to_string()).expect("a UUID is header-safe")
+}
+
+/// The trace id of a valid W3C `traceparent` (version `00`:
+/// `00-<32 hex trace-id>-<16 hex parent-id>-<2 hex flags>`, lowercase, ids not all zeros).
+pub fn trace_id(headers: &HeaderMap) -> Option<&str> {
+    let mut values = headers.get_all("traceparent").iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return None;
+    };
+    let value = value.to_str().ok()?;
+    let mut parts = value.split('-');
+    let (Some("00"), Some(trace), Some(parent), Some(flags), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    let lower_hex = |part: &str, len: usize| {
+        part.len() == len && part.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    let all_zeros = |part: &str| part.bytes().all(|b| b == b'0');
+    (lower_hex(trace, 32)
+        && lower_hex(parent, 16)
+        && lower_hex(flags, 2)
+        && !all_zeros(trace)
+        && !all_zeros(parent))
+    .then_some(trace)
+}
+
+/// Records who is calling into the current request's span: ids only, never names or tokens.
+pub fn record_caller(user_id: uuid::Uuid, session_id: uuid::Uuid) {
+    let span = tracing::Span::current();
+    span.record("user_id", tracing::field::display(user_id));
+    span.record("session_id", tracing::field::display(session_id));
+}
+
+/// Serves every request in its `request` span, gives every response its `X-Request-Id`, and
+/// logs method, path, status and latency of every request, in one line.
 pub async fn log_request<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+    let id = request_id(req.headers());
+    let span = tracing::info_span!(
+        "request",
+        request_id = id.to_str().unwrap_or_default(),
+        user_id = Empty,
+        session_id = Empty,
+        trace_id = Empty,
+    );
+    if let Some(trace_id) = trace_id(req.headers()) {
+        span.record("trace_id", trace_id);
+    }
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let started = Instant::now();
-    let response = match next.call(req).await {
-        Ok(response) => response.into_response(),
-        Err(err) => err.into_response(),
-    };
-    let status = response.status().as_u16();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    tracing::info!(target: "portcullis::http", %method, path, status, latency_ms = format_args!("{latency_ms:.2}"), "request");
-    Ok(response)
+    async move {
+        let started = Instant::now();
+        let mut response = match next.call(req).await {
+            Ok(response) => response.into_response(),
+            Err(err) => err.into_response(),
+        };
+        response.headers_mut().insert(X_REQUEST_ID, id);
+        let status = response.status().as_u16();
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        tracing::info!(target: "portcullis::http", %method, path, status, latency_ms = format_args!("{latency_ms:.2}"), "request");
+        Ok(response)
+    }
+    .instrument(span)
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn acceptable_request_ids_are_kept_and_others_replaced() {
+        let long = "x".repeat(128);
+        for id in ["a", "abc-123_XYZ!~", long.as_str()] {
+            assert_eq!(request_id(&headers(&[("x-request-id", id.as_bytes())])), id);
+        }
+        let too_long = "x".repeat(129);
+        for id in [
+            b"".as_slice(),
+            b"a b",
+            too_long.as_bytes(),
+            b"caf\xc3\xa9",
+            b"a\tb",
+        ] {
+            let replaced = request_id(&headers(&[("x-request-id", id)]));
+            assert_ne!(replaced.as_bytes(), id);
+            assert!(uuid::Uuid::parse_str(replaced.to_str().unwrap()).is_ok());
+        }
+        let twice = headers(&[("x-request-id", b"a"), ("x-request-id", b"b")]);
+        assert!(uuid::Uuid::parse_str(request_id(&twice).to_str().unwrap()).is_ok());
+        assert_ne!(request_id(&HeaderMap::new()), request_id(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn only_a_valid_traceparent_gives_a_trace_id() {
+        let valid = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(
+            trace_id(&headers(&[("traceparent", valid)])),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        for invalid in [
+            b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".as_slice(),
+            b"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            b"00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            b"00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
+            b"",
+        ] {
+            assert_eq!(trace_id(&headers(&[("traceparent", invalid)])), None);
+        }
+    }
 }

@@ -1319,3 +1319,102 @@ fn users_create_says_how_to_skip_the_password_policy() {
     );
     assert!(!stdout(&ws.run(&["users", "list"])).contains("johndoe"));
 }
+
+#[test]
+fn json_log_lines_of_a_request_carry_its_ids_and_never_secrets() {
+    const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const PASSWORD: &str = "Zq8!mW3#pL9$-log-test";
+    let ws = Workspace::new();
+    let log_path = ws.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut command = ws.command();
+    command
+        .env("PORTCULLIS_LOG", "info")
+        .env("PORTCULLIS_LOG_FORMAT", "json")
+        .args(["serve", "--demo", "--bind", "127.0.0.1:0"]);
+    let server = ServerProcess::start_with_stderr(command, Stdio::from(log));
+    let base = server.base_url.clone();
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let token = runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let signup = client
+            .post(format!("{base}/users/signup"))
+            .json(&serde_json::json!({"username": "logtester", "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(signup.status(), 201);
+        let login = client
+            .post(format!("{base}/token"))
+            .header("X-Request-Id", "log-test-login")
+            .header("traceparent", format!("00-{TRACE_ID}-00f067aa0ba902b7-01"))
+            .form(&[("username", "logtester"), ("password", PASSWORD)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(login.status(), 200);
+        let token = login.json::<serde_json::Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let me = client
+            .get(format!("{base}/users/me"))
+            .bearer_auth(&token)
+            .header("X-Request-Id", "log-test-me")
+            .header("traceparent", format!("00-{TRACE_ID}-00f067aa0ba902b7-01"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(me.status(), 200);
+        let me: serde_json::Value = me.json().await.unwrap();
+        (token, me["id"].as_str().unwrap().to_owned())
+    });
+    let (token, user_id) = token;
+    assert!(server.terminate(), "a SIGTERM is a clean shutdown");
+
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(!text.contains(PASSWORD), "the password is never logged");
+    assert!(!text.contains(&token), "the access token is never logged");
+    let token_signature = token.rsplit('.').next().unwrap();
+    assert!(
+        !text.contains(token_signature),
+        "no part of the token is logged"
+    );
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    let of_request = |id: &str| -> Vec<&serde_json::Value> {
+        lines
+            .iter()
+            .filter(|line| line["span"]["request_id"] == id)
+            .collect()
+    };
+
+    let login_lines = of_request("log-test-login");
+    assert!(
+        login_lines
+            .iter()
+            .any(|line| line["fields"]["message"] == "logged in: session started"),
+        "{login_lines:?}"
+    );
+    let me_lines = of_request("log-test-me");
+    assert!(
+        me_lines
+            .iter()
+            .any(|line| line["fields"]["path"] == "/users/me" && line["fields"]["status"] == 200),
+        "{me_lines:?}"
+    );
+    let session_id = login_lines
+        .iter()
+        .find_map(|line| line["span"]["session_id"].as_str())
+        .expect("the login's session is recorded in its span");
+    for line in login_lines.iter().chain(&me_lines) {
+        assert_eq!(line["span"]["trace_id"], TRACE_ID, "{line}");
+    }
+    for line in &me_lines {
+        assert_eq!(line["span"]["user_id"], user_id.as_str(), "{line}");
+        assert_eq!(line["span"]["session_id"], session_id, "{line}");
+    }
+}

@@ -31,8 +31,8 @@ const PREFLIGHT_MAX_AGE_SECONDS: &str = "600";
 /// Request headers an SPA needs beyond the CORS-safelisted ones.
 const ALLOWED_REQUEST_HEADERS: &str = "Authorization, Content-Type";
 /// Response headers an SPA may read beyond the safelisted ones: the challenge of a 401/403, the
-/// wait of a 429/503, and the next page of a list.
-const EXPOSED_RESPONSE_HEADERS: &str = "WWW-Authenticate, Retry-After, Link";
+/// wait of a 429/503, the next page of a list, and the request's id (to quote in a report).
+const EXPOSED_RESPONSE_HEADERS: &str = "WWW-Authenticate, Retry-After, Link, X-Request-Id";
 /// Every response other than the Swagger UI page: nothing to load, to run or to frame.
 const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 

@@ -49,6 +49,9 @@ impl OAuth2 {
         state: &AppState,
         needed: &[Scope],
     ) -> Result<Authenticated, ApiError> {
-        Ok(access::authenticate(&state.tokens, &state.store, self.0.token.trim(), needed).await?)
+        let authenticated =
+            access::authenticate(&state.tokens, &state.store, self.0.token.trim(), needed).await?;
+        crate::telemetry::record_caller(authenticated.user.id, authenticated.session_id);
+        Ok(authenticated)
     }
 }

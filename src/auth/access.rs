@@ -3,6 +3,7 @@
 //! the operation needs, and an active account — in the contract's order. The HTTP side
 //! (`api::security`) only takes the token from the request and maps [`AccessError`].
 
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::{
@@ -72,11 +73,14 @@ pub async fn authenticate(
     if now - session.last_used_at >= LAST_USED_PRECISION {
         // Off the request's path: the answer does not wait for this write.
         let store = store.clone();
-        tokio::spawn(async move {
-            if let Err(err) = store.touch_session(session.id, LAST_USED_PRECISION).await {
-                tracing::warn!(error = %err, "could not record a session's last use");
+        tokio::spawn(
+            async move {
+                if let Err(err) = store.touch_session(session.id, LAST_USED_PRECISION).await {
+                    tracing::warn!(error = %err, "could not record a session's last use");
+                }
             }
-        });
+            .in_current_span(),
+        );
     }
     // The token's scopes, less any its user no longer holds: removing a scope from a user
     // takes effect at their next request, even with tokens issued before.

@@ -244,6 +244,7 @@ impl Grants {
         if let Err(err) = self.store.record_login(user.id, crate::db::now()).await {
             tracing::warn!(user_id = %user.id, error = %err, "could not record the time of a login");
         }
+        crate::telemetry::record_caller(user.id, session_id);
         tracing::info!(user_id = %user.id, %session_id, scope = %granted, "logged in: session started");
         Ok(Granted {
             access,
@@ -307,6 +308,7 @@ impl Grants {
                 return Err(GrantError::InvalidRefreshToken);
             }
         };
+        crate::telemetry::record_caller(user.id, session.id);
         tracing::info!(user_id = %user.id, session_id = %session.id, generation, scope = %granted, "refreshed");
         Ok(Granted {
             access,

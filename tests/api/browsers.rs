@@ -200,7 +200,7 @@ async fn an_allow_listed_site_is_served_with_cors_headers() {
     assert_eq!(answer.header("access-control-allow-origin"), Some(SPA));
     assert_eq!(
         answer.header("access-control-expose-headers"),
-        Some("WWW-Authenticate, Retry-After, Link")
+        Some("WWW-Authenticate, Retry-After, Link, X-Request-Id")
     );
     assert_eq!(answer.header("vary"), Some("Origin"));
     assert_eq!(answer.header("access-control-allow-credentials"), None);

@@ -193,6 +193,8 @@ async fn a_trickled_body_gets_408_and_the_connection_is_closed() {
     );
     assert_eq!(response.header("connection"), Some("close"));
     assert_eq!(response.body, r#"{"detail":"Request timeout"}"#);
+    let request_id = response.header("x-request-id").expect("the request's id");
+    assert!(uuid::Uuid::parse_str(request_id).is_ok(), "{request_id}");
     trickle.abort();
     assert_other_client_served(&app).await;
 }
@@ -250,6 +252,8 @@ async fn a_request_head_over_16_kib_gets_431() {
             response.body,
             r#"{"detail":"Request header fields too large"}"#
         );
+        let request_id = response.header("x-request-id").expect("the request's id");
+        assert!(uuid::Uuid::parse_str(request_id).is_ok(), "{request_id}");
         assert!(closed_within(&mut stream, PATIENCE).await, "then closed");
     }
     // Far beyond the cap (and hyper's buffer): refused and closed, not buffered.

@@ -18,6 +18,7 @@ mod keys;
 mod openapi;
 mod protected;
 mod refresh;
+mod request_ids;
 mod sessions;
 mod throttle;
 mod token;

@@ -50,10 +50,15 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     /// Starts `command` (a `serve … --bind 127.0.0.1:0`) and waits for its address.
-    pub fn start(mut command: Command) -> Self {
+    pub fn start(command: Command) -> Self {
+        Self::start_with_stderr(command, Stdio::inherit())
+    }
+
+    /// As [`ServerProcess::start`], its standard error (the log) going to `stderr`.
+    pub fn start_with_stderr(mut command: Command, stderr: Stdio) -> Self {
         let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("the portcullis binary runs");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
