@@ -241,6 +241,11 @@ pub struct ConfigArgs {
     #[arg(long, env = "PORTCULLIS_CLIENT_IP_HEADER", global = true)]
     pub client_ip_header: Option<String>,
 
+    /// Address of the Prometheus metrics listener (`GET /metrics`), e.g. `127.0.0.1:9100`.
+    /// Unset: no metrics listener. The API listener never serves `/metrics`.
+    #[arg(long, env = "PORTCULLIS_METRICS_BIND", global = true)]
+    pub metrics_bind: Option<String>,
+
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "PORTCULLIS_MAX_BODY_BYTES", default_value_t = 64 * 1024, global = true)]
     pub max_body_bytes: usize,
@@ -397,6 +402,8 @@ pub struct Settings {
     /// Header holding the client address, set by a trusted proxy.
     pub client_ip_header: Option<poem::http::HeaderName>,
     pub max_body_bytes: usize,
+    /// Where the Prometheus metrics are served; `None`: nowhere.
+    pub metrics_bind: Option<SocketAddr>,
     /// Origins of other sites allowed to call the API from a browser (`scheme://host[:port]`).
     pub cors_allowed_origins: Vec<String>,
     /// Most items one user may hold.
@@ -644,8 +651,10 @@ impl ConfigArgs {
             }
             other => other.map(str::to_owned),
         };
+        let metrics_bind = metrics_bind(self.metrics_bind.as_deref(), bind)?;
         Ok(Settings {
             bind,
+            metrics_bind,
             database: self.database(),
             tokens: self.tokens()?,
             hashing: self.hashing()?,
@@ -867,6 +876,21 @@ pub mod bounds {
 }
 
 /// `value`, unless it is outside `range`: then an error naming the variable and the range.
+/// `PORTCULLIS_METRICS_BIND`: a socket address (`host:port`, IP literal), never the API's own.
+fn metrics_bind(value: Option<&str>, api: SocketAddr) -> anyhow::Result<Option<SocketAddr>> {
+    let Some(value) = value else { return Ok(None) };
+    let addr: SocketAddr = value.trim().parse().map_err(|_| {
+        anyhow::anyhow!(
+            "PORTCULLIS_METRICS_BIND must be a socket address such as 127.0.0.1:9100 or \
+             [::1]:9100, not {value:?}"
+        )
+    })?;
+    if addr.port() != 0 && addr == api {
+        bail!("PORTCULLIS_METRICS_BIND ({addr}) must differ from the API's address");
+    }
+    Ok(Some(addr))
+}
+
 fn within<T: PartialOrd + std::fmt::Display + Copy>(
     name: &str,
     value: T,
@@ -1250,6 +1274,45 @@ mod tests {
         let on = accounts_of(&["--signup", "true", "--password-min-length", "128"]).unwrap();
         assert!(on.signup_enabled);
         assert_eq!(on.password_policy.min_length(), 128);
+    }
+
+    #[test]
+    fn the_metrics_bind_is_a_socket_address_or_unset() {
+        let api: SocketAddr = "127.0.0.1:8000".parse().unwrap();
+        assert_eq!(
+            metrics_bind(parse(&[]).metrics_bind.as_deref(), api).unwrap(),
+            None
+        );
+        let args = parse(&["--metrics-bind", "127.0.0.1:9100"]);
+        assert_eq!(
+            metrics_bind(args.metrics_bind.as_deref(), api).unwrap(),
+            Some("127.0.0.1:9100".parse().unwrap())
+        );
+        assert_eq!(
+            metrics_bind(Some("[::1]:0"), api).unwrap(),
+            Some("[::1]:0".parse().unwrap())
+        );
+        for value in [
+            "",
+            "localhost:9100",
+            "127.0.0.1",
+            "127.0.0.1:99999",
+            ":9100",
+        ] {
+            let err = metrics_bind(Some(value), api).expect_err(value);
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "PORTCULLIS_METRICS_BIND must be a socket address such as 127.0.0.1:9100 or \
+                     [::1]:9100, not {value:?}"
+                )
+            );
+        }
+        let err = metrics_bind(Some("127.0.0.1:8000"), api).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "PORTCULLIS_METRICS_BIND (127.0.0.1:8000) must differ from the API's address"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::{
     auth::{AccessTokens, Grants, LoginThrottle, PasswordHasher, RefreshTokens, SigningKeys},
     config::{ConnectionSettings, Settings},
     db::Store,
+    metrics::Metrics,
     server,
 };
 
@@ -32,7 +33,12 @@ pub struct Application {
     max_body_bytes: usize,
     connections: ConnectionSettings,
     max_connections: usize,
+    /// The metrics listener, when `PORTCULLIS_METRICS_BIND` is set.
+    metrics_listener: Option<(TcpListener, SocketAddr)>,
 }
+
+/// Connections the metrics listener holds at once: scrapers, not clients.
+const MAX_METRICS_CONNECTIONS: usize = 16;
 
 impl Application {
     /// Connects to the database, applies pending migrations, starts the hashing pool and binds
@@ -45,7 +51,9 @@ impl Application {
 
     /// As [`Application::build`], on an already connected and migrated store.
     pub async fn build_with_store(settings: &Settings, store: Store) -> anyhow::Result<Self> {
-        let hasher = PasswordHasher::start(settings.hashing).await?;
+        let metrics = Metrics::new(&api::route_templates());
+        let hasher =
+            PasswordHasher::start_with_metrics(settings.hashing, metrics.hashing()).await?;
         let keys = SigningKeys::start(store.clone(), &settings.tokens).await?;
         let tokens = Arc::new(AccessTokens::new(&settings.tokens, keys));
         let secret = settings.tokens.secret.expose_secret();
@@ -63,7 +71,8 @@ impl Application {
             RefreshTokens::new(secret),
             throttle,
             settings.sessions,
-        );
+        )
+        .with_metrics(metrics.grants());
         let state = AppState {
             store,
             tokens,
@@ -73,6 +82,7 @@ impl Application {
             client_ip_header: settings.client_ip_header.clone(),
             cors_allowed_origins: settings.cors_allowed_origins.clone(),
             max_items_per_user: settings.max_items_per_user,
+            metrics,
         };
         let max_connections =
             server::connection_cap(&settings.connections, settings.database.pool_size())?;
@@ -82,9 +92,22 @@ impl Application {
         let local_addr = listener
             .local_addr()
             .context("the listener has no socket address")?;
+        let metrics_listener = match settings.metrics_bind {
+            None => None,
+            Some(bind) => {
+                let listener = TcpListener::bind(bind).await.with_context(|| {
+                    format!("cannot listen on {bind} (PORTCULLIS_METRICS_BIND)")
+                })?;
+                let addr = listener
+                    .local_addr()
+                    .context("the metrics listener has no socket address")?;
+                Some((listener, addr))
+            }
+        };
         Ok(Self {
             listener,
             local_addr,
+            metrics_listener,
             state,
             max_body_bytes: settings.max_body_bytes,
             connections: settings.connections,
@@ -94,6 +117,11 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where `GET /metrics` is served, when it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().map(|(_, addr)| *addr)
     }
 
     pub fn port(&self) -> u16 {
@@ -115,11 +143,29 @@ impl Application {
 
     /// Serves until the process gets Ctrl-C or SIGTERM, then lets in-flight requests finish.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let housekeeping = tokio::spawn(delete_ended_sessions(self.state.store.clone()));
-        let _stop_purge = AbortOnDrop(tokio::spawn(purge_login_counts(
+        let metrics = self.state.metrics.clone();
+        let housekeeping = tokio::spawn(
+            metrics
+                .clone()
+                .scope(delete_ended_sessions(self.state.store.clone())),
+        );
+        let _stop_purge = AbortOnDrop(tokio::spawn(metrics.clone().scope(purge_login_counts(
             self.state.grants.throttle().clone(),
             self.state.store.clone(),
-        )));
+        ))));
+        let _stop_upkeep = AbortOnDrop(tokio::spawn(metrics.clone().upkeep()));
+        let stop_metrics = tokio_util::sync::CancellationToken::new();
+        let metrics_server = self.metrics_listener.map(|(listener, addr)| {
+            tracing::info!(%addr, "serving metrics at /metrics");
+            tokio::spawn(server::serve(
+                listener,
+                crate::metrics::endpoint(metrics).boxed(),
+                self.connections,
+                MAX_METRICS_CONNECTIONS,
+                stop_metrics.clone().cancelled_owned(),
+                GRACEFUL_SHUTDOWN,
+            ))
+        });
         let routes = api::routes(self.state, self.max_body_bytes);
         let _stop_housekeeping = AbortOnDrop(housekeeping);
         server::serve(
@@ -131,6 +177,10 @@ impl Application {
             GRACEFUL_SHUTDOWN,
         )
         .await;
+        stop_metrics.cancel();
+        if let Some(metrics_server) = metrics_server {
+            let _ = metrics_server.await;
+        }
         Ok(())
     }
 }

@@ -20,7 +20,7 @@ use tracing::{Instrument as _, field::Empty};
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
-use crate::config::LogFormat;
+use crate::{config::LogFormat, metrics::Metrics};
 
 /// Installs the global subscriber. `filter` uses `tracing`'s syntax (e.g. `info,sqlx=warn`).
 ///
@@ -112,7 +112,14 @@ pub fn record_caller(user_id: uuid::Uuid, session_id: uuid::Uuid) {
 
 /// Serves every request in its `request` span, gives every response its `X-Request-Id`, and
 /// logs method, path, status and latency of every request, in one line.
-pub async fn log_request<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+///
+/// It also counts the request in `metrics` (by route template, never by raw path), and makes
+/// `metrics` the current ones while the request is served (see [`crate::metrics::scope`]).
+pub async fn log_request<E: Endpoint>(
+    next: E,
+    req: Request,
+    metrics: Metrics,
+) -> poem::Result<Response> {
     let id = request_id(req.headers());
     let span = tracing::info_span!(
         "request",
@@ -126,7 +133,8 @@ pub async fn log_request<E: Endpoint>(next: E, req: Request) -> poem::Result<Res
     }
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    async move {
+    let current = metrics.clone();
+    let serving = async move {
         let started = Instant::now();
         let mut response = match next.call(req).await {
             Ok(response) => response.into_response(),
@@ -134,12 +142,14 @@ pub async fn log_request<E: Endpoint>(next: E, req: Request) -> poem::Result<Res
         };
         response.headers_mut().insert(X_REQUEST_ID, id);
         let status = response.status().as_u16();
-        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = started.elapsed();
+        metrics.record_request(method.as_str(), &path, status, elapsed);
+        let latency_ms = elapsed.as_secs_f64() * 1000.0;
         tracing::info!(target: "portcullis::http", %method, path, status, latency_ms = format_args!("{latency_ms:.2}"), "request");
         Ok(response)
     }
-    .instrument(span)
-    .await
+    .instrument(span);
+    current.scope(serving).await
 }
 
 #[cfg(test)]

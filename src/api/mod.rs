@@ -50,6 +50,8 @@ pub struct AppState {
     pub cors_allowed_origins: Vec<String>,
     /// Most items one user may hold.
     pub max_items_per_user: u32,
+    /// The Prometheus metrics every request is counted in.
+    pub metrics: crate::metrics::Metrics,
 }
 
 #[derive(Tags)]
@@ -274,6 +276,7 @@ pub fn routes(state: AppState, max_body_bytes: usize) -> impl Endpoint<Output = 
     let document: Arc<str> = refine(&raw).into();
     let docs_page: Arc<str> = swagger_ui_page(&service, &raw, &document).into();
     let document_json: Value = serde_json::from_str(&document).expect("the document is JSON");
+    let metrics = state.metrics.clone();
     let allowed = Arc::new(
         error::AllowedMethods::from_document(&document_json)
             .with("/docs", "GET")
@@ -298,9 +301,22 @@ pub fn routes(state: AppState, max_body_bytes: usize) -> impl Endpoint<Output = 
             error::plain_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
         }))
         .around(move |next, req| browsers::apply(next, req, browsers.clone()))
-        .around(crate::telemetry::log_request)
+        .around(move |next, req| crate::telemetry::log_request(next, req, metrics.clone()))
         .into_endpoint()
         .map_to_response()
+}
+
+/// Every route template the service answers (the document's paths, `/docs`, `/docs/` and
+/// `/openapi.json`): the `route` label values of the HTTP metrics.
+pub fn route_templates() -> Vec<String> {
+    let document: Value = serde_json::from_str(&openapi_document()).expect("the document is JSON");
+    let mut templates: Vec<String> = document["paths"]
+        .as_object()
+        .into_iter()
+        .flat_map(|paths| paths.keys().cloned())
+        .collect();
+    templates.extend(["/docs", "/docs/", "/openapi.json"].map(String::from));
+    templates
 }
 
 /// Every method some operation of `document` answers, upper case, in a fixed order.

@@ -3,7 +3,13 @@
 //! scopes narrowed to the user's current ones) and revocation (RFC 7009). Each refusal is a
 //! [`GrantError`]; `api::token` parses the form and maps them to the contract's responses.
 
-use std::{net::IpAddr, sync::Arc};
+use std::{
+    net::IpAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use secrecy::SecretString;
 
@@ -15,6 +21,7 @@ use crate::{
     config::SessionSettings,
     db::{Exchange, NewSession, Session, Store, StoreError},
     domain::{Scope, ScopeSet, Username},
+    metrics::{GrantMetrics, LoginOutcome, RefreshOutcome},
 };
 
 /// Who is asking, as recorded on the session a login starts.
@@ -93,6 +100,7 @@ pub struct Grants {
     refresh_tokens: RefreshTokens,
     throttle: LoginThrottle,
     sessions: SessionSettings,
+    metrics: GrantMetrics,
 }
 
 impl Grants {
@@ -111,7 +119,14 @@ impl Grants {
             refresh_tokens,
             throttle,
             sessions,
+            metrics: GrantMetrics::default(),
         }
+    }
+
+    /// Counts every login's and refresh's outcome in `metrics`.
+    pub fn with_metrics(mut self, metrics: GrantMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub fn hasher(&self) -> &PasswordHasher {
@@ -125,6 +140,28 @@ impl Grants {
     /// The password grant: checks the password (after the throttle), upgrades an outdated
     /// hash, and starts a session.
     pub async fn password_grant(
+        &self,
+        client: Client,
+        login: PasswordLogin<'_>,
+    ) -> Result<Granted, GrantError> {
+        let result = self.check_password_grant(client, login).await;
+        let outcome = match &result {
+            Ok(_) => Some(LoginOutcome::Success),
+            Err(GrantError::InvalidCredentials) => Some(LoginOutcome::InvalidCredentials),
+            Err(GrantError::InactiveUser) => Some(LoginOutcome::Inactive),
+            Err(GrantError::Throttled { .. } | GrantError::TooManyLogins { .. }) => {
+                Some(LoginOutcome::Throttled)
+            }
+            Err(GrantError::Hash(HashError::Busy)) => Some(LoginOutcome::Busy),
+            Err(_) => None,
+        };
+        if let Some(outcome) = outcome {
+            self.metrics.login(outcome);
+        }
+        result
+    }
+
+    async fn check_password_grant(
         &self,
         client: Client,
         login: PasswordLogin<'_>,
@@ -260,6 +297,29 @@ impl Grants {
         presented: &str,
         requested: Option<ScopeSet>,
     ) -> Result<Granted, GrantError> {
+        let reused = AtomicBool::new(false);
+        let result = self
+            .check_refresh_grant(presented, requested, &reused)
+            .await;
+        let outcome = match &result {
+            _ if reused.load(Ordering::Relaxed) => Some(RefreshOutcome::ReuseDetected),
+            Ok(_) => Some(RefreshOutcome::Success),
+            Err(GrantError::InvalidRefreshToken) => Some(RefreshOutcome::Invalid),
+            Err(GrantError::InactiveUser) => Some(RefreshOutcome::Inactive),
+            Err(_) => None,
+        };
+        if let Some(outcome) = outcome {
+            self.metrics.refresh(outcome);
+        }
+        result
+    }
+
+    async fn check_refresh_grant(
+        &self,
+        presented: &str,
+        requested: Option<ScopeSet>,
+        reused: &AtomicBool,
+    ) -> Result<Granted, GrantError> {
         let Some(presented) = self.presented_refresh_token(presented).await? else {
             tracing::info!("refresh refused: unknown refresh token");
             return Err(GrantError::InvalidRefreshToken);
@@ -273,6 +333,7 @@ impl Grants {
         // Reuse is answered before anything about the user, and nothing is recorded on a refusal.
         let grace = self.sessions.reuse_grace;
         if !presented.exchangeable(now, grace) {
+            reused.store(true, Ordering::Relaxed);
             return Err(self.reuse_detected(session.id).await);
         }
         let user = self
@@ -302,7 +363,10 @@ impl Grants {
             .await?
         {
             Exchange::Issue(generation) => generation,
-            Exchange::Reused => return Err(self.reuse_detected(session.id).await),
+            Exchange::Reused => {
+                reused.store(true, Ordering::Relaxed);
+                return Err(self.reuse_detected(session.id).await);
+            }
             Exchange::SessionEnded => {
                 tracing::info!(session_id = %session.id, "refresh refused: session ended meanwhile");
                 return Err(GrantError::InvalidRefreshToken);

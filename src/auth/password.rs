@@ -21,7 +21,7 @@ use argon2::{
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::oneshot;
 
-use crate::{config::HashingSettings, domain::HashedPassword};
+use crate::{config::HashingSettings, domain::HashedPassword, metrics::HashMetrics};
 
 const SALT_BYTES: usize = 16;
 const OUTPUT_BYTES: usize = 32;
@@ -67,11 +67,20 @@ pub struct PasswordHasher {
     /// Hashes waiting or running per client, for the fair share.
     in_flight: Arc<Mutex<HashMap<String, usize>>>,
     per_client: usize,
+    metrics: HashMetrics,
 }
 
 impl PasswordHasher {
     /// Starts the workers. Computes the dummy hash on one of them, so call it from async code.
     pub async fn start(settings: HashingSettings) -> anyhow::Result<Self> {
+        Self::start_with_metrics(settings, HashMetrics::default()).await
+    }
+
+    /// As [`PasswordHasher::start`], recording each hash's duration and the queue's depth.
+    pub async fn start_with_metrics(
+        settings: HashingSettings,
+        metrics: HashMetrics,
+    ) -> anyhow::Result<Self> {
         let params = Params::new(
             settings.memory_kib,
             settings.iterations,
@@ -84,15 +93,17 @@ impl PasswordHasher {
         for index in 0..settings.workers.get() {
             let receiver = Arc::clone(&receiver);
             let params = params.clone();
+            let metrics = metrics.clone();
             std::thread::Builder::new()
                 .name(format!("argon2-{index}"))
-                .spawn(move || Worker::new(params).run(&receiver))?;
+                .spawn(move || Worker::new(params, metrics).run(&receiver))?;
         }
         let mut hasher = Self {
             jobs: sender,
             dummy_hash: Arc::new(HashedPassword::from_phc(String::new())),
             in_flight: Arc::default(),
             per_client: settings.queue_per_client.get(),
+            metrics,
         };
         let mut random = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut random);
@@ -168,8 +179,11 @@ impl PasswordHasher {
     }
 
     fn submit(&self, job: Job) -> Result<(), HashError> {
+        // Counted before the send: a worker may take the job (and count it out) at once.
+        self.metrics.queue_depth.increment(1.0);
         self.jobs
             .try_send((tracing::Span::current(), job))
+            .inspect_err(|_| self.metrics.queue_depth.decrement(1.0))
             .map_err(|err| match err {
                 mpsc::TrySendError::Full(_) => HashError::Busy,
                 mpsc::TrySendError::Disconnected(_) => {
@@ -215,13 +229,15 @@ struct Worker {
     params: Params,
     /// Reused for every hash with the current parameters: the allocator never sees it again.
     memory: Vec<Block>,
+    metrics: HashMetrics,
 }
 
 impl Worker {
-    fn new(params: Params) -> Self {
+    fn new(params: Params, metrics: HashMetrics) -> Self {
         Self {
             memory: Vec::new(),
             params,
+            metrics,
         }
     }
 
@@ -240,17 +256,28 @@ impl Worker {
                 Err(_) => return,
             };
             let Ok((span, job)) = next else { return };
+            self.metrics.queue_depth.decrement(1.0);
             let _entered = span.enter();
+            let started = std::time::Instant::now();
             match job {
+                // Recorded before the answer, so that it is counted by the time a login is.
                 Job::Hash { password, reply } => {
-                    let _ = reply.send(self.hash(password.expose_secret().as_bytes()));
+                    let hashed = self.hash(password.expose_secret().as_bytes());
+                    self.metrics
+                        .duration
+                        .record(started.elapsed().as_secs_f64());
+                    let _ = reply.send(hashed);
                 }
                 Job::Verify {
                     password,
                     stored,
                     reply,
                 } => {
-                    let _ = reply.send(self.verify(password.expose_secret().as_bytes(), &stored));
+                    let verified = self.verify(password.expose_secret().as_bytes(), &stored);
+                    self.metrics
+                        .duration
+                        .record(started.elapsed().as_secs_f64());
+                    let _ = reply.send(verified);
                 }
             }
         }

@@ -21,7 +21,7 @@ pub use signing_keys::{NewSigningKey, StoredSigningKey};
 pub use user_changes::{Guarded, PasswordChange, UserChanges, UserCursor, UserFilter};
 pub use users::{NewUser, User};
 
-use crate::config::DatabaseSettings;
+use crate::{config::DatabaseSettings, metrics::DatabaseErrorKind};
 
 /// How long a writer waits for SQLite's lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,9 +44,20 @@ impl From<DbErr> for StoreError {
             return StoreError::UsernameTaken;
         }
         match err {
-            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => StoreError::Unavailable(err),
-            other => StoreError::Query(other),
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => StoreError::unavailable(err),
+            other => {
+                crate::metrics::database_error(DatabaseErrorKind::Query);
+                StoreError::Query(other)
+            }
         }
+    }
+}
+
+impl StoreError {
+    /// An unreachable database, counted in `portcullis_database_errors_total`.
+    fn unavailable(err: DbErr) -> Self {
+        crate::metrics::database_error(DatabaseErrorKind::Unavailable);
+        StoreError::Unavailable(err)
     }
 }
 
@@ -137,7 +148,7 @@ impl Store {
 
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.db.ping().await.map_err(StoreError::Unavailable)
+        self.db.ping().await.map_err(StoreError::unavailable)
     }
 
     pub fn connection(&self) -> &DatabaseConnection {

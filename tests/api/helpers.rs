@@ -54,6 +54,8 @@ pub struct TestApp {
     /// The account rules, as the server applies them.
     pub accounts: Accounts,
     pub settings: Settings,
+    /// Where `GET /metrics` is served, when the settings ask for it.
+    pub metrics_address: Option<SocketAddr>,
     /// Kept so that the SQLite file outlives the test.
     _data_dir: Option<Workspace>,
 }
@@ -100,6 +102,7 @@ pub fn test_settings(database_url: String) -> Settings {
         client_ip_header: None,
         max_body_bytes: 64 * 1024,
         cors_allowed_origins: Vec::new(),
+        metrics_bind: None,
         max_items_per_user: 1000,
         // The defaults: signup off (tests of it turn it on), ten an hour per address.
         accounts: AccountSettings {
@@ -148,6 +151,7 @@ pub async fn spawn_app_with(settings: Settings, data_dir: Option<Workspace>) -> 
         .await
         .expect("the application must start");
     let address = app.local_addr();
+    let metrics_address = app.metrics_addr();
     let store = app.store().clone();
     let accounts = app.accounts().clone();
     tokio::spawn(app.run_until_stopped());
@@ -161,6 +165,7 @@ pub async fn spawn_app_with(settings: Settings, data_dir: Option<Workspace>) -> 
         store,
         accounts,
         settings,
+        metrics_address,
         _data_dir: data_dir,
     }
 }

@@ -15,6 +15,7 @@ mod housekeeping;
 mod item_pages;
 mod items;
 mod keys;
+mod metrics;
 mod openapi;
 mod protected;
 mod refresh;
