@@ -105,6 +105,26 @@ fn a_user_is_created_listed_disabled_enabled_and_deleted() {
 }
 
 #[test]
+fn serve_refuses_a_metrics_bind_that_is_no_socket_address() {
+    let ws = Workspace::new();
+    let output = ws
+        .command()
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("PORTCULLIS_METRICS_BIND", "localhost:9100")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains(
+            "PORTCULLIS_METRICS_BIND must be a socket address such as 127.0.0.1:9100 or \
+             [::1]:9100, not \"localhost:9100\""
+        ),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
 fn a_duplicate_username_in_any_case_is_refused() {
     let ws = Workspace::new();
     assert!(
