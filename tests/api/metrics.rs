@@ -284,3 +284,123 @@ async fn the_metrics_listener_serves_nothing_but_metrics() {
 
     assert_eq!(other.status(), 404);
 }
+
+#[tokio::test]
+async fn every_login_and_refresh_outcome_is_counted() {
+    // Arrange: a throttle after 2 failures, a disabled account.
+    let app = spawn_app_configured(|settings| {
+        settings.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+        settings.throttle.enabled = true;
+        settings.throttle.max_failures_per_account = 2;
+    })
+    .await;
+    app.create_user(USERNAME, PASSWORD).await;
+    app.create_disabled_user("dormant", PASSWORD).await;
+    let metrics = app.metrics_address.unwrap();
+    let tokens = app.login(USERNAME, PASSWORD).await;
+    let (_, before) = scrape(metrics).await;
+
+    // Act
+    assert_eq!(
+        app.post_login(Login::new("dormant", PASSWORD)).await.status,
+        400
+    );
+    for _ in 0..2 {
+        let wrong = app
+            .post_login(Login::new(USERNAME, "wrong-password-9"))
+            .await;
+        assert_eq!(wrong.status, 401);
+    }
+    let blocked = app.post_login(Login::new(USERNAME, PASSWORD)).await;
+    assert_eq!(blocked.status, 429);
+    let refreshed = app.post_refresh(&tokens.refresh_token, None).await;
+    assert_eq!(refreshed.status, 200);
+    assert_eq!(
+        app.post_refresh("not-a-refresh-token", None).await.status,
+        400
+    );
+    // Within the reuse grace (5 s here) a spent token is exchanged again: a success.
+    let again = app.post_refresh(&tokens.refresh_token, None).await;
+    assert_eq!(again.status, 200);
+    let (text, after) = scrape(metrics).await;
+
+    // Assert
+    let logins = "portcullis_logins_total";
+    for (outcome, count) in [
+        ("success", 0.0),
+        ("invalid_credentials", 2.0),
+        ("inactive", 1.0),
+        ("throttled", 1.0),
+        ("busy", 0.0),
+    ] {
+        let labels = [("outcome", outcome)];
+        assert_eq!(
+            moved(&before, &after, logins, &labels),
+            count,
+            "{outcome}\n{text}"
+        );
+    }
+    let refreshes = "portcullis_refresh_total";
+    for (outcome, count) in [
+        ("success", 2.0),
+        ("invalid", 1.0),
+        ("reuse_detected", 0.0),
+        ("inactive", 0.0),
+    ] {
+        let labels = [("outcome", outcome)];
+        assert_eq!(
+            moved(&before, &after, refreshes, &labels),
+            count,
+            "{outcome}\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_reused_refresh_token_is_counted_as_reuse() {
+    let app = spawn_app_configured(|settings| {
+        settings.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+        settings.sessions.reuse_grace = chrono::Duration::zero();
+    })
+    .await;
+    app.create_user(USERNAME, PASSWORD).await;
+    let tokens = app.login(USERNAME, PASSWORD).await;
+    assert_eq!(
+        app.post_refresh(&tokens.refresh_token, None).await.status,
+        200
+    );
+
+    assert_eq!(
+        app.post_refresh(&tokens.refresh_token, None).await.status,
+        400
+    );
+
+    let (_, after) = scrape(app.metrics_address.unwrap()).await;
+    let refreshes = "portcullis_refresh_total";
+    assert_eq!(value(&after, refreshes, &[("outcome", "success")]), 1.0);
+    assert_eq!(
+        value(&after, refreshes, &[("outcome", "reuse_detected")]),
+        1.0
+    );
+    assert_eq!(value(&after, refreshes, &[("outcome", "invalid")]), 0.0);
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_counted() {
+    let app = spawn_metered_app().await;
+    let metrics = app.metrics_address.unwrap();
+    let (_, before) = scrape(metrics).await;
+
+    app.store.connection().clone().close().await.unwrap();
+    let ready = send(app.request(Method::GET, "/ready")).await;
+
+    assert_eq!(ready.status, 503);
+    let (text, after) = scrape(metrics).await;
+    let errors = "portcullis_database_errors_total";
+    assert_eq!(
+        moved(&before, &after, errors, &[("kind", "unavailable")]),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(moved(&before, &after, errors, &[("kind", "query")]), 0.0);
+}
