@@ -397,10 +397,9 @@ async fn an_unreachable_database_is_counted() {
     assert_eq!(ready.status, 503);
     let (text, after) = scrape(metrics).await;
     let errors = "portcullis_database_errors_total";
-    assert_eq!(
-        moved(&before, &after, errors, &[("kind", "unavailable")]),
-        1.0,
-        "{text}"
-    );
+    // At least the readiness check's; the housekeeping run at start, when a loaded machine
+    // delays it past the close, meets the closed database too and counts as well.
+    let unavailable = moved(&before, &after, errors, &[("kind", "unavailable")]);
+    assert!((1.0..=3.0).contains(&unavailable), "{unavailable}\n{text}");
     assert_eq!(moved(&before, &after, errors, &[("kind", "query")]), 0.0);
 }
