@@ -48,6 +48,8 @@ const HASH_BUCKETS: [f64; 12] = [
 const METHODS: [&str; 10] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT", "other",
 ];
+/// More `/`-separated segments than any route of the service has: such a path is unmatched.
+const MAX_SEGMENTS: usize = 16;
 /// Status codes 100–599 have a counter each; anything else counts as 599.
 const STATUSES: usize = 500;
 
@@ -275,6 +277,10 @@ impl Metrics {
                     .collect(),
             })
             .collect();
+        assert!(
+            templates.iter().all(|t| t.segments.len() <= MAX_SEGMENTS),
+            "a route has more than {MAX_SEGMENTS} segments"
+        );
         let http = (0..(templates.len() + 1) * METHODS.len())
             .map(|_| OnceLock::new())
             .collect();
@@ -314,23 +320,35 @@ impl Metrics {
 
     fn route_index(&self, path: &str) -> usize {
         let templates = &self.inner.templates;
+        // Split once; paths of more segments than any route are unmatched without a look.
+        let mut segments = [""; MAX_SEGMENTS];
+        let mut count = 0;
+        for segment in path.split('/') {
+            if count == MAX_SEGMENTS {
+                return templates.len();
+            }
+            segments[count] = segment;
+            count += 1;
+        }
+        let segments = &segments[..count];
         let mut best: Option<(usize, usize)> = None;
         for (index, template) in templates.iter().enumerate() {
-            let mut segments = path.split('/');
+            if template.segments.len() != segments.len() {
+                continue;
+            }
             let mut literals = 0;
-            let matched =
-                template
-                    .segments
-                    .iter()
-                    .all(|expected| match (expected, segments.next()) {
-                        (Some(literal), Some(actual)) if literal == actual => {
-                            literals += 1;
-                            true
-                        }
-                        (None, Some(actual)) => !actual.is_empty(),
-                        _ => false,
-                    })
-                    && segments.next().is_none();
+            let matched = template
+                .segments
+                .iter()
+                .zip(segments)
+                .all(|(expected, actual)| match expected {
+                    Some(literal) if literal == actual => {
+                        literals += 1;
+                        true
+                    }
+                    Some(_) => false,
+                    None => !actual.is_empty(),
+                });
             if matched && best.is_none_or(|(_, most)| literals > most) {
                 best = Some((index, literals));
             }
