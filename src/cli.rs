@@ -162,7 +162,9 @@ enum KeysCommand {
     },
     /// Retire a signing key: the tokens it signed are refused from the next request on.
     Retire {
-        /// The key's id, as `keys list` shows it (a token's `kid` header).
+        /// The key's id, as `keys list` shows it (a token's `kid` header). It may begin with
+        /// `-` (it is base64url).
+        #[arg(allow_hyphen_values = true)]
         kid: String,
     },
 }

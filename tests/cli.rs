@@ -345,6 +345,24 @@ fn serve_demo_prints_its_addresses_serves_the_demo_user_and_stops_on_sigterm() {
 }
 
 #[test]
+fn a_key_id_beginning_with_a_hyphen_is_taken_as_the_key_id() {
+    // Key ids are base64url: one in 64 begins with `-`, and must not be read as an option.
+    let ws = Workspace::new();
+    let output = ws.run(&["keys", "retire", "-bNoSuchKey"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        !stderr(&output).contains("unexpected argument"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        stderr(&output).contains("-bNoSuchKey"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
 fn serve_demo_leaves_signup_off_when_it_is_set_off() {
     let ws = Workspace::new();
     let mut command = ws.command();
