@@ -272,14 +272,16 @@ impl Grants {
         }
         // A password change or reset that committed while this password was being checked
         // wins: it ended every session, and must end this one too (it started too late to be
-        // ended there). Read after the session is stored, waiting for a change in progress.
-        if !self.store.password_hash_is(user.id, &verified).await? {
+        // ended there). The login's time is recorded only over the checked hash, after the
+        // session is stored: one statement both records it and tells.
+        if !self
+            .store
+            .record_login(user.id, crate::db::now(), &verified)
+            .await?
+        {
             self.store.revoke_session(session_id).await?;
             tracing::info!(user_id = %user.id, "login refused: the password changed while it was checked");
             return Err(GrantError::InvalidCredentials);
-        }
-        if let Err(err) = self.store.record_login(user.id, crate::db::now()).await {
-            tracing::warn!(user_id = %user.id, error = %err, "could not record the time of a login");
         }
         crate::telemetry::record_caller(user.id, session_id);
         tracing::info!(user_id = %user.id, %session_id, scope = %granted, "logged in: session started");

@@ -276,14 +276,24 @@ impl Store {
         Ok(Some(ended))
     }
 
-    /// Records a successful login of the account `id` at `at`.
-    pub async fn record_login(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError> {
-        user::Entity::update_many()
+    /// Records a successful login of the account `id` at `at`, if its stored password hash is
+    /// still `verified` (the one the password was checked against); `false`, recording nothing,
+    /// when it changed meanwhile. On PostgreSQL the update waits for a change of that row in
+    /// progress to commit and then reads the new row, so a reset racing a login is seen by one
+    /// or the other; SQLite has one writer at a time.
+    pub async fn record_login(
+        &self,
+        id: Uuid,
+        at: DateTime<Utc>,
+        verified: &HashedPassword,
+    ) -> Result<bool, StoreError> {
+        let result = user::Entity::update_many()
             .col_expr(user::Column::LastLoginAt, Expr::value(Some(at)))
             .filter(user::Column::Id.eq(id))
+            .filter(user::Column::HashedPassword.eq(verified.expose()))
             .exec(self.connection())
             .await?;
-        Ok(())
+        Ok(result.rows_affected > 0)
     }
 }
 

@@ -1,7 +1,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait as _, Condition, EntityTrait as _, QueryFilter as _,
-    QueryOrder as _, QuerySelect as _, SqlErr,
+    QueryOrder as _, SqlErr,
 };
 use uuid::Uuid;
 
@@ -177,22 +177,6 @@ impl Store {
             .exec(self.connection())
             .await?;
         Ok(result.rows_affected > 0)
-    }
-
-    /// Whether the account's stored password hash is still `expected`. On PostgreSQL the read
-    /// waits for a change of that row in progress to commit (`FOR SHARE`), so a password reset
-    /// racing a login is seen by one or the other.
-    pub async fn password_hash_is(
-        &self,
-        id: Uuid,
-        expected: &HashedPassword,
-    ) -> Result<bool, StoreError> {
-        Ok(user::Entity::find_by_id(id)
-            .filter(user::Column::HashedPassword.eq(expected.expose()))
-            .lock_shared()
-            .one(self.connection())
-            .await?
-            .is_some())
     }
 }
 
