@@ -2,6 +2,7 @@
 //! service needs, returning domain records rather than entities.
 
 pub mod entities;
+mod inline_reads;
 mod items;
 mod login_failures;
 mod sessions;
@@ -65,12 +66,15 @@ impl StoreError {
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+    /// On an SQLite file: the per-request check read without sqlx's connection threads.
+    inline_reads: Option<std::sync::Arc<inline_reads::InlineReads>>,
 }
 
 impl Store {
     /// Connects, creating the SQLite file (and its directory) on first start.
     pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Self> {
         let mut options = ConnectOptions::new(settings.url.clone());
+        let mut inline_reads = None;
         options
             .connect_timeout(ACQUIRE_TIMEOUT)
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -78,6 +82,7 @@ impl Store {
         if settings.is_sqlite() {
             if let Some(file) = sqlite_file(&settings.url) {
                 create_private_file(&file)?;
+                inline_reads = inline_reads::InlineReads::new(file).map(std::sync::Arc::new);
             }
             options
                 .max_connections(settings.pool_size())
@@ -104,7 +109,7 @@ impl Store {
                 redact(&settings.url)
             )
         })?;
-        Ok(Self { db })
+        Ok(Self { db, inline_reads })
     }
 
     /// Applies pending migrations. On PostgreSQL, instances starting together take turns: the

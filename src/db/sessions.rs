@@ -66,7 +66,7 @@ impl From<session::Model> for Session {
 }
 
 /// What the check of every request needs to know about a session.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionState {
     pub id: Uuid,
     pub last_used_at: DateTime<Utc>,
@@ -316,28 +316,25 @@ impl Store {
         user_id: Uuid,
         key: Option<(&str, &str)>,
     ) -> Result<Option<(SessionState, User)>, StoreError> {
-        let mut condition = Condition::all()
-            .add(session::Column::Id.eq(session_id))
-            .add(session::Column::UserId.eq(user_id));
-        if let Some((kid, tag)) = key {
-            condition = condition.add(Expr::exists(
-                Query::select()
-                    .expr(Expr::val(1))
-                    .from(signing_key::Entity)
-                    .and_where(signing_key::Column::Kid.eq(kid))
-                    .and_where(signing_key::Column::RetiredAt.is_null())
-                    // A retired key's tag differs: setting `retired_at` back to NULL by hand
-                    // does not bring it back.
-                    .and_where(signing_key::Column::AuthenticationTag.eq(tag))
-                    .to_owned(),
-            ));
+        if let Some(inline) = &self.inline_reads {
+            if let Ok(found) = inline.session_and_user(session_id, user_id, key) {
+                return Ok(found.map(|(session, user)| (session, user.into())));
+            }
         }
-        let found = user::Entity::find()
-            .inner_join(session::Entity)
-            .column_as(session::Column::LastUsedAt, "session_last_used_at")
-            .column_as(session::Column::ExpiresAt, "session_expires_at")
-            .column_as(session::Column::RevokedAt, "session_revoked_at")
-            .filter(condition)
+        Ok(self
+            .find_session_and_user_through_sqlx(session_id, user_id, key)
+            .await?
+            .map(|(session, user)| (session, user.into())))
+    }
+
+    /// `find_session_and_user` through SeaORM and sqlx's pool.
+    pub(super) async fn find_session_and_user_through_sqlx(
+        &self,
+        session_id: Uuid,
+        user_id: Uuid,
+        key: Option<(&str, &str)>,
+    ) -> Result<Option<(SessionState, user::Model)>, StoreError> {
+        let found = session_and_user_query(session_id, user_id, key)
             .into_model::<UserWithSession>()
             .one(self.connection())
             .await?;
@@ -348,7 +345,7 @@ impl Store {
                 expires_at: row.session_expires_at,
                 revoked_at: row.session_revoked_at,
             };
-            (session, row.user().into())
+            (session, row.user())
         }))
     }
 
@@ -381,6 +378,39 @@ impl Store {
             .await?;
         Ok(result.rows_affected)
     }
+}
+
+/// The statement of `find_session_and_user`: the user's columns and three of the session's
+/// (aliased `session_…`), for the session `session_id` of `user_id`, provided the key named by
+/// `key` (kid, tag) is not retired and still carries that tag. Rendered once for the inline
+/// SQLite reads (`inline_reads`), which bind the values in the order given here.
+pub(super) fn session_and_user_query(
+    session_id: Uuid,
+    user_id: Uuid,
+    key: Option<(&str, &str)>,
+) -> sea_orm::Select<user::Entity> {
+    let mut condition = Condition::all()
+        .add(session::Column::Id.eq(session_id))
+        .add(session::Column::UserId.eq(user_id));
+    if let Some((kid, tag)) = key {
+        condition = condition.add(Expr::exists(
+            Query::select()
+                .expr(Expr::val(1))
+                .from(signing_key::Entity)
+                .and_where(signing_key::Column::Kid.eq(kid))
+                .and_where(signing_key::Column::RetiredAt.is_null())
+                // A retired key's tag differs: setting `retired_at` back to NULL by hand
+                // does not bring it back.
+                .and_where(signing_key::Column::AuthenticationTag.eq(tag))
+                .to_owned(),
+        ));
+    }
+    user::Entity::find()
+        .inner_join(session::Entity)
+        .column_as(session::Column::LastUsedAt, "session_last_used_at")
+        .column_as(session::Column::ExpiresAt, "session_expires_at")
+        .column_as(session::Column::RevokedAt, "session_revoked_at")
+        .filter(condition)
 }
 
 /// Ends every live session of `user_id` but `except`, at `now`, on `db` (a connection or a
