@@ -6,6 +6,8 @@
 //! Prints lookups per second on standard output. Compare with `GET /health` req/s: a protected
 //! request can be no faster than this.
 //!
+//! `DATABASE_URL`, when set, names the database (PostgreSQL for the benchmark's second column).
+//!
 //! ```sh
 //! cargo run --release --example lookup_limit -- [TASKS] [SECONDS] [QUERY]   # defaults: 64, 5, session
 //! ```
@@ -45,15 +47,24 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(tasks: usize, duration: Duration, user_only: bool) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("portcullis-lookup-{}", uuid::Uuid::new_v4()));
+    // `DATABASE_URL` (a PostgreSQL database, for the benchmark's second column), else a fresh
+    // SQLite file.
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()));
     let settings = DatabaseSettings {
-        url: format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()),
+        url,
         max_connections: None,
     };
     let store = Store::connect(&settings).await?;
     store.migrate().await?;
     let user = store
         .create_user(NewUser {
-            username: Username::parse("johndoe").map_err(|e| anyhow::anyhow!("{e:?}"))?,
+            // Unique: a PostgreSQL database may be used for more than one run.
+            username: Username::parse(&format!(
+                "lookup-{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..12]
+            ))
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?,
             email: None,
             full_name: None,
             hashed_password: HashedPassword::from_phc("not a hash: never verified here"),

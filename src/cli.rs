@@ -171,6 +171,7 @@ enum KeysCommand {
 
 /// Runs the command line and maps any failure to a message and exit code 1.
 pub fn main() -> ExitCode {
+    crate::memory::configure_allocator();
     let cli = Cli::parse();
     let _log_guard = match crate::telemetry::init(&cli.config.log, cli.config.log_format) {
         Ok(guard) => guard,

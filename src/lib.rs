@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod memory;
 pub mod metrics;
 pub mod server;
 pub mod startup;

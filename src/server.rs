@@ -32,7 +32,7 @@ use std::{
     pin::{Pin, pin},
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     task::{Context, Poll},
     time::Duration,
@@ -78,6 +78,10 @@ const RESERVED_DESCRIPTORS: u64 = 64;
 const DESCRIPTORS_PER_DATABASE_CONNECTION: u64 = 4;
 const FIRST_ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+/// How often the server looks whether a burst of connections is over, to give their memory back.
+const MEMORY_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// Connections closed since the last release that count as a burst worth releasing memory for.
+const BURST_CONNECTIONS: usize = 32;
 
 /// Raises the soft open-file limit to the hard one and returns the global connection cap: the
 /// configured one, which must fit below the limit, or one derived from the limit.
@@ -134,6 +138,12 @@ pub async fn serve(
         open: Mutex::new(HashMap::new()),
     });
     let slots = Arc::new(Semaphore::new(max_connections));
+    let peak_open = Arc::new(AtomicUsize::new(0));
+    let memory = tokio::spawn(release_memory_after_bursts(
+        slots.clone(),
+        max_connections,
+        peak_open.clone(),
+    ));
     let shutdown = CancellationToken::new();
     let mut connections = JoinSet::new();
     let mut at_cap = Burst::default();
@@ -164,6 +174,10 @@ pub async fn serve(
         if at_cap.ended() {
             tracing::info!("connection limit no longer reached");
         }
+        peak_open.fetch_max(
+            max_connections - slots.available_permits(),
+            Ordering::Relaxed,
+        );
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut signal => break,
@@ -205,6 +219,7 @@ pub async fn serve(
     }
 
     drop(listener);
+    memory.abort();
     shutdown.cancel();
     if !connections.is_empty() {
         tracing::info!(
@@ -217,6 +232,29 @@ pub async fn serve(
         .await;
     }
     connections.shutdown().await;
+}
+
+/// Gives the allocator's free pages back once at start (what migrating and seeding left) and
+/// then whenever many connections have closed since the last time: a flood's connection
+/// buffers are freed into the allocator's heaps, which keep them resident otherwise.
+async fn release_memory_after_bursts(
+    slots: Arc<Semaphore>,
+    max_connections: usize,
+    peak_open: Arc<AtomicUsize>,
+) {
+    let mut checks = tokio::time::interval(MEMORY_CHECK_INTERVAL);
+    checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut first = true;
+    loop {
+        checks.tick().await;
+        let open = max_connections - slots.available_permits();
+        if first || peak_open.load(Ordering::Relaxed) >= open + BURST_CONNECTIONS {
+            first = false;
+            peak_open.store(open, Ordering::Relaxed);
+            // A few milliseconds for a large heap: not on an async worker.
+            let _ = tokio::task::spawn_blocking(crate::memory::release_free_memory).await;
+        }
+    }
 }
 
 /// A condition logged once per burst: a burst ends when the condition has not occurred for

@@ -166,10 +166,13 @@ impl Grants {
         client: Client,
         login: PasswordLogin<'_>,
     ) -> Result<Granted, GrantError> {
+        // A place in the hashing pool first: a login that would find the pool full is refused
+        // before any database work (a flood costs nothing but its 503s).
+        let mut keys = self.throttle.keys(login.username, client.address);
+        let slot = self.hasher.reserve(keys.hashing_clients())?;
         // Throttling comes before the password is checked, and reserves the attempt's place in
         // every count first: a blocked client learns nothing, not even from a correct password,
         // and a burst of concurrent guesses gets no more checks than the limit.
-        let mut keys = self.throttle.keys(login.username, client.address);
         if let Admission::Refused { retry_after } =
             self.throttle.admit(&self.store, &mut keys).await?
         {
@@ -183,13 +186,8 @@ impl Grants {
                 Ok(name) => self.store.find_user_by_username(&name).await?,
                 Err(_) => None,
             };
-            let verification = self
-                .hasher
-                .verify_for(
-                    keys.hashing_clients(),
-                    login.password,
-                    user.as_ref().map(|u| &u.hashed_password),
-                )
+            let verification = slot
+                .verify(login.password, user.as_ref().map(|u| &u.hashed_password))
                 .await?;
             Ok::<_, GrantError>((user, verification))
         }
@@ -209,21 +207,12 @@ impl Grants {
             self.throttle.failed(&keys);
             return Err(GrantError::InvalidCredentials);
         };
-        if let Err(err) = self.throttle.succeeded(&self.store, &keys).await {
-            tracing::warn!(error = %err, "could not clear the failed-login count");
-        }
-        // Each login starts a session: one account gets only so many a minute, from anywhere.
-        if let Admission::Refused { retry_after } =
-            self.throttle.admit_success(&self.store, &keys).await?
-        {
-            tracing::warn!(user_id = %user.id, client = %client.address, retry_after, "login refused: too many successful logins to this account");
-            return Err(GrantError::TooManyLogins { retry_after });
-        }
         // The hash the password was checked against, as stored once this login is done.
         let mut verified = user.hashed_password.clone();
         if let Some(rehashed) = rehashed {
             // Only over the hash that was checked: a password changed meanwhile is not undone.
             // The login stands even if the upgrade cannot be stored; it is retried next time.
+            // Before the login's transaction: on SQLite this write would wait for it.
             match self
                 .store
                 .upgrade_password_hash(user.id, &verified, &rehashed)
@@ -239,19 +228,44 @@ impl Grants {
                 }
             }
         }
-        if user.disabled {
-            return Err(GrantError::InactiveUser);
-        }
         let granted = match login.requested {
-            None => user.scopes.without(Scope::Admin),
-            Some(requested) => narrowed(requested, &user.scopes, ScopeHolder::User)?,
+            None => Ok(user.scopes.without(Scope::Admin)),
+            Some(requested) => narrowed(requested, &user.scopes, ScopeHolder::User),
         };
-        // Signed before the session is stored: a signing failure leaves no session behind that
-        // nobody holds a token of.
+        // Signed before the session is stored (and before the transaction, which must not wait
+        // for anything but its own statements): a signing failure leaves no session behind.
         let session_id = uuid::Uuid::now_v7();
-        let access = self.tokens.issue(user.id, session_id, &granted).await?;
-        let started = self
-            .store
+        // Inactive comes before a scope not held, as in the contract.
+        let prepared = match granted {
+            Ok(granted) if !user.disabled => {
+                let access = self.tokens.issue(user.id, session_id, &granted).await?;
+                Ok((granted, access))
+            }
+            Ok(_) => Err(GrantError::InactiveUser),
+            Err(_) if user.disabled => Err(GrantError::InactiveUser),
+            Err(err) => Err(err),
+        };
+
+        // The throttle's changes, the session and the login's time commit together. A refusal
+        // from here on still commits the throttle's changes: the password was right.
+        let writes = self.store.begin_login().await?;
+        self.throttle.succeeded(&writes, &keys).await?;
+        // Each login starts a session: one account gets only so many a minute, from anywhere.
+        if let Admission::Refused { retry_after } =
+            self.throttle.admit_success(&writes, &keys).await?
+        {
+            writes.commit().await?;
+            tracing::warn!(user_id = %user.id, client = %client.address, retry_after, "login refused: too many successful logins to this account");
+            return Err(GrantError::TooManyLogins { retry_after });
+        }
+        let (granted, access) = match prepared {
+            Ok(prepared) => prepared,
+            Err(err) => {
+                writes.commit().await?;
+                return Err(err);
+            }
+        };
+        let started = writes
             .start_session(NewSession {
                 id: session_id,
                 user_id: user.id,
@@ -262,6 +276,7 @@ impl Grants {
             })
             .await;
         if let Err(err) = started {
+            drop(writes);
             // The account was deleted while its password was checked (the session's foreign
             // key refused it): answered as for an unknown user, not as a failure of ours.
             if let Ok(None) = self.store.find_user_by_id(user.id).await {
@@ -271,18 +286,18 @@ impl Grants {
             return Err(err.into());
         }
         // A password change or reset that committed while this password was being checked
-        // wins: it ended every session, and must end this one too (it started too late to be
-        // ended there). The login's time is recorded only over the checked hash, after the
-        // session is stored: one statement both records it and tells.
-        if !self
-            .store
+        // wins: the login's time is recorded only over the checked hash, and when it is not
+        // the stored one any more, nothing of this login is kept. (A change committing after
+        // this transaction ends every session, this one included.)
+        if !writes
             .record_login(user.id, crate::db::now(), &verified)
             .await?
         {
-            self.store.revoke_session(session_id).await?;
+            drop(writes);
             tracing::info!(user_id = %user.id, "login refused: the password changed while it was checked");
             return Err(GrantError::InvalidCredentials);
         }
+        writes.commit().await?;
         crate::telemetry::record_caller(user.id, session_id);
         tracing::info!(user_id = %user.id, %session_id, scope = %granted, "logged in: session started");
         Ok(Granted {

@@ -3,15 +3,19 @@
 //! Why a pool of our own rather than `spawn_blocking`: a hash is 15 ms of memory-bound work that
 //! allocates its whole memory cost (19 MiB by default). Unbounded, logins pile up threads, glibc
 //! keeps every buffer, and throughput falls. Here at most `workers` hashes run at once, each worker
-//! reuses one buffer, and at most `queue` requests wait; beyond that callers are told at once that
-//! the service is busy instead of queueing without end. Logins also say who they are for (their
-//! address and account): one client may hold only its share of the pool (`queue_per_client`
-//! hashes waiting or running), so that a flood from one address, or for one account, gets the
-//! 503s while everyone else is still served.
+//! reuses one buffer while jobs keep coming (and frees it when idle), and at most `queue` requests
+//! wait; beyond that callers are told at once that the service is busy instead of queueing without
+//! end. Logins also say who they are for (their address and account): one client may hold only
+//! its share of the pool (`queue_per_client` hashes waiting or running), so that a flood from one
+//! address, or for one account, gets the 503s while everyone else is still served.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, mpsc},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+        mpsc,
+    },
 };
 
 use argon2::{
@@ -67,6 +71,10 @@ pub struct PasswordHasher {
     /// Hashes waiting or running per client, for the fair share.
     in_flight: Arc<Mutex<HashMap<String, usize>>>,
     per_client: usize,
+    /// Places reserved by [`PasswordHasher::reserve`], at most `capacity` (the queue's length:
+    /// a reserved job always finds room in the queue).
+    places: Arc<AtomicUsize>,
+    capacity: usize,
     metrics: HashMetrics,
 }
 
@@ -103,6 +111,8 @@ impl PasswordHasher {
             dummy_hash: Arc::new(HashedPassword::from_phc(String::new())),
             in_flight: Arc::default(),
             per_client: settings.queue_per_client.get(),
+            places: Arc::default(),
+            capacity: settings.queue,
             metrics,
         };
         let mut random = [0u8; 32];
@@ -153,8 +163,20 @@ impl PasswordHasher {
         password: SecretString,
         stored: Option<&HashedPassword>,
     ) -> Result<Verification, HashError> {
-        let _share = self.claim(clients)?;
-        self.verify(password, stored).await
+        self.reserve(clients)?.verify(password, stored).await
+    }
+
+    /// Takes a place in the pool for `clients` before anything else is done for them: `Busy` at
+    /// once when the queue is full or one of them has its share, so that a login that would
+    /// be refused costs no database work. The place is given back when the slot is dropped.
+    pub fn reserve(&self, clients: &[String]) -> Result<HashSlot, HashError> {
+        let place = Place::take(&self.places, self.capacity).ok_or(HashError::Busy)?;
+        let share = self.claim(clients)?;
+        Ok(HashSlot {
+            hasher: self.clone(),
+            _place: place,
+            _share: share,
+        })
     }
 
     /// Takes one place in each client's share, or none when one of them has no room left.
@@ -193,6 +215,42 @@ impl PasswordHasher {
     }
 }
 
+/// A place in the hashing pool taken by [`PasswordHasher::reserve`], for one verification.
+pub struct HashSlot {
+    hasher: PasswordHasher,
+    _place: Place,
+    _share: Claim,
+}
+
+impl HashSlot {
+    /// As [`PasswordHasher::verify`], in the place reserved.
+    pub async fn verify(
+        self,
+        password: SecretString,
+        stored: Option<&HashedPassword>,
+    ) -> Result<Verification, HashError> {
+        self.hasher.verify(password, stored).await
+    }
+}
+
+/// One of the queue's places, counted while a reserved login waits, hashes or is answered.
+struct Place(Arc<AtomicUsize>);
+
+impl Place {
+    fn take(places: &Arc<AtomicUsize>, capacity: usize) -> Option<Self> {
+        let taken = places.fetch_add(1, Ordering::AcqRel);
+        let place = Place(Arc::clone(places));
+        // Dropped at once when over: the count is given back.
+        (taken < capacity).then_some(place)
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A login's place in its clients' shares, given back when it is answered (or abandoned).
 struct Claim {
     in_flight: Arc<Mutex<HashMap<String, usize>>>,
@@ -225,9 +283,15 @@ fn base64_of(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes)
 }
 
+/// How long a hashing worker keeps its buffer with no job to do. A fresh buffer costs about
+/// 6 ms of page faults, paid by the first login after a pause; under load the queue is never
+/// empty that long, so the buffer is reused.
+const IDLE_BEFORE_RELEASE: std::time::Duration = std::time::Duration::from_millis(500);
+
 struct Worker {
     params: Params,
-    /// Reused for every hash with the current parameters: the allocator never sees it again.
+    /// Reused for every hash with the current parameters while jobs keep coming; freed when
+    /// the worker has been idle for `IDLE_BEFORE_RELEASE`.
     memory: Vec<Block>,
     metrics: HashMetrics,
 }
@@ -250,12 +314,23 @@ impl Worker {
             tracing::warn!(error = %err, "cannot lower the hashing thread's priority");
         }
         loop {
-            // The lock is held only while waiting for the next job, never while hashing.
+            // The lock is held only while waiting for the next job, never while hashing. The
+            // wait is bounded so that an idle worker (whether it holds the lock or waits for
+            // it) gets to free its buffer: workers take turns waiting while there is no work.
             let next = match jobs.lock() {
-                Ok(receiver) => receiver.recv(),
+                Ok(receiver) => receiver.recv_timeout(IDLE_BEFORE_RELEASE),
                 Err(_) => return,
             };
-            let Ok((span, job)) = next else { return };
+            let (span, job) = match next {
+                Ok(next) => next,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    // Back-to-back hashes reuse the buffer; an idle worker holds nothing (the
+                    // allocator unmaps a block this size at once: see `crate::memory`).
+                    self.memory = Vec::new();
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            };
             self.metrics.queue_depth.decrement(1.0);
             let _entered = span.enter();
             let started = std::time::Instant::now();
@@ -555,5 +630,33 @@ mod tests {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+
+    /// A login takes its place in the queue before any other work: once every place is taken,
+    /// the next is refused at once, and a dropped slot gives its place back.
+    #[tokio::test]
+    async fn places_are_reserved_up_to_the_queue_and_given_back() {
+        let hasher = PasswordHasher::start(HashingSettings {
+            queue: 3,
+            queue_per_client: NonZeroUsize::new(3).unwrap(),
+            ..settings()
+        })
+        .await
+        .unwrap();
+        let client = |n: usize| vec![format!("client-{n}")];
+        let slots: Vec<HashSlot> = (0..3)
+            .map(|n| hasher.reserve(&client(n)).unwrap())
+            .collect();
+        assert!(matches!(hasher.reserve(&client(9)), Err(HashError::Busy)));
+        // Refused places are not counted: still exactly three taken.
+        assert_eq!(hasher.places.load(Ordering::Acquire), 3);
+        drop(slots);
+        assert_eq!(hasher.places.load(Ordering::Acquire), 0);
+        let slot = hasher.reserve(&client(9)).unwrap();
+        assert_eq!(
+            slot.verify(secret("pw"), None).await.unwrap(),
+            Verification::Invalid
+        );
+        assert_eq!(hasher.places.load(Ordering::Acquire), 0);
     }
 }

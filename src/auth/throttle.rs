@@ -29,7 +29,11 @@ use chrono::{DateTime, Utc};
 use hkdf::hmac::{Hmac, Mac as _};
 use sha2::Sha256;
 
-use crate::{config::ThrottleSettings, db::Store, db::StoreError, domain::Username};
+use crate::{
+    config::ThrottleSettings,
+    db::{LoginCounts, Store, StoreError},
+    domain::Username,
+};
 
 /// Domain separation for the username key derived from the JWT secret.
 const NAME_KEY_INFO: &[u8] = b"portcullis login-throttle username v1";
@@ -325,7 +329,11 @@ impl LoginThrottle {
     /// The password was right: forgets the account's failures from this address, gives back
     /// the attempt's place in the other counts, and remembers the address as one that logged
     /// in to the account (the account's block from every address spares it).
-    pub async fn succeeded(&self, store: &Store, keys: &AttemptKeys) -> Result<(), StoreError> {
+    pub async fn succeeded(
+        &self,
+        store: &impl LoginCounts,
+        keys: &AttemptKeys,
+    ) -> Result<(), StoreError> {
         if !self.settings.enabled {
             return Ok(());
         }
@@ -393,7 +401,7 @@ impl LoginThrottle {
     /// the account had its share this minute.
     pub async fn admit_success(
         &self,
-        store: &Store,
+        store: &impl LoginCounts,
         keys: &AttemptKeys,
     ) -> Result<Admission, StoreError> {
         if !self.settings.enabled {

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait as _, ConnectionTrait as _, EntityTrait as _, QueryFilter as _, QueryTrait as _,
+    ColumnTrait as _, ConnectionTrait, EntityTrait as _, QueryFilter as _, QueryTrait as _,
     sea_query::{CaseStatement, Expr, ExprTrait as _, OnConflict},
 };
 
@@ -92,25 +92,7 @@ impl Store {
     /// Gives back one attempt reserved under `key` (it succeeded, or was never checked); a
     /// block stands only while the count is still at or over `limit`.
     pub async fn release_login_attempt(&self, key: &str, limit: u32) -> Result<(), StoreError> {
-        use login_failure::Column;
-
-        let failures = || Expr::col(Column::Failures);
-        let count = CaseStatement::new()
-            .case(failures().gt(0), failures().sub(1))
-            .finally(Expr::val(0));
-        let block = CaseStatement::new()
-            .case(
-                failures().sub(1).lt(i64::from(limit)),
-                Expr::val(Option::<DateTime<Utc>>::None),
-            )
-            .finally(Expr::col(Column::BlockedUntil));
-        login_failure::Entity::update_many()
-            .col_expr(Column::Failures, count.into())
-            .col_expr(Column::BlockedUntil, block.into())
-            .filter(Column::Key.eq(key))
-            .exec(self.connection())
-            .await?;
-        Ok(())
+        release_login_attempt_on(self.connection(), key, limit).await
     }
 
     /// Until when `key` is blocked, if it is (or was).
@@ -126,11 +108,7 @@ impl Store {
 
     /// Forgets the failures under `key` (after a successful login).
     pub async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
-        login_failure::Entity::delete_many()
-            .filter(login_failure::Column::Key.eq(key))
-            .exec(self.connection())
-            .await?;
-        Ok(())
+        clear_login_failures_on(self.connection(), key).await
     }
 
     /// Counts one successful login under `key`, atomically, unless `limit` were already
@@ -143,36 +121,7 @@ impl Store {
         now: DateTime<Utc>,
         window: Duration,
     ) -> Result<Option<u32>, StoreError> {
-        use login_success::{Column, Entity};
-
-        let col = |column: Column| Expr::col((Entity, column));
-        let elapsed = col(Column::WindowStartedAt).lte(now - window);
-        let next_count = CaseStatement::new()
-            .case(elapsed.clone(), Expr::val(1))
-            .finally(col(Column::Successes).add(1));
-        let next_start = CaseStatement::new()
-            .case(elapsed.clone(), Expr::val(now))
-            .finally(col(Column::WindowStartedAt));
-        let row = login_success::ActiveModel {
-            key: Set(key.to_owned()),
-            successes: Set(1),
-            window_started_at: Set(now),
-        };
-        let mut insert = Entity::insert(row)
-            .on_conflict(
-                OnConflict::column(Column::Key)
-                    .value(Column::Successes, next_count)
-                    .value(Column::WindowStartedAt, next_start)
-                    .action_and_where(elapsed.or(col(Column::Successes).lt(i64::from(limit))))
-                    .to_owned(),
-            )
-            .into_query();
-        insert.returning_col(Column::Successes);
-        let Some(saved) = self.connection().query_one(&insert).await? else {
-            return Ok(None);
-        };
-        let successes: i32 = saved.try_get("", "successes")?;
-        Ok(Some(u32::try_from(successes).unwrap_or(0)))
+        reserve_login_success_on(self.connection(), key, limit, now, window).await
     }
 
     /// When the current window of successful logins under `key` started.
@@ -180,10 +129,7 @@ impl Store {
         &self,
         key: &str,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        Ok(login_success::Entity::find_by_id(key.to_owned())
-            .one(self.connection())
-            .await?
-            .map(|row| row.window_started_at))
+        login_success_window_on(self.connection(), key).await
     }
 
     /// Deletes the counts that no longer matter at `now`: failures whose last one and whose
@@ -241,22 +187,7 @@ impl Store {
         address_key: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        use login_address::{Column, Entity};
-
-        let row = login_address::ActiveModel {
-            account_key: Set(account_key.to_owned()),
-            address_key: Set(address_key.to_owned()),
-            last_success_at: Set(now),
-        };
-        Entity::insert(row)
-            .on_conflict(
-                OnConflict::columns([Column::AccountKey, Column::AddressKey])
-                    .update_column(Column::LastSuccessAt)
-                    .to_owned(),
-            )
-            .exec_without_returning(self.connection())
-            .await?;
-        Ok(())
+        remember_login_address_on(self.connection(), account_key, address_key, now).await
     }
 
     /// Whether `address_key` logged in to the account `account_key` successfully since `since`.
@@ -319,4 +250,122 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// Forgets the failures under `key` (after a successful login).
+pub(super) async fn clear_login_failures_on<C: ConnectionTrait>(
+    db: &C,
+    key: &str,
+) -> Result<(), StoreError> {
+    login_failure::Entity::delete_many()
+        .filter(login_failure::Column::Key.eq(key))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Counts one successful login under `key`, atomically, unless `limit` were already
+/// counted in the current window (fixed windows of `window`, from the first). Returns the
+/// new count, or `None` when the limit is reached.
+pub(super) async fn reserve_login_success_on<C: ConnectionTrait>(
+    db: &C,
+    key: &str,
+    limit: u32,
+    now: DateTime<Utc>,
+    window: Duration,
+) -> Result<Option<u32>, StoreError> {
+    use login_success::{Column, Entity};
+
+    let col = |column: Column| Expr::col((Entity, column));
+    let elapsed = col(Column::WindowStartedAt).lte(now - window);
+    let next_count = CaseStatement::new()
+        .case(elapsed.clone(), Expr::val(1))
+        .finally(col(Column::Successes).add(1));
+    let next_start = CaseStatement::new()
+        .case(elapsed.clone(), Expr::val(now))
+        .finally(col(Column::WindowStartedAt));
+    let row = login_success::ActiveModel {
+        key: Set(key.to_owned()),
+        successes: Set(1),
+        window_started_at: Set(now),
+    };
+    let mut insert = Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(Column::Key)
+                .value(Column::Successes, next_count)
+                .value(Column::WindowStartedAt, next_start)
+                .action_and_where(elapsed.or(col(Column::Successes).lt(i64::from(limit))))
+                .to_owned(),
+        )
+        .into_query();
+    insert.returning_col(Column::Successes);
+    let Some(saved) = db.query_one(&insert).await? else {
+        return Ok(None);
+    };
+    let successes: i32 = saved.try_get("", "successes")?;
+    Ok(Some(u32::try_from(successes).unwrap_or(0)))
+}
+
+/// When the current window of successful logins under `key` started.
+pub(super) async fn login_success_window_on<C: ConnectionTrait>(
+    db: &C,
+    key: &str,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    Ok(login_success::Entity::find_by_id(key.to_owned())
+        .one(db)
+        .await?
+        .map(|row| row.window_started_at))
+}
+
+/// Records that `address_key` logged in to the account `account_key` at `now`.
+pub(super) async fn remember_login_address_on<C: ConnectionTrait>(
+    db: &C,
+    account_key: &str,
+    address_key: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    use login_address::{Column, Entity};
+
+    let row = login_address::ActiveModel {
+        account_key: Set(account_key.to_owned()),
+        address_key: Set(address_key.to_owned()),
+        last_success_at: Set(now),
+    };
+    Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([Column::AccountKey, Column::AddressKey])
+                .update_column(Column::LastSuccessAt)
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// Gives back one attempt reserved under `key` (it succeeded, or was never checked); a
+/// block stands only while the count is still at or over `limit`.
+pub(super) async fn release_login_attempt_on<C: ConnectionTrait>(
+    db: &C,
+    key: &str,
+    limit: u32,
+) -> Result<(), StoreError> {
+    use login_failure::Column;
+
+    let failures = || Expr::col(Column::Failures);
+    let count = CaseStatement::new()
+        .case(failures().gt(0), failures().sub(1))
+        .finally(Expr::val(0));
+    let block = CaseStatement::new()
+        .case(
+            failures().sub(1).lt(i64::from(limit)),
+            Expr::val(Option::<DateTime<Utc>>::None),
+        )
+        .finally(Expr::col(Column::BlockedUntil));
+    login_failure::Entity::update_many()
+        .col_expr(Column::Failures, count.into())
+        .col_expr(Column::BlockedUntil, block.into())
+        .filter(Column::Key.eq(key))
+        .exec(db)
+        .await?;
+    Ok(())
 }

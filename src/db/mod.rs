@@ -5,6 +5,7 @@ pub mod entities;
 mod inline_reads;
 mod items;
 mod login_failures;
+mod login_transaction;
 mod sessions;
 mod signing_keys;
 mod user_changes;
@@ -17,6 +18,7 @@ use migration::{Migrator, MigratorTrait as _};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, SqlErr};
 
 pub use items::Item;
+pub use login_transaction::{LoginCounts, LoginTransaction};
 pub use sessions::{Exchange, LegacyRefreshToken, NewSession, Session, SessionState};
 pub use signing_keys::{NewSigningKey, StoredSigningKey};
 pub use user_changes::{Guarded, PasswordChange, UserChanges, UserCursor, UserFilter};
@@ -87,6 +89,10 @@ impl Store {
             options
                 .max_connections(settings.pool_size())
                 .min_connections(1)
+                // An SQLite connection is a file handle in this process: it cannot be dropped by
+                // a server or a network, and the ping each checkout would cost is one more round
+                // trip to the connection's thread (sqlx still pings on release).
+                .test_before_acquire(false)
                 .map_sqlx_sqlite_opts(|opts| {
                     use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
                     // WAL lets readers run beside the one writer; the busy timeout makes

@@ -158,26 +158,7 @@ const MAX_USER_AGENT_CHARS: usize = 256;
 impl Store {
     /// Records a new session; its first refresh token is generation 0.
     pub async fn start_session(&self, new: NewSession) -> Result<Session, StoreError> {
-        let now = super::now();
-        let row = session::ActiveModel {
-            id: Set(new.id),
-            user_id: Set(new.user_id),
-            scope: Set(new.scopes.to_string()),
-            created_at: Set(now),
-            last_used_at: Set(now),
-            expires_at: Set(now + new.lifetime),
-            revoked_at: Set(None),
-            user_agent: Set(new
-                .user_agent
-                .map(|agent| agent.chars().take(MAX_USER_AGENT_CHARS).collect())),
-            client_address: Set(new.client_address),
-            refresh_generation: Set(0),
-            refresh_rotated_at: Set(None),
-        };
-        let session = session::Entity::insert(row)
-            .exec_with_returning(self.connection())
-            .await?;
-        Ok(session.into())
+        start_session_on(self.connection(), new).await
     }
 
     /// The session with this id, live or not.
@@ -430,4 +411,29 @@ pub(super) async fn revoke_user_sessions_on<C: sea_orm::ConnectionTrait>(
         update = update.filter(session::Column::Id.ne(except));
     }
     Ok(update.exec(db).await?.rows_affected)
+}
+
+/// Records a new session; its first refresh token is generation 0.
+pub(super) async fn start_session_on<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    new: NewSession,
+) -> Result<Session, StoreError> {
+    let now = super::now();
+    let row = session::ActiveModel {
+        id: Set(new.id),
+        user_id: Set(new.user_id),
+        scope: Set(new.scopes.to_string()),
+        created_at: Set(now),
+        last_used_at: Set(now),
+        expires_at: Set(now + new.lifetime),
+        revoked_at: Set(None),
+        user_agent: Set(new
+            .user_agent
+            .map(|agent| agent.chars().take(MAX_USER_AGENT_CHARS).collect())),
+        client_address: Set(new.client_address),
+        refresh_generation: Set(0),
+        refresh_rotated_at: Set(None),
+    };
+    let session = session::Entity::insert(row).exec_with_returning(db).await?;
+    Ok(session.into())
 }

@@ -287,13 +287,7 @@ impl Store {
         at: DateTime<Utc>,
         verified: &HashedPassword,
     ) -> Result<bool, StoreError> {
-        let result = user::Entity::update_many()
-            .col_expr(user::Column::LastLoginAt, Expr::value(Some(at)))
-            .filter(user::Column::Id.eq(id))
-            .filter(user::Column::HashedPassword.eq(verified.expose()))
-            .exec(self.connection())
-            .await?;
-        Ok(result.rows_affected > 0)
+        record_login_on(self.connection(), id, at, verified).await
     }
 }
 
@@ -301,7 +295,7 @@ impl Store {
 /// last-admin guard and the password compare-and-swap rely on each statement seeing what
 /// committed before it (under REPEATABLE READ the snapshot would predate the lock). SQLite has
 /// one writer at a time and no such setting.
-async fn begin_read_committed(
+pub(super) async fn begin_read_committed(
     db: &sea_orm::DatabaseConnection,
 ) -> Result<sea_orm::DatabaseTransaction, StoreError> {
     Ok(match db.get_database_backend() {
@@ -358,6 +352,26 @@ fn like_pattern(part: &str) -> LikeExpr {
     }
     escaped.push('%');
     LikeExpr::new(escaped).escape('\\')
+}
+
+/// Records a successful login of the account `id` at `at`, if its stored password hash is
+/// still `verified` (the one the password was checked against); `false`, recording nothing,
+/// when it changed meanwhile. On PostgreSQL the update waits for a change of that row in
+/// progress to commit and then reads the new row, so a reset racing a login is seen by one
+/// or the other; SQLite has one writer at a time.
+pub(super) async fn record_login_on<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    at: DateTime<Utc>,
+    verified: &HashedPassword,
+) -> Result<bool, StoreError> {
+    let result = user::Entity::update_many()
+        .col_expr(user::Column::LastLoginAt, Expr::value(Some(at)))
+        .filter(user::Column::Id.eq(id))
+        .filter(user::Column::HashedPassword.eq(verified.expose()))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected > 0)
 }
 
 #[cfg(test)]
