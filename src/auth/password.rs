@@ -75,7 +75,17 @@ pub struct PasswordHasher {
     /// a reserved job always finds room in the queue).
     places: Arc<AtomicUsize>,
     capacity: usize,
+    busy_log: Arc<Mutex<BusyLog>>,
     metrics: HashMetrics,
+}
+
+/// How often refusals for a full queue are logged, at most.
+const BUSY_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+#[derive(Default)]
+struct BusyLog {
+    refused: u64,
+    logged_at: Option<std::time::Instant>,
 }
 
 impl PasswordHasher {
@@ -113,6 +123,7 @@ impl PasswordHasher {
             per_client: settings.queue_per_client.get(),
             places: Arc::default(),
             capacity: settings.queue,
+            busy_log: Arc::default(),
             metrics,
         };
         let mut random = [0u8; 32];
@@ -170,7 +181,7 @@ impl PasswordHasher {
     /// once when the queue is full or one of them has its share, so that a login that would
     /// be refused costs no database work. The place is given back when the slot is dropped.
     pub fn reserve(&self, clients: &[String]) -> Result<HashSlot, HashError> {
-        let place = Place::take(&self.places, self.capacity).ok_or(HashError::Busy)?;
+        let place = Place::take(&self.places, self.capacity).ok_or_else(|| self.busy("queue"))?;
         let share = self.claim(clients)?;
         Ok(HashSlot {
             hasher: self.clone(),
@@ -189,7 +200,7 @@ impl PasswordHasher {
             .iter()
             .any(|client| in_flight.get(client).copied().unwrap_or(0) >= self.per_client)
         {
-            return Err(HashError::Busy);
+            return Err(self.busy("client share"));
         }
         for client in clients {
             *in_flight.entry(client.clone()).or_insert(0) += 1;
@@ -200,6 +211,24 @@ impl PasswordHasher {
         })
     }
 
+    /// A refusal for want of room, logged once per burst: a flood refused thousands of times
+    /// a second writes a line every [`BUSY_LOG_INTERVAL`] with the count, not a line each.
+    fn busy(&self, full: &'static str) -> HashError {
+        let mut log = self.busy_log.lock().unwrap_or_else(|p| p.into_inner());
+        log.refused += 1;
+        let now = std::time::Instant::now();
+        if log.logged_at.is_none_or(|at| now - at >= BUSY_LOG_INTERVAL) {
+            tracing::warn!(
+                refused = log.refused,
+                full,
+                "password hashing queue full: logins answered 503 (count since the last such line)"
+            );
+            log.refused = 0;
+            log.logged_at = Some(now);
+        }
+        HashError::Busy
+    }
+
     fn submit(&self, job: Job) -> Result<(), HashError> {
         // Counted before the send: a worker may take the job (and count it out) at once.
         self.metrics.queue_depth.increment(1.0);
@@ -207,7 +236,7 @@ impl PasswordHasher {
             .try_send((tracing::Span::current(), job))
             .inspect_err(|_| self.metrics.queue_depth.decrement(1.0))
             .map_err(|err| match err {
-                mpsc::TrySendError::Full(_) => HashError::Busy,
+                mpsc::TrySendError::Full(_) => self.busy("queue"),
                 mpsc::TrySendError::Disconnected(_) => {
                     HashError::Failed("the hashing workers have stopped".into())
                 }
@@ -658,5 +687,51 @@ mod tests {
             Verification::Invalid
         );
         assert_eq!(hasher.places.load(Ordering::Acquire), 0);
+    }
+
+    /// A flood of refusals writes one line per interval, with the count, not one per refusal.
+    #[tokio::test]
+    async fn refusals_for_a_full_queue_are_logged_once_per_burst() {
+        #[derive(Clone, Default)]
+        struct Lines(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let hasher = PasswordHasher::start(HashingSettings {
+            queue: 1,
+            ..settings()
+        })
+        .await
+        .unwrap();
+        let lines = Lines::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer({
+                let lines = lines.clone();
+                move || lines.clone()
+            })
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let _slot = hasher.reserve(&["a".into()]).unwrap();
+            for _ in 0..1000 {
+                assert!(matches!(
+                    hasher.reserve(&["b".into()]),
+                    Err(HashError::Busy)
+                ));
+            }
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text.matches("password hashing queue full").count(),
+            1,
+            "{text}"
+        );
+        assert!(text.contains("refused=1 "), "{text}");
     }
 }

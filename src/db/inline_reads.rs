@@ -4,7 +4,8 @@
 //! is three round trips to that thread (a ping when the connection is taken from the pool, the
 //! query, a ping when it is returned) — six thread wake-ups for a query SQLite answers in a few
 //! microseconds. Here each thread that serves requests keeps one read-only connection of its own
-//! and runs the statement SeaORM's query builder rendered (once, at start) directly.
+//! and runs the statements SeaORM's query builder rendered (once, at start) directly: the check
+//! of every protected request, and a login's lookup of its account.
 //!
 //! What it keeps: every statement is its own read transaction (autocommit, reset after each
 //! row), so a read sees every commit made before it — by this process, another instance or the
@@ -45,6 +46,9 @@ pub(super) struct InlineReads {
     /// `find_session_and_user`'s statement without and with the signing-key condition.
     session_and_user: String,
     session_and_user_with_key: String,
+    /// `find_user_by_username`'s statement for one normalized form and for two.
+    user_by_name: String,
+    user_by_names: String,
 }
 
 /// The outcome of a read the caller must redo through sqlx.
@@ -67,11 +71,20 @@ impl InlineReads {
             }
             (statement.values == Some(Values(expected))).then_some(statement.sql)
         };
+        let render_by_name = |names: &[&str]| {
+            let statement =
+                super::users::user_by_name_query(names[0], names.last().copied().unwrap_or(""))
+                    .build(DbBackend::Sqlite);
+            let expected = names.iter().map(|name| Value::from(*name)).collect();
+            (statement.values == Some(Values(expected))).then_some(statement.sql)
+        };
         let inline = Self {
             database: NEXT_DATABASE.fetch_add(1, Ordering::Relaxed),
             path,
             session_and_user: render(None)?,
             session_and_user_with_key: render(Some((kid, tag)))?,
+            user_by_name: render_by_name(&["name"])?,
+            user_by_names: render_by_name(&["name", "legacy"])?,
         };
         Some(inline)
     }
@@ -104,6 +117,25 @@ impl InlineReads {
                 return Ok(None);
             };
             Ok(Some(decode(session_id, row)?))
+        })
+    }
+
+    /// The rows of `Store::find_user_by_username`'s query (one or two), on this thread's
+    /// connection.
+    pub(super) fn users_by_name(
+        &self,
+        normalized: &str,
+        legacy: &str,
+    ) -> Result<Vec<user::Model>, Fallback> {
+        self.with_connection(|connection| {
+            let rows = if normalized == legacy {
+                let mut statement = connection.prepare_cached(&self.user_by_name)?;
+                decode_all(statement.query(rusqlite::params![normalized])?)?
+            } else {
+                let mut statement = connection.prepare_cached(&self.user_by_names)?;
+                decode_all(statement.query(rusqlite::params![normalized, legacy])?)?
+            };
+            Ok(rows)
         })
     }
 
@@ -150,7 +182,7 @@ impl InlineReads {
         // Never waits for a lock: sqlx's pool, which does, is the fallback.
         connection.busy_timeout(std::time::Duration::ZERO)?;
         connection.pragma_update(None, "query_only", true)?;
-        connection.set_prepared_statement_cache_capacity(2);
+        connection.set_prepared_statement_cache_capacity(4);
         Ok(connection)
     }
 }
@@ -181,8 +213,21 @@ fn decode(
         expires_at: timestamp(row, "session_expires_at")?,
         revoked_at: optional_timestamp(row, "session_revoked_at")?,
     };
+    Ok((session, decode_user(row)?))
+}
+
+fn decode_all(mut rows: rusqlite::Rows<'_>) -> Result<Vec<user::Model>, ReadError> {
+    let mut users = Vec::new();
+    while let Some(row) = rows.next()? {
+        users.push(decode_user(row)?);
+    }
+    Ok(users)
+}
+
+/// The user's columns of a row, by name.
+fn decode_user(row: &rusqlite::Row<'_>) -> Result<user::Model, ReadError> {
     let id: Vec<u8> = row.get("id")?;
-    let user = user::Model {
+    Ok(user::Model {
         id: Uuid::from_slice(&id).map_err(|_| ReadError::Undecodable("id"))?,
         username: row.get("username")?,
         username_normalized: row.get("username_normalized")?,
@@ -195,8 +240,7 @@ fn decode(
         created_at: timestamp(row, "created_at")?,
         updated_at: timestamp(row, "updated_at")?,
         last_login_at: optional_timestamp(row, "last_login_at")?,
-    };
-    Ok((session, user))
+    })
 }
 
 fn timestamp(row: &rusqlite::Row<'_>, column: &'static str) -> Result<DateTime<Utc>, ReadError> {
@@ -281,6 +325,16 @@ mod tests {
             .expect("the session is found");
         assert_eq!(inline_found, through_sqlx);
         assert_eq!(inline_found.0.revoked_at, None);
+
+        // The login's lookup by name: the same row as sqlx's, by one form or by two.
+        let by_sqlx = super::super::users::user_by_name_query("inline", "inline")
+            .all(store.connection())
+            .await
+            .unwrap();
+        assert_eq!(inline.users_by_name("inline", "inline").unwrap(), by_sqlx);
+        assert_eq!(inline.users_by_name("nobody", "inline").unwrap(), by_sqlx);
+        assert_eq!(inline.users_by_name("nobody", "nobody").unwrap(), vec![]);
+        assert_eq!(by_sqlx[0], through_sqlx.1);
 
         // Another user's id, an unknown session, a key that does not exist: nothing, as sqlx.
         for (session_id, user_id, key) in [

@@ -101,10 +101,18 @@ impl Store {
         username: &Username,
     ) -> Result<Option<User>, StoreError> {
         let (normalized, legacy) = (username.normalized(), username.legacy_normalized());
-        let mut found = user::Entity::find()
-            .filter(by_name(&normalized, &legacy))
-            .all(self.connection())
-            .await?;
+        let inline = self
+            .inline_reads
+            .as_ref()
+            .and_then(|inline| inline.users_by_name(&normalized, &legacy).ok());
+        let mut found = match inline {
+            Some(found) => found,
+            None => {
+                user_by_name_query(&normalized, &legacy)
+                    .all(self.connection())
+                    .await?
+            }
+        };
         // Two rows only when one kept its legacy form: its owner's exact spelling wins.
         found.sort_by_key(|row| row.username_normalized != legacy);
         Ok(found.into_iter().next().map(User::from))
@@ -259,6 +267,12 @@ impl Store {
 
 /// The rows a name can denote: its normalized form, or the lower-cased form an account from
 /// before normalization kept.
+/// `find_user_by_username`'s statement (rendered once for the inline SQLite reads, which bind
+/// the one or two names in this order).
+pub(super) fn user_by_name_query(normalized: &str, legacy: &str) -> sea_orm::Select<user::Entity> {
+    user::Entity::find().filter(by_name(normalized, legacy))
+}
+
 fn by_name(normalized: &str, legacy: &str) -> Condition {
     let condition = Condition::any().add(user::Column::UsernameNormalized.eq(normalized));
     // For ASCII names (most of them) both forms are one: one equality.

@@ -99,7 +99,8 @@ impl ApiError {
             Self::Unavailable(err) => {
                 tracing::error!(error = format!("{err:#}"), "database unavailable")
             }
-            Self::Busy => tracing::warn!("password hashing queue full; answered 503"),
+            // The hashing pool logs a full queue once per burst (auth/password.rs).
+            Self::Busy => tracing::debug!("password hashing queue full; answered 503"),
             _ => {}
         }
     }
