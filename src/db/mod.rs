@@ -2,6 +2,7 @@
 //! service needs, returning domain records rather than entities.
 
 pub mod entities;
+mod health;
 mod items;
 mod login_failures;
 mod sessions;
@@ -13,8 +14,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use migration::{Migrator, MigratorTrait as _};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, SqlErr};
+use sea_orm::{ConnectOptions, Database, DbErr, SqlErr};
 
+pub use health::Connection;
 pub use items::Item;
 pub use sessions::{Exchange, LegacyRefreshToken, NewSession, Session, SessionState};
 pub use signing_keys::{NewSigningKey, StoredSigningKey};
@@ -25,7 +27,8 @@ use crate::{config::DatabaseSettings, metrics::DatabaseErrorKind};
 
 /// How long a writer waits for SQLite's lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a request waits for a connection before the database counts as unavailable.
+/// How long a request waits for a connection before the database counts as unavailable. A
+/// PostgreSQL server found unreachable ends the wait sooner (see `health`).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
@@ -43,20 +46,22 @@ impl From<DbErr> for StoreError {
         if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
             return StoreError::UsernameTaken;
         }
-        match err {
-            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => StoreError::unavailable(err),
-            other => {
+        match health::classify(&err) {
+            health::Fault::Unavailable | health::Fault::Unreachable => StoreError::unavailable(err),
+            health::Fault::Query => {
                 crate::metrics::database_error(DatabaseErrorKind::Query);
-                StoreError::Query(other)
+                StoreError::Query(err)
             }
         }
     }
 }
 
 impl StoreError {
-    /// An unreachable database, counted in `portcullis_database_errors_total`.
+    /// A failure that is the database's, not the request's: counted in
+    /// `portcullis_database_errors_total` and logged as part of its burst.
     fn unavailable(err: DbErr) -> Self {
         crate::metrics::database_error(DatabaseErrorKind::Unavailable);
+        health::log_unavailable(&err);
         StoreError::Unavailable(err)
     }
 }
@@ -64,7 +69,7 @@ impl StoreError {
 /// The database, shared by every request.
 #[derive(Clone, Debug)]
 pub struct Store {
-    db: DatabaseConnection,
+    db: Connection,
 }
 
 impl Store {
@@ -104,7 +109,9 @@ impl Store {
                 redact(&settings.url)
             )
         })?;
-        Ok(Self { db })
+        Ok(Self {
+            db: Connection::new(db),
+        })
     }
 
     /// Applies pending migrations. On PostgreSQL, instances starting together take turns: the
@@ -114,9 +121,9 @@ impl Store {
         use sea_orm::{ConnectionTrait as _, DbBackend, TransactionTrait as _};
 
         const MIGRATION_LOCK: i64 = 0x706f_7274_6375; // "portcu"
-        let applied = if self.db.get_database_backend() == DbBackend::Postgres {
-            let txn = self
-                .db
+        let pool = self.db.pool();
+        let applied = if pool.get_database_backend() == DbBackend::Postgres {
+            let txn = pool
                 .begin()
                 .await
                 .context("cannot start the migration transaction")?;
@@ -127,7 +134,7 @@ impl Store {
             txn.commit().await.context("cannot commit the migrations")?;
             applied
         } else {
-            apply_pending(&self.db).await?
+            apply_pending(pool).await?
         };
         if applied > 0 {
             tracing::info!(count = applied, "applied pending database migrations");
@@ -151,7 +158,7 @@ impl Store {
         self.db.ping().await.map_err(StoreError::unavailable)
     }
 
-    pub fn connection(&self) -> &DatabaseConnection {
+    pub fn connection(&self) -> &Connection {
         &self.db
     }
 }
