@@ -232,14 +232,11 @@ impl Gate {
         let gate = Arc::downgrade(self);
         tokio::spawn(async move {
             let Some(strong) = gate.upgrade() else { return };
-            if strong.server_reachable().await {
-                // Spaces the probes of a busy but healthy server.
-                drop(strong);
-                tokio::time::sleep(PROBE_INTERVAL).await;
-            } else {
+            if let Err(cause) = strong.server_reachable().await {
                 strong.open.send_replace(false);
                 let since = Instant::now();
                 tracing::warn!(
+                    error = %cause,
                     "the database server is unreachable: requests are answered 503 at once until it is back"
                 );
                 drop(strong);
@@ -249,6 +246,10 @@ impl Gate {
                         "the database server is reachable again: requests are served"
                     );
                 }
+            } else {
+                // Spaces the probes of a busy but healthy server.
+                drop(strong);
+                tokio::time::sleep(PROBE_INTERVAL).await;
             }
             if let Some(gate) = gate.upgrade() {
                 gate.probing.store(false, Ordering::Release);
@@ -257,8 +258,8 @@ impl Gate {
     }
 
     /// Whether a new connection to the server opens (or is refused by a server that runs, for
-    /// example for having too many connections already).
-    async fn server_reachable(&self) -> bool {
+    /// example for having too many connections already); else why not.
+    async fn server_reachable(&self) -> Result<(), String> {
         use sqlx::Connection as _;
 
         let options = self.db.get_postgres_connection_pool().connect_options();
@@ -266,10 +267,14 @@ impl Gate {
         match tokio::time::timeout(PROBE_TIMEOUT, attempt).await {
             Ok(Ok(connection)) => {
                 let _ = connection.close().await;
-                true
+                Ok(())
             }
-            Ok(Err(err)) => classify_sqlx(&err) != Fault::Unreachable,
-            Err(_) => false,
+            Ok(Err(err)) if classify_sqlx(&err) == Fault::Unreachable => Err(err.to_string()),
+            Ok(Err(_)) => Ok(()),
+            Err(_) => Err(format!(
+                "no connection within {} ms",
+                PROBE_TIMEOUT.as_millis()
+            )),
         }
     }
 }
