@@ -16,7 +16,7 @@ use std::{
     process::{Command, Stdio},
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -148,6 +148,7 @@ async fn load(
     usernames: Vec<String>,
     started: Instant,
     stop: Arc<AtomicBool>,
+    logins: Arc<AtomicUsize>,
 ) -> Vec<Outcome> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -163,7 +164,7 @@ async fn load(
         let instance = index % bases.len();
         let (base, token) = (bases[instance].clone(), tokens[instance].clone());
         let username = usernames[index % usernames.len()].clone();
-        let (client, stop) = (client.clone(), stop.clone());
+        let (client, stop, logins) = (client.clone(), stop.clone(), logins.clone());
         clients.push(tokio::spawn(async move {
             let mut outcomes = Vec::new();
             while !stop.load(Ordering::Relaxed) {
@@ -214,6 +215,7 @@ async fn load(
                                 serde_json::from_str(&outcome.body).unwrap();
                             outcome.session =
                                 Some(session_of(body["access_token"].as_str().unwrap()));
+                            logins.fetch_add(1, Ordering::Relaxed);
                         }
                     }
                     Err(err) if err.is_timeout() => {}
@@ -313,15 +315,19 @@ async fn a_server_killed_during_a_login_flood_keeps_its_database_and_every_sessi
 
     let started = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
+    let logins = Arc::new(AtomicUsize::new(0));
     let flood = tokio::spawn(load(
         vec![base.clone()],
         vec![token],
         usernames.clone(),
         started,
         stop.clone(),
+        logins.clone(),
     ));
-    // Until well into the flood (at least a few logins answered), then killed mid-request.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Well into the flood (however slow the machine), then killed in the middle of requests.
+    while logins.load(Ordering::Relaxed) < 40 && started.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut server = server;
     // Taken before the signal: requests cut by it may fail before `kill` returns.
     let killed = started.elapsed();
@@ -331,9 +337,10 @@ async fn a_server_killed_during_a_login_flood_keeps_its_database_and_every_sessi
     stop.store(true, Ordering::Relaxed);
     let outcomes = flood.await.unwrap();
 
+    println!("killed at {killed:?}: {}", summary(&outcomes));
     let logins = outcomes.iter().filter(|o| o.session.is_some()).count();
     assert!(
-        logins >= 10,
+        logins >= 40,
         "too few logins before the kill: {}",
         summary(&outcomes)
     );
@@ -344,8 +351,10 @@ async fn a_server_killed_during_a_login_flood_keeps_its_database_and_every_sessi
         );
     }
     assert!(
-        outcomes.iter().any(|o| o.status == 0),
-        "the kill found no request in flight: {}",
+        outcomes
+            .iter()
+            .any(|o| o.kind == Kind::Login && o.status == 0 && o.sent < killed),
+        "the kill found no login in flight: {}",
         summary(&outcomes)
     );
 
@@ -502,6 +511,7 @@ async fn postgresql_stopped_under_load_answers_503_at_once_and_recovers_by_itsel
         usernames,
         started,
         stop.clone(),
+        Arc::new(AtomicUsize::new(0)),
     ));
     tokio::time::sleep(Duration::from_secs(3)).await;
 
