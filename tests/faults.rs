@@ -32,7 +32,7 @@ const READERS: usize = 12;
 const LOGGERS: usize = 4;
 /// A reader's pause between two requests. Unpaced, twelve readers take every cycle of two cores
 /// from the low-priority password hashing, and logins wait seconds whatever the database does.
-const READER_PAUSE: Duration = Duration::from_millis(5);
+const READER_PAUSE: Duration = Duration::from_millis(10);
 
 /// What the load asked and what it was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -575,8 +575,15 @@ async fn postgresql_stopped_under_load_answers_503_at_once_and_recovers_by_itsel
             assert_eq!(outcome.body, expected, "{outcome:?}");
             assert_eq!(outcome.retry_after.as_deref(), Some("1"), "{outcome:?}");
         }
+        // A login served is mostly its password hash, which runs at the lowest CPU priority: on a
+        // machine busy with other work it may take seconds with the database up. Whatever meets
+        // the database while it is stopped, or is refused, is answered within 2 s.
+        let hashed = outcome.kind == Kind::Login
+            && outcome.status == 200
+            && !(outcome.sent > stopping && outcome.answered < starting);
+        let limit = Duration::from_secs(if hashed { 10 } else { 2 });
         assert!(
-            outcome.took() < Duration::from_secs(2),
+            outcome.took() < limit,
             "a request hung: {outcome:?}\n{summary}"
         );
         // While it is down, refusals come at once (the first moment of the outage aside).
@@ -620,19 +627,29 @@ async fn postgresql_stopped_under_load_answers_503_at_once_and_recovers_by_itsel
         .map(Outcome::took)
         .max();
     println!("{refused} refusals, the slowest in {slowest_refusal:?}");
+    // However long the cluster took to stop: a count every 5 s while it lasts.
+    let counts_allowed = (restarted - stopping).as_secs() as usize / 5 + 2;
     for log in &logs {
         let text = std::fs::read_to_string(log).unwrap();
         println!("{}:\n{text}", log.display());
-        let started_bursts = log_lines(log, "database unavailable: answering 503");
-        let lines = text.lines().count();
-        assert!((1..=3).contains(&started_bursts), "{text}");
+        assert!(
+            (1..=3).contains(&log_lines(log, "database unavailable: answering 503")),
+            "{text}"
+        );
         assert_eq!(
             log_lines(log, "the database server is reachable again"),
             1,
             "{text}"
         );
         assert!(
-            lines <= 15,
+            log_lines(log, "database still unavailable") <= counts_allowed,
+            "{text}"
+        );
+        // Beside those: sqlx's warning for each pooled connection found dead (at most the pool's
+        // 16), and the logins cut short in the middle.
+        let lines = text.lines().count();
+        assert!(
+            lines <= 16 + LOGGERS + 6 + counts_allowed,
             "{lines} log lines for {refused} refusals:\n{text}"
         );
     }
