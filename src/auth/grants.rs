@@ -198,7 +198,9 @@ impl Grants {
             Ok(checked) => checked,
             Err(err) => {
                 // The password was not checked: the attempt gives its places back.
-                if let Err(err) = self.throttle.abandoned(&self.store, &keys).await {
+                if let Err(err) = self.throttle.abandoned(&self.store, &keys).await
+                    && !err.is_unavailable()
+                {
                     tracing::warn!(error = %err, "could not give back a login attempt");
                 }
                 return Err(err);
@@ -209,7 +211,9 @@ impl Grants {
             self.throttle.failed(&keys);
             return Err(GrantError::InvalidCredentials);
         };
-        if let Err(err) = self.throttle.succeeded(&self.store, &keys).await {
+        if let Err(err) = self.throttle.succeeded(&self.store, &keys).await
+            && !err.is_unavailable()
+        {
             tracing::warn!(error = %err, "could not clear the failed-login count");
         }
         // Each login starts a session: one account gets only so many a minute, from anywhere.

@@ -57,6 +57,13 @@ impl From<DbErr> for StoreError {
 }
 
 impl StoreError {
+    /// Whether the database failed rather than the request. Such a failure is logged once per
+    /// burst where it is made (see `health`): a caller that would only log it — a write the
+    /// answer does not depend on — leaves it at that, or an outage logs once per request.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+
     /// A failure that is the database's, not the request's: counted in
     /// `portcullis_database_errors_total` and logged as part of its burst.
     fn unavailable(err: DbErr) -> Self {
