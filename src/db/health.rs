@@ -233,12 +233,13 @@ impl Gate {
         tokio::spawn(async move {
             let Some(strong) = gate.upgrade() else { return };
             if let Err(cause) = strong.server_reachable().await {
-                strong.open.send_replace(false);
-                let since = Instant::now();
+                // Logged first: the refusals that follow are logged as what they are.
                 tracing::warn!(
                     error = %cause,
                     "the database server is unreachable: requests are answered 503 at once until it is back"
                 );
+                strong.open.send_replace(false);
+                let since = Instant::now();
                 drop(strong);
                 if recovered(&gate).await {
                     tracing::info!(
