@@ -90,3 +90,110 @@ async fn a_connection_ended_by_an_administrator_is_503_and_the_next_request_is_s
     let ready = send(app.request(Method::GET, "/ready")).await;
     assert_eq!(ready.status, 200);
 }
+
+/// A TCP relay to PostgreSQL that the test can cut and restore, for an outage of one instance's
+/// database without stopping the cluster other tests use.
+struct Relay {
+    port: u16,
+    upstream: std::net::SocketAddr,
+    running: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Relay {
+    async fn start(upstream: std::net::SocketAddr) -> Self {
+        let mut relay = Self {
+            port: 0,
+            upstream,
+            running: None,
+        };
+        relay.resume().await;
+        relay
+    }
+
+    /// Listens again (on the same port after a cut).
+    async fn resume(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        self.port = listener.local_addr().unwrap().port();
+        let upstream = self.upstream;
+        self.running = Some(tokio::spawn(async move {
+            // Dropped with this task: every relayed connection ends with it.
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                connections.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    /// Refuses new connections and resets the open ones, as a server that went away.
+    async fn cut(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.abort();
+            let _ = running.await;
+        }
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (TEST_DATABASE_URL); CI runs it"]
+async fn an_unreachable_postgresql_server_is_503_within_a_second_even_for_a_lone_request() {
+    let base = std::env::var("TEST_DATABASE_URL").unwrap();
+    let url = crate::common::fresh_postgres_database(&base).await;
+    let upstream: std::net::SocketAddr = "127.0.0.1:5432".parse().unwrap();
+    assert!(url.contains("@127.0.0.1:5432/"), "{url}");
+    let mut relay = Relay::start(upstream).await;
+    let relayed = url.replace("@127.0.0.1:5432/", &format!("@127.0.0.1:{}/", relay.port));
+    let app = spawn_app_with(test_settings(relayed), None).await;
+    app.create_user(USERNAME, PASSWORD).await;
+    let token = app.login(USERNAME, PASSWORD).await.access_token;
+    assert_eq!(app.get_me(&token).await.status, 200);
+
+    relay.cut().await;
+    // The pool would retry the refused connection for its 5 s; the instance answers sooner.
+    let asked = std::time::Instant::now();
+    let me = app.get_me(&token).await;
+    let first = asked.elapsed();
+    assert_eq!(me.status, 503, "{}", me.text);
+    assert_eq!(me.body, json!({"detail": "Service unavailable"}));
+    assert_eq!(me.header("retry-after"), Some("1"));
+    assert!(first < std::time::Duration::from_secs(1), "{first:?}");
+    // Then at once, without touching the pool.
+    let asked = std::time::Instant::now();
+    let ready = send(app.request(Method::GET, "/ready")).await;
+    assert_eq!(ready.status, 503);
+    assert_eq!(ready.body, json!({"detail": "Service unavailable"}));
+    assert_eq!(ready.header("retry-after"), Some("1"));
+    let refused = asked.elapsed();
+    assert!(
+        refused < std::time::Duration::from_millis(200),
+        "{refused:?}"
+    );
+
+    relay.resume().await;
+    let back = std::time::Instant::now();
+    loop {
+        let me = app.get_me(&token).await;
+        if me.status == 200 {
+            break;
+        }
+        assert_eq!(me.status, 503, "{}", me.text);
+        assert!(
+            back.elapsed() < std::time::Duration::from_secs(1),
+            "not served again within a second"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    println!(
+        "first refusal in {first:?}, then in {refused:?}; served again {:?} after the server's return",
+        back.elapsed()
+    );
+    assert_eq!(send(app.request(Method::GET, "/ready")).await.status, 200);
+}
