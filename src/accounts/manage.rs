@@ -116,7 +116,9 @@ impl Accounts {
         let created = self.insert(checked).await;
         if let Err(AccountError::Store(_) | AccountError::Hash(_)) = &created {
             // Not the client's doing: the place is given back.
-            if let Err(err) = throttle.signup_abandoned(&self.store, client).await {
+            if let Err(err) = throttle.signup_abandoned(&self.store, client).await
+                && !err.is_unavailable()
+            {
                 tracing::warn!(error = %err, "could not give back a signup's place");
             }
         }
@@ -357,7 +359,9 @@ impl Accounts {
             .await;
         match verification {
             Ok(Verification::Valid { .. }) => {
-                if let Err(err) = self.throttle.succeeded(&self.store, &keys).await {
+                if let Err(err) = self.throttle.succeeded(&self.store, &keys).await
+                    && !err.is_unavailable()
+                {
                     tracing::warn!(error = %err, "could not clear the failed-login count");
                 }
                 Ok(())
@@ -369,7 +373,9 @@ impl Accounts {
             }
             Err(err) => {
                 // The password was not checked: the attempt gives its places back.
-                if let Err(err) = self.throttle.abandoned(&self.store, &keys).await {
+                if let Err(err) = self.throttle.abandoned(&self.store, &keys).await
+                    && !err.is_unavailable()
+                {
                     tracing::warn!(error = %err, "could not give back a login attempt");
                 }
                 Err(err.into())

@@ -58,7 +58,8 @@ impl HealthApi {
                 status: "ok".into(),
             })),
             Err(err) => {
-                tracing::warn!(error = %err, "readiness check failed");
+                // Logged by the store once per burst.
+                tracing::debug!(error = %err, "readiness check failed");
                 ReadyResponse::Unavailable(Json(ErrorBody::new("Service unavailable")), 1)
             }
         }

@@ -75,7 +75,9 @@ pub async fn authenticate(
         let store = store.clone();
         tokio::spawn(
             async move {
-                if let Err(err) = store.touch_session(session.id, LAST_USED_PRECISION).await {
+                if let Err(err) = store.touch_session(session.id, LAST_USED_PRECISION).await
+                    && !err.is_unavailable()
+                {
                     tracing::warn!(error = %err, "could not record a session's last use");
                 }
             }

@@ -196,7 +196,9 @@ impl Grants {
             Ok(checked) => checked,
             Err(err) => {
                 // The password was not checked: the attempt gives its places back.
-                if let Err(err) = self.throttle.abandoned(&self.store, &keys).await {
+                if let Err(err) = self.throttle.abandoned(&self.store, &keys).await
+                    && !err.is_unavailable()
+                {
                     tracing::warn!(error = %err, "could not give back a login attempt");
                 }
                 return Err(err);

@@ -292,7 +292,9 @@ impl LoginThrottle {
                 if spared && *scope == Scope::AccountEverywhere {
                     continue;
                 }
-                if let Err(err) = store.release_login_attempt(key, self.limit(*scope)).await {
+                if let Err(err) = store.release_login_attempt(key, self.limit(*scope)).await
+                    && !err.is_unavailable()
+                {
                     tracing::warn!(error = %err, "could not give back a login attempt");
                 }
             }

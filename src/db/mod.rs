@@ -2,6 +2,7 @@
 //! service needs, returning domain records rather than entities.
 
 pub mod entities;
+mod health;
 mod inline_reads;
 mod items;
 mod login_failures;
@@ -15,8 +16,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use migration::{Migrator, MigratorTrait as _};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, SqlErr};
+use sea_orm::{ConnectOptions, Database, DbErr, SqlErr};
 
+pub use health::Connection;
 pub use items::Item;
 pub use login_transaction::{LoginCounts, LoginTransaction};
 pub use sessions::{Exchange, LegacyRefreshToken, NewSession, Session, SessionState};
@@ -28,7 +30,8 @@ use crate::{config::DatabaseSettings, metrics::DatabaseErrorKind};
 
 /// How long a writer waits for SQLite's lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a request waits for a connection before the database counts as unavailable.
+/// How long a request waits for a connection before the database counts as unavailable. A
+/// PostgreSQL server found unreachable ends the wait sooner (see `health`).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
@@ -46,20 +49,29 @@ impl From<DbErr> for StoreError {
         if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
             return StoreError::UsernameTaken;
         }
-        match err {
-            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => StoreError::unavailable(err),
-            other => {
+        match health::classify(&err) {
+            health::Fault::Unavailable | health::Fault::Unreachable => StoreError::unavailable(err),
+            health::Fault::Query => {
                 crate::metrics::database_error(DatabaseErrorKind::Query);
-                StoreError::Query(other)
+                StoreError::Query(err)
             }
         }
     }
 }
 
 impl StoreError {
-    /// An unreachable database, counted in `portcullis_database_errors_total`.
+    /// Whether the database failed rather than the request. Such a failure is logged once per
+    /// burst where it is made (see `health`): a caller that would only log it — a write the
+    /// answer does not depend on — leaves it at that, or an outage logs once per request.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+
+    /// A failure that is the database's, not the request's: counted in
+    /// `portcullis_database_errors_total` and logged as part of its burst.
     fn unavailable(err: DbErr) -> Self {
         crate::metrics::database_error(DatabaseErrorKind::Unavailable);
+        health::log_unavailable(&err);
         StoreError::Unavailable(err)
     }
 }
@@ -67,7 +79,7 @@ impl StoreError {
 /// The database, shared by every request.
 #[derive(Clone, Debug)]
 pub struct Store {
-    db: DatabaseConnection,
+    db: Connection,
     /// On an SQLite file: the per-request check read without sqlx's connection threads.
     inline_reads: Option<std::sync::Arc<inline_reads::InlineReads>>,
 }
@@ -115,7 +127,10 @@ impl Store {
                 redact(&settings.url)
             )
         })?;
-        Ok(Self { db, inline_reads })
+        Ok(Self {
+            db: Connection::new(db),
+            inline_reads,
+        })
     }
 
     /// Applies pending migrations. On PostgreSQL, instances starting together take turns: the
@@ -125,9 +140,9 @@ impl Store {
         use sea_orm::{ConnectionTrait as _, DbBackend, TransactionTrait as _};
 
         const MIGRATION_LOCK: i64 = 0x706f_7274_6375; // "portcu"
-        let applied = if self.db.get_database_backend() == DbBackend::Postgres {
-            let txn = self
-                .db
+        let pool = self.db.pool();
+        let applied = if pool.get_database_backend() == DbBackend::Postgres {
+            let txn = pool
                 .begin()
                 .await
                 .context("cannot start the migration transaction")?;
@@ -138,7 +153,7 @@ impl Store {
             txn.commit().await.context("cannot commit the migrations")?;
             applied
         } else {
-            apply_pending(&self.db).await?
+            apply_pending(pool).await?
         };
         if applied > 0 {
             tracing::info!(count = applied, "applied pending database migrations");
@@ -162,7 +177,7 @@ impl Store {
         self.db.ping().await.map_err(StoreError::unavailable)
     }
 
-    pub fn connection(&self) -> &DatabaseConnection {
+    pub fn connection(&self) -> &Connection {
         &self.db
     }
 }

@@ -296,7 +296,7 @@ impl Store {
 /// committed before it (under REPEATABLE READ the snapshot would predate the lock). SQLite has
 /// one writer at a time and no such setting.
 pub(super) async fn begin_read_committed(
-    db: &sea_orm::DatabaseConnection,
+    db: &super::Connection,
 ) -> Result<sea_orm::DatabaseTransaction, StoreError> {
     Ok(match db.get_database_backend() {
         DbBackend::Postgres => {

@@ -9,6 +9,7 @@ mod browsers;
 mod common;
 mod concurrency;
 mod connections;
+mod faults;
 mod helpers;
 mod hostile;
 mod housekeeping;

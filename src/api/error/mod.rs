@@ -96,8 +96,9 @@ impl ApiError {
     pub(super) fn log(&self) {
         match self {
             Self::Internal(err) => tracing::error!(error = format!("{err:#}"), "internal error"),
+            // The store logs an outage once per burst (db/health.rs), not once per request.
             Self::Unavailable(err) => {
-                tracing::error!(error = format!("{err:#}"), "database unavailable")
+                tracing::debug!(error = format!("{err:#}"), "database unavailable")
             }
             // The hashing pool logs a full queue once per burst (auth/password.rs).
             Self::Busy => tracing::debug!("password hashing queue full; answered 503"),
