@@ -404,6 +404,14 @@ impl StoppedCluster {
             version,
             running: true,
         };
+        // A checkpoint first, so that the shutdown's own is short and the outage starts when
+        // the test says (best effort: the stop below works without it).
+        if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
+            let _ = Command::new("psql")
+                .args([url.as_str(), "-qc", "CHECKPOINT"])
+                .stdin(Stdio::null())
+                .output();
+        }
         cluster.control("stop");
         cluster.running = false;
         cluster
@@ -448,7 +456,9 @@ exec pg_ctlcluster --skip-systemctl-redirect "$@""#,
         .args(["pg_ctlcluster", version, "main", action])
         .stdin(Stdio::null());
     if action == "stop" {
-        command.args(["-m", "fast"]);
+        // pg_ctl waits 60 s by default; a cluster with many (dropped) test databases behind it
+        // can take longer to write its shutdown checkpoint (one took 126 s here).
+        command.args(["-m", "fast", "--", "-t", "300"]);
     }
     command
 }
