@@ -12,6 +12,7 @@ use crate::{
         self, AccountChanges, AccountError, Accounts, CreateUser, DEMO_USERS, PasswordCheck,
         ProfileChanges, seed_demo_users, sessions::end_all_sessions,
     },
+    audit::AuditContext,
     auth::{
         LoginThrottle, PasswordHasher,
         keys::{self, KeyAlgorithm, KeyStatus},
@@ -303,6 +304,7 @@ async fn users(config: &ConfigArgs, command: UsersCommand) -> anyhow::Result<()>
             let user = account_rules(config, store.clone())
                 .await?
                 .create(
+                    &AuditContext::cli(),
                     CreateUser {
                         username,
                         password,
@@ -326,7 +328,12 @@ async fn users(config: &ConfigArgs, command: UsersCommand) -> anyhow::Result<()>
             let password = read_password("set-password")?;
             let ended = account_rules(config, store.clone())
                 .await?
-                .reset_password(user.id, password, password_check(allow_weak_password))
+                .reset_password(
+                    &AuditContext::cli(),
+                    user.id,
+                    password,
+                    password_check(allow_weak_password),
+                )
                 .await
                 .map_err(with_policy_hint)?;
             println!(
@@ -354,7 +361,7 @@ async fn users(config: &ConfigArgs, command: UsersCommand) -> anyhow::Result<()>
             };
             let user = account_rules(config, store.clone())
                 .await?
-                .update(user.id, changes)
+                .update(&AuditContext::cli(), user.id, changes)
                 .await?;
             println!("updated user {}", describe(&user));
         }
@@ -362,7 +369,7 @@ async fn users(config: &ConfigArgs, command: UsersCommand) -> anyhow::Result<()>
             let user = accounts::find_user(&store, &username).await?;
             account_rules(config, store.clone())
                 .await?
-                .unlock_user(&user)
+                .unlock_user(&AuditContext::cli(), &user)
                 .await?;
             println!("unlocked user {}", user.username);
         }
@@ -376,20 +383,20 @@ async fn users(config: &ConfigArgs, command: UsersCommand) -> anyhow::Result<()>
             // The last-admin rule holds here too: the API's admins would be locked out.
             account_rules(config, store.clone())
                 .await?
-                .update(user.id, changes)
+                .update(&AuditContext::cli(), user.id, changes)
                 .await?;
             let done = if disabled { "disabled" } else { "enabled" };
             println!("{done} user {username}");
         }
         UsersCommand::Logout { username } => {
-            let ended = end_all_sessions(&store, &username).await?;
+            let ended = end_all_sessions(&store, &AuditContext::cli(), &username).await?;
             println!("ended {ended} session(s) of user {username}");
         }
         UsersCommand::Delete { username } => {
             let user = accounts::find_user(&store, &username).await?;
             account_rules(config, store.clone())
                 .await?
-                .delete(user.id)
+                .delete(&AuditContext::cli(), user.id)
                 .await?;
             println!("deleted user {username}");
         }

@@ -103,6 +103,11 @@ pub fn trace_id(headers: &HeaderMap) -> Option<&str> {
     .then_some(trace)
 }
 
+/// The request's id (as answered in `X-Request-Id`), in the request's extensions for the
+/// handlers (the audit log records it).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
 /// Records who is calling into the current request's span: ids only, never names or tokens.
 pub fn record_caller(user_id: uuid::Uuid, session_id: uuid::Uuid) {
     let span = tracing::Span::current();
@@ -117,10 +122,12 @@ pub fn record_caller(user_id: uuid::Uuid, session_id: uuid::Uuid) {
 /// `metrics` the current ones while the request is served (see [`crate::metrics::scope`]).
 pub async fn log_request<E: Endpoint>(
     next: E,
-    req: Request,
+    mut req: Request,
     metrics: Metrics,
 ) -> poem::Result<Response> {
     let id = request_id(req.headers());
+    req.extensions_mut()
+        .insert(RequestId(id.to_str().unwrap_or_default().to_owned()));
     let span = tracing::info_span!(
         "request",
         request_id = id.to_str().unwrap_or_default(),

@@ -1,6 +1,7 @@
 //! Storage through SeaORM: connecting (SQLite or PostgreSQL), migrating, and the queries the
 //! service needs, returning domain records rather than entities.
 
+mod audit_events;
 pub mod entities;
 mod items;
 mod login_failures;
@@ -15,6 +16,7 @@ use anyhow::Context as _;
 use migration::{Migrator, MigratorTrait as _};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, SqlErr};
 
+pub use audit_events::{AuditCursor, AuditEvent, AuditFilter};
 pub use items::Item;
 pub use sessions::{Exchange, LegacyRefreshToken, NewSession, Session, SessionState};
 pub use signing_keys::{NewSigningKey, StoredSigningKey};

@@ -23,6 +23,7 @@ use std::{collections::BTreeSet, net::SocketAddr, num::NonZeroUsize, sync::Arc, 
 
 use portcullis::{
     accounts::{AccountError, Accounts, CreateUser, PasswordCheck},
+    audit::AuditContext,
     config::{
         AccountSettings, ConnectionSettings, DatabaseSettings, HashingSettings, SessionSettings,
         Settings, SigningAlgorithm, ThrottleSettings, TokenSettings,
@@ -104,6 +105,7 @@ pub fn test_settings(database_url: String) -> Settings {
         cors_allowed_origins: Vec::new(),
         metrics_bind: None,
         max_items_per_user: 1000,
+        audit_retention_days: 90,
         // The defaults: signup off (tests of it turn it on), ten an hour per address.
         accounts: AccountSettings {
             signup_enabled: false,
@@ -229,6 +231,7 @@ impl TestApp {
         // command line's `--allow-weak-password` does.
         self.accounts
             .create(
+                &AuditContext::cli(),
                 CreateUser {
                     email: None,
                     full_name: None,
@@ -241,7 +244,7 @@ impl TestApp {
 
     async fn create(&self, request: CreateUser) -> User {
         self.accounts
-            .create(request, PasswordCheck::Skip)
+            .create(&AuditContext::cli(), request, PasswordCheck::Skip)
             .await
             .expect("creating a test user")
     }

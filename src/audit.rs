@@ -1,0 +1,247 @@
+//! The security audit log: who did what to which account, from where. Every event is a row of
+//! the `audit_events` table, shared by every instance (`db::AuditEvent`).
+//!
+//! An event that records a change (an account created, a password set, sessions ended, a key
+//! retired) is written in that change's own transaction: the store's change functions take a
+//! closure that makes the events from the change's outcome. Events that record no change of
+//! ours — logins, refreshes — go through [`AuditLog`], a bounded queue that one background task
+//! writes in batches, so that a login never waits for the audit write; when the queue is full
+//! an event is dropped and counted (`portcullis_audit_events_dropped_total`), logged once per
+//! burst. The queue is flushed on graceful shutdown; a crash loses what it held (at most
+//! [`QUEUE_CAPACITY`] events).
+//!
+//! Never recorded: a password, a token, a hash, or the name typed for an account that does
+//! not exist (a failed login to no account has `user_id` null and no name anywhere).
+
+use std::{
+    net::IpAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use metrics::Counter;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::{
+    auth::Client,
+    db::{AuditEvent, Store},
+    domain::AuditEventType,
+};
+
+/// Events the background writer holds before it drops new ones.
+pub const QUEUE_CAPACITY: usize = 4096;
+/// Events written in one statement at most.
+const BATCH: usize = 256;
+/// How long the writer waits before retrying a batch the database refused.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Who acted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    /// A logged-in user (an admin, or the account's owner).
+    User(Uuid),
+    /// An operator at the command line.
+    Cli,
+}
+
+impl Actor {
+    /// As stored and shown: the user's id, or `cli`.
+    pub fn as_text(self) -> String {
+        match self {
+            Self::User(id) => id.to_string(),
+            Self::Cli => "cli".to_owned(),
+        }
+    }
+}
+
+/// Where a change or login comes from: built once per request by the API (the client, the
+/// request id, the caller once authenticated) and once by the command line.
+#[derive(Debug, Clone, Default)]
+pub struct AuditContext {
+    /// `None` while the caller is not authenticated.
+    pub actor: Option<Actor>,
+    /// `None` at the command line.
+    pub client: Option<Client>,
+    /// The caller's session (or, for a login, the one it starts).
+    pub session_id: Option<Uuid>,
+}
+
+impl AuditContext {
+    /// The command line's own changes.
+    pub fn cli() -> Self {
+        Self {
+            actor: Some(Actor::Cli),
+            ..Self::default()
+        }
+    }
+
+    /// A request from `client`, not authenticated (yet).
+    pub fn of(client: Client) -> Self {
+        Self {
+            client: Some(client),
+            ..Self::default()
+        }
+    }
+
+    /// The same request, made by `user_id` in its session `session_id`.
+    pub fn acting(mut self, user_id: Uuid, session_id: Uuid) -> Self {
+        self.actor = Some(Actor::User(user_id));
+        self.session_id = Some(session_id);
+        self
+    }
+
+    pub fn client_address(&self) -> Option<IpAddr> {
+        self.client.as_ref().map(|client| client.address)
+    }
+
+    /// An event of `kind` about the account `user_id` (if any), in this context, now.
+    /// `detail` is a JSON object (anything else is recorded as an empty one).
+    pub fn event(&self, kind: AuditEventType, user_id: Option<Uuid>, detail: Value) -> AuditEvent {
+        let detail = match detail {
+            Value::Object(detail) => detail,
+            _ => Map::new(),
+        };
+        AuditEvent {
+            id: Uuid::now_v7(),
+            occurred_at: crate::db::now(),
+            kind,
+            user_id,
+            actor: self.actor.map(Actor::as_text),
+            client_address: self.client.as_ref().map(|c| c.address.to_string()),
+            user_agent: self.client.as_ref().and_then(|c| c.user_agent.clone()),
+            session_id: self.session_id,
+            request_id: self.client.as_ref().and_then(|c| c.request_id.clone()),
+            detail,
+        }
+    }
+}
+
+/// The background writer's queue; cheap to clone. Events recorded here are written shortly
+/// after, in batches (see the module's documentation).
+#[derive(Clone)]
+pub struct AuditLog {
+    sender: mpsc::Sender<AuditEvent>,
+    /// Events dropped since the queue last accepted one: non-zero during a burst.
+    dropped_in_burst: Arc<AtomicU64>,
+    dropped: Counter,
+}
+
+/// The task that writes the queue; [`AuditWriter::stop`] flushes it.
+pub struct AuditWriter {
+    task: tokio::task::JoinHandle<()>,
+    stop: CancellationToken,
+}
+
+impl AuditLog {
+    /// Starts the writer on `store`; `dropped` counts the events it could not keep.
+    pub fn start(store: Store, dropped: Counter) -> (Self, AuditWriter) {
+        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        let stop = CancellationToken::new();
+        let log = Self {
+            sender,
+            dropped_in_burst: Arc::new(AtomicU64::new(0)),
+            dropped: dropped.clone(),
+        };
+        let task = tokio::spawn(write_queue(store, receiver, stop.clone(), dropped));
+        (log, AuditWriter { task, stop })
+    }
+
+    /// Queues `event`; drops (and counts) it when the queue is full or the writer stopped.
+    pub fn record(&self, event: AuditEvent) {
+        match self.sender.try_send(event) {
+            Ok(()) => {
+                if self.dropped_in_burst.load(Ordering::Relaxed) > 0 {
+                    let dropped = self.dropped_in_burst.swap(0, Ordering::Relaxed);
+                    if dropped > 0 {
+                        tracing::warn!(
+                            dropped,
+                            "the audit log writer caught up after dropping events"
+                        );
+                    }
+                }
+            }
+            Err(err) => {
+                self.dropped.increment(1);
+                if self.dropped_in_burst.fetch_add(1, Ordering::Relaxed) == 0 {
+                    let kind = match err {
+                        mpsc::error::TrySendError::Full(_) => "its queue is full",
+                        mpsc::error::TrySendError::Closed(_) => "it has stopped",
+                    };
+                    tracing::warn!(
+                        "the audit log writer is dropping events: {kind} (counted in \
+                         portcullis_audit_events_dropped_total)"
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl AuditWriter {
+    /// Writes what the queue still holds, then stops.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        if let Err(err) = self.task.await {
+            tracing::warn!(error = %err, "the audit log writer failed");
+        }
+    }
+}
+
+/// Writes queued events in batches until stopped, then writes what is left.
+async fn write_queue(
+    store: Store,
+    mut receiver: mpsc::Receiver<AuditEvent>,
+    stop: CancellationToken,
+    dropped: Counter,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        tokio::select! {
+            received = receiver.recv_many(&mut batch, BATCH) => {
+                if received == 0 {
+                    return;
+                }
+                write_batch(&store, &mut batch, &dropped, Some(&stop)).await;
+            }
+            () = stop.cancelled() => break,
+        }
+    }
+    receiver.close();
+    while receiver.recv_many(&mut batch, BATCH).await > 0 {
+        write_batch(&store, &mut batch, &dropped, None).await;
+    }
+}
+
+/// Writes `batch` (emptying it), retrying once; a batch refused twice is dropped and counted.
+async fn write_batch(
+    store: &Store,
+    batch: &mut Vec<AuditEvent>,
+    dropped: &Counter,
+    stop: Option<&CancellationToken>,
+) {
+    let events = std::mem::take(batch);
+    let Err(err) = store.insert_audit_events(events.clone()).await else {
+        return;
+    };
+    tracing::warn!(error = %err, count = events.len(), "could not write audit events: retrying");
+    match stop {
+        Some(stop) => {
+            tokio::select! {
+                () = tokio::time::sleep(RETRY_AFTER) => {}
+                () = stop.cancelled() => {}
+            }
+        }
+        None => tokio::time::sleep(RETRY_AFTER).await,
+    }
+    let count = events.len();
+    if let Err(err) = store.insert_audit_events(events).await {
+        dropped.increment(count as u64);
+        tracing::error!(error = %err, count, "audit events lost: the database refused them twice");
+    }
+}
