@@ -245,3 +245,39 @@ async fn write_batch(
         tracing::error!(error = %err, count, "audit events lost: the database refused them twice");
     }
 }
+
+/// One page of the audit log, newest first.
+pub struct AuditPage {
+    pub events: Vec<AuditEvent>,
+    /// Where the next page starts, while more follow.
+    pub next: Option<crate::db::AuditCursor>,
+}
+
+/// The events matching `filter`, older than `after`, newest first: what `GET
+/// /admin/audit-events` and `portcullis audit` show.
+pub async fn events_page(
+    store: &Store,
+    filter: &crate::db::AuditFilter,
+    after: Option<&crate::db::AuditCursor>,
+    limit: u32,
+) -> Result<AuditPage, crate::db::StoreError> {
+    let (events, next) = store.audit_events_page(filter, after, limit).await?;
+    Ok(AuditPage { events, next })
+}
+
+/// An event as JSON, with the members `GET /admin/audit-events` gives it (what `portcullis
+/// audit --json` prints, one event per line).
+pub fn event_json(event: &AuditEvent) -> Value {
+    serde_json::json!({
+        "id": event.id,
+        "occurred_at": event.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        "type": event.kind.as_str(),
+        "user_id": event.user_id,
+        "actor": event.actor,
+        "client_address": event.client_address,
+        "user_agent": event.user_agent,
+        "session_id": event.session_id,
+        "request_id": event.request_id,
+        "detail": event.detail,
+    })
+}
