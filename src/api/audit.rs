@@ -20,7 +20,7 @@ use crate::{
 /// Events a page holds unless `limit` says otherwise.
 const DEFAULT_PAGE_LIMIT: u32 = 50;
 
-/// One security event.
+/// One security event: what happened (`type`), to which account, who acted, from where.
 #[derive(Debug, Object)]
 #[oai(rename = "AuditEvent")]
 pub struct AuditEventBody {
@@ -28,7 +28,8 @@ pub struct AuditEventBody {
     pub id: Uuid,
     /// When it happened.
     pub occurred_at: DateTime<Utc>,
-    /// What happened.
+    // No doc comment: poem-openapi would wrap the reference in an `allOf` to carry it, which
+    // openapi-python-client refuses for an enumeration ("Cannot take allOf a non-object").
     #[oai(rename = "type")]
     pub kind: AuditEventType,
     /// The account it is about; `null` when none (a failed login to no account, a key).
