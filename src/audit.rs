@@ -139,16 +139,23 @@ pub struct AuditWriter {
 }
 
 impl AuditLog {
-    /// Starts the writer on `store`; `dropped` counts the events it could not keep.
-    pub fn start(store: Store, dropped: Counter) -> (Self, AuditWriter) {
+    /// Starts the writer on `store`, counting in `metrics` the events it could not keep (and
+    /// the database errors it meets).
+    pub fn start(store: Store, metrics: &crate::metrics::Metrics) -> (Self, AuditWriter) {
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let stop = CancellationToken::new();
+        let dropped = metrics.audit_dropped();
         let log = Self {
             sender,
             dropped_in_burst: Arc::new(AtomicU64::new(0)),
             dropped: dropped.clone(),
         };
-        let task = tokio::spawn(write_queue(store, receiver, stop.clone(), dropped));
+        let task = tokio::spawn(metrics.clone().scope(write_queue(
+            store,
+            receiver,
+            stop.clone(),
+            dropped,
+        )));
         (log, AuditWriter { task, stop })
     }
 
@@ -207,42 +214,51 @@ async fn write_queue(
                 if received == 0 {
                     return;
                 }
-                write_batch(&store, &mut batch, &dropped, Some(&stop)).await;
+                let events = std::mem::take(&mut batch);
+                if let Err(err) = store.insert_audit_events(events.clone()).await {
+                    tracing::warn!(error = %err, count = events.len(), "could not write audit events: retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(RETRY_AFTER) => {}
+                        () = stop.cancelled() => {}
+                    }
+                    write_or_count(&store, events, &dropped).await;
+                }
             }
             () = stop.cancelled() => break,
         }
     }
+    // Shutting down: one attempt per batch, and none after a refusal (an unreachable database
+    // must not hold the shutdown for a connection timeout per batch).
     receiver.close();
     while receiver.recv_many(&mut batch, BATCH).await > 0 {
-        write_batch(&store, &mut batch, &dropped, None).await;
+        let events = std::mem::take(&mut batch);
+        if !write_or_count(&store, events, &dropped).await {
+            let mut left = 0;
+            while let Ok(_event) = receiver.try_recv() {
+                left += 1;
+            }
+            dropped.increment(left);
+            if left > 0 {
+                tracing::error!(
+                    count = left,
+                    "audit events lost at shutdown: the database is unavailable"
+                );
+            }
+            return;
+        }
     }
 }
 
-/// Writes `batch` (emptying it), retrying once; a batch refused twice is dropped and counted.
-async fn write_batch(
-    store: &Store,
-    batch: &mut Vec<AuditEvent>,
-    dropped: &Counter,
-    stop: Option<&CancellationToken>,
-) {
-    let events = std::mem::take(batch);
-    let Err(err) = store.insert_audit_events(events.clone()).await else {
-        return;
-    };
-    tracing::warn!(error = %err, count = events.len(), "could not write audit events: retrying");
-    match stop {
-        Some(stop) => {
-            tokio::select! {
-                () = tokio::time::sleep(RETRY_AFTER) => {}
-                () = stop.cancelled() => {}
-            }
-        }
-        None => tokio::time::sleep(RETRY_AFTER).await,
-    }
+/// Writes `events`; when the database refuses them, drops and counts them (`false`).
+async fn write_or_count(store: &Store, events: Vec<AuditEvent>, dropped: &Counter) -> bool {
     let count = events.len();
-    if let Err(err) = store.insert_audit_events(events).await {
-        dropped.increment(count as u64);
-        tracing::error!(error = %err, count, "audit events lost: the database refused them twice");
+    match store.insert_audit_events(events).await {
+        Ok(()) => true,
+        Err(err) => {
+            dropped.increment(count as u64);
+            tracing::error!(error = %err, count, "audit events lost: the database refused them");
+            false
+        }
     }
 }
 
@@ -270,7 +286,8 @@ pub async fn events_page(
 pub fn event_json(event: &AuditEvent) -> Value {
     serde_json::json!({
         "id": event.id,
-        "occurred_at": event.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        // As the API's JSON has it (`…+00:00`).
+        "occurred_at": event.occurred_at.to_rfc3339(),
         "type": event.kind.as_str(),
         "user_id": event.user_id,
         "actor": event.actor,
@@ -280,4 +297,71 @@ pub fn event_json(event: &AuditEvent) -> Value {
         "request_id": event.request_id,
         "detail": event.detail,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> AuditEvent {
+        AuditContext::cli().event(AuditEventType::KeyRotated, None, serde_json::json!({}))
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_events_until_it_has_room_again() {
+        let metrics = crate::metrics::Metrics::new::<&str>(&[]);
+        let (sender, mut receiver) = mpsc::channel(2);
+        let log = AuditLog {
+            sender,
+            dropped_in_burst: Arc::new(AtomicU64::new(0)),
+            dropped: metrics.audit_dropped(),
+        };
+
+        for _ in 0..5 {
+            log.record(event());
+        }
+
+        assert_eq!(log.dropped_in_burst.load(Ordering::Relaxed), 3);
+        assert!(
+            metrics
+                .render()
+                .contains("\nportcullis_audit_events_dropped_total 3\n"),
+            "{}",
+            metrics.render()
+        );
+        // Room again: the next event is queued, and the burst is over.
+        receiver.recv().await.unwrap();
+        log.record(event());
+        assert_eq!(log.dropped_in_burst.load(Ordering::Relaxed), 0);
+        let mut queued = Vec::new();
+        receiver.recv_many(&mut queued, 10).await;
+        assert_eq!(queued.len(), 2);
+    }
+
+    #[test]
+    fn an_event_takes_its_context_and_never_a_detail_that_is_not_an_object() {
+        let client = Client {
+            address: "192.0.2.7".parse().unwrap(),
+            user_agent: Some("agent".into()),
+            request_id: Some("req-1".into()),
+        };
+        let (user, session) = (Uuid::now_v7(), Uuid::now_v7());
+        let context = AuditContext::of(client).acting(user, session);
+
+        let event = context.event(AuditEventType::LoginSucceeded, Some(user), Value::Null);
+
+        assert_eq!(event.actor, Some(user.to_string()));
+        assert_eq!(event.client_address.as_deref(), Some("192.0.2.7"));
+        assert_eq!(event.user_agent.as_deref(), Some("agent"));
+        assert_eq!(event.request_id.as_deref(), Some("req-1"));
+        assert_eq!(event.session_id, Some(session));
+        assert!(event.detail.is_empty());
+        assert_eq!(
+            AuditContext::cli()
+                .event(AuditEventType::KeyRetired, None, Value::Null)
+                .actor
+                .as_deref(),
+            Some("cli")
+        );
+    }
 }

@@ -62,7 +62,7 @@ impl Application {
         let tokens = Arc::new(AccessTokens::new(&settings.tokens, keys));
         let secret = settings.tokens.secret.expose_secret();
         let throttle = LoginThrottle::new(settings.throttle, secret);
-        let (audit, audit_writer) = AuditLog::start(store.clone(), metrics.audit_dropped());
+        let (audit, audit_writer) = AuditLog::start(store.clone(), &metrics);
         let accounts = Accounts::new(
             store.clone(),
             hasher.clone(),
