@@ -256,14 +256,15 @@ impl Accounts {
         current: SecretString,
         new: SecretString,
     ) -> Result<u64, AccountError> {
-        self.confirm(client, user, current).await?;
+        let context = AuditContext::of(client.clone()).acting(user.id, current_session);
+        self.confirm(&context, client, user, current, "password_change")
+            .await?;
         let new = self.check_password(new, &user.username).await?;
         let hashed = self.hasher.hash(new.into_secret()).await?;
         let change = PasswordChange::ByOwner {
             verified: &user.hashed_password,
             session: current_session,
         };
-        let context = AuditContext::of(client.clone()).acting(user.id, current_session);
         let events = |ended| {
             password_events(
                 &context,
@@ -326,8 +327,9 @@ impl Accounts {
         current_session: Uuid,
         password: SecretString,
     ) -> Result<(), AccountError> {
-        self.confirm(client, user, password).await?;
         let context = AuditContext::of(client.clone()).acting(user.id, current_session);
+        self.confirm(&context, client, user, password, "account_deletion")
+            .await?;
         self.delete(&context, user.id).await
     }
 
@@ -418,17 +420,28 @@ impl Accounts {
     /// Checks the password of the account `user` as a login would: throttled first, and a
     /// wrong password counted as a failed login to that account from that client, so that
     /// repeated guesses meet the login throttle's 429.
+    ///
+    /// A refusal is recorded in the audit log as a login's would be (`confirming` names what
+    /// the password was to confirm).
     async fn confirm(
         &self,
+        context: &AuditContext,
         client: &Client,
         user: &User,
         password: SecretString,
+        confirming: &str,
     ) -> Result<(), AccountError> {
         let mut keys = self.throttle.keys(&user.username, client.address);
         if let Admission::Refused { retry_after } =
             self.throttle.admit(&self.store, &mut keys).await?
         {
             tracing::warn!(user_id = %user.id, client = %client.address, retry_after, "password confirmation refused: throttled");
+            self.record_refusal(context.event(
+                AuditEventType::LoginThrottled,
+                Some(user.id),
+                json!({ "reason": "failed_logins", "retry_after": retry_after, "confirming": confirming }),
+            ))
+            .await;
             return Err(AccountError::Throttled { retry_after });
         }
         let verification = self
@@ -449,6 +462,12 @@ impl Accounts {
             Ok(Verification::Invalid) => {
                 tracing::info!(user_id = %user.id, client = %client.address, "password confirmation refused: incorrect password");
                 self.throttle.failed(&keys);
+                self.record_refusal(context.event(
+                    AuditEventType::LoginFailed,
+                    Some(user.id),
+                    json!({ "reason": "invalid_credentials", "confirming": confirming }),
+                ))
+                .await;
                 Err(AccountError::IncorrectPassword)
             }
             Err(err) => {
@@ -458,6 +477,15 @@ impl Accounts {
                 }
                 Err(err.into())
             }
+        }
+    }
+
+    /// Records a refused password confirmation, which changes nothing: written at once, on the
+    /// store's connection (a rare answer, not worth the background writer). A failure to write
+    /// it is logged; the refusal stands.
+    async fn record_refusal(&self, event: crate::db::AuditEvent) {
+        if let Err(err) = self.store.insert_audit_events(vec![event]).await {
+            tracing::warn!(error = %err, "could not record a refused password confirmation in the audit log");
         }
     }
 

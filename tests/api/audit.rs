@@ -355,6 +355,27 @@ async fn every_event_type_is_recorded_by_its_action_alone_with_exact_members() {
     );
     let seventh = logged_in(&app, "alice", PASSWORD, "r-login-7").await;
     journal.added(1).await;
+    // A wrong current password counts as a failed login, made by the session's user.
+    let wrong_current = send(
+        tagged(
+            app.bearer(Method::POST, "/users/me/password", &sixth.access_token),
+            "r-wrong-current",
+        )
+        .json(&json!({ "current_password": "not it", "new_password": NEW_PASSWORD })),
+    )
+    .await;
+    assert_eq!(wrong_current.status, 400, "{}", wrong_current.body);
+    assert_audit_event(
+        &journal.one().await,
+        from_browser(
+            "r-wrong-current",
+            json!({
+                "type": "login.failed", "user_id": alice, "actor": alice,
+                "session_id": sixth.session_id(),
+                "detail": { "reason": "invalid_credentials", "confirming": "password_change" },
+            }),
+        ),
+    );
     let changed = send(
         tagged(
             app.bearer(Method::POST, "/users/me/password", &sixth.access_token),
@@ -562,6 +583,19 @@ async fn every_event_type_is_recorded_by_its_action_alone_with_exact_members() {
     // alice holds `me` only since the admin's change.
     let last = assert_tokens(&login(&app, "alice", PASSWORD, "r-login-8").await, "me");
     journal.added(1).await;
+    let not_gone = send(
+        tagged(
+            app.bearer(Method::DELETE, "/users/me", &last.access_token),
+            "r-delete-wrong",
+        )
+        .json(&json!({ "password": "not it" })),
+    )
+    .await;
+    assert_eq!(not_gone.status, 400, "{}", not_gone.body);
+    assert_eq!(
+        journal.one().await["detail"],
+        json!({ "reason": "invalid_credentials", "confirming": "account_deletion" })
+    );
     let gone = send(
         tagged(
             app.bearer(Method::DELETE, "/users/me", &last.access_token),
@@ -649,6 +683,35 @@ async fn a_throttled_login_is_recorded_with_how_long_it_must_wait() {
         )
         .await;
     assert_eq!(failed.len(), 2, "{failed:#?}");
+
+    // A password confirmation meets the same block, recorded with the account and its caller.
+    let subject = app.start_session(user.id).await;
+    let session_id = subject.session_id.to_string();
+    let token = sign(
+        json!({ "alg": "HS256", "typ": "at+jwt" }),
+        valid_claims(subject, "me items"),
+        TEST_SECRET,
+    );
+    let confirm = app.post_password(&token, PASSWORD, NEW_PASSWORD).await;
+    assert_eq!(confirm.status, 429, "{}", confirm.body);
+    let retry_after: u64 = confirm.header("retry-after").unwrap().parse().unwrap();
+    let events = app
+        .audit_events(
+            &admin,
+            &format!("?type=login.throttled&user_id={}", user.id),
+            1,
+        )
+        .await;
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["actor"], user.id.to_string());
+    assert_eq!(events[0]["session_id"], session_id.as_str());
+    assert_eq!(
+        events[0]["detail"],
+        json!({
+            "reason": "failed_logins", "retry_after": retry_after,
+            "confirming": "password_change",
+        })
+    );
 }
 
 #[tokio::test]
