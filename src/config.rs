@@ -1176,6 +1176,16 @@ mod tests {
                 "100000",
                 "PORTCULLIS_DATABASE_MAX_CONNECTIONS",
             ),
+            (
+                "--audit-retention-days",
+                "0",
+                "PORTCULLIS_AUDIT_RETENTION_DAYS",
+            ),
+            (
+                "--audit-retention-days",
+                "3651",
+                "PORTCULLIS_AUDIT_RETENTION_DAYS",
+            ),
         ] {
             let args = Args::try_parse_from([
                 "portcullis",
@@ -1205,7 +1215,11 @@ mod tests {
             &secret,
         ])
         .unwrap();
-        assert!(args.config.settings("127.0.0.1:0".parse().unwrap()).is_ok());
+        let settings = args
+            .config
+            .settings("127.0.0.1:0".parse().unwrap())
+            .unwrap();
+        assert_eq!(settings.audit_retention_days, 90, "the default");
         let _ = std::fs::remove_dir_all(dir);
     }
 
