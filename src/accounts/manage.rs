@@ -128,7 +128,7 @@ impl Accounts {
                 vec![context.event(
                     AuditEventType::UserSignedUp,
                     Some(user.id),
-                    json!({ "username": user.username, "scopes": user.scopes.iter().map(crate::domain::Scope::as_str).collect::<Vec<_>>() }),
+                    json!({ "username": user.username, "scopes": scope_names(&user.scopes) }),
                 )]
             })
             .await;
@@ -159,7 +159,7 @@ impl Accounts {
                     Some(user.id),
                     json!({
                         "username": user.username,
-                        "scopes": user.scopes.iter().map(crate::domain::Scope::as_str).collect::<Vec<_>>(),
+                        "scopes": scope_names(&user.scopes),
                         "disabled": user.disabled,
                     }),
                 )]
@@ -574,13 +574,7 @@ fn changed_account_events(
     if !fields.is_empty() {
         let mut detail = json!({ "fields": fields });
         if before.scopes != after.scopes {
-            detail["scopes"] = json!(
-                after
-                    .scopes
-                    .iter()
-                    .map(crate::domain::Scope::as_str)
-                    .collect::<Vec<_>>()
-            );
+            detail["scopes"] = json!(scope_names(&after.scopes));
         }
         events.push(context.event(AuditEventType::UserUpdated, Some(after.id), detail));
     }
@@ -594,6 +588,11 @@ fn changed_account_events(
         _ => {}
     }
     events
+}
+
+/// Scope names as the audit log's details list them.
+fn scope_names(scopes: &ScopeSet) -> Vec<&'static str> {
+    scopes.iter().map(crate::domain::Scope::as_str).collect()
 }
 
 /// A password's change or reset (`kind`), and the sessions it ended (`reason`), if any.
