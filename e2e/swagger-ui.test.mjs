@@ -22,6 +22,7 @@ const USERS_ME = '#operations-Users-read_current_user';
 const LIST_ITEMS = '#operations-Items-list_items';
 const LIST_SESSIONS = '#operations-Sessions-list_sessions';
 const LIST_USERS = '#operations-Admin-list_users';
+const LIST_AUDIT_EVENTS = '#operations-Admin-list_audit_events';
 /** The token-lifecycle operations, each shown as a block of its tag. */
 const LIFECYCLE_OPERATIONS = [
   '#operations-Auth-revoke_token',
@@ -234,7 +235,7 @@ test('the session operations are shown, and Try it out GET /users/me/sessions ma
   page.passed();
 });
 
-test('`admin` ticked: log in as admin, Try it out GET /admin/users shows 200 and the demo users', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+test('`admin` ticked: log in as admin, Try it out GET /admin/users and GET /admin/audit-events show 200, the demo users and this login', { timeout: TEST_TIMEOUT_MS }, async (t) => {
   const page = await openDocs(t);
   const login = await logIn(page, { username: 'admin', password: 'secret3', scopes: ['me', 'items', 'admin'] });
   const sent = formOf(login.request);
@@ -254,5 +255,15 @@ test('`admin` ticked: log in as admin, Try it out GET /admin/users shows 200 and
 
   await call.block.scrollIntoViewIfNeeded();
   await page.screenshot({ path: join(ARTIFACTS, 'admin-users-200.png') });
+
+  // The audit log shows this login (written just after its answer, long before this call).
+  const audit = await tryItOut(page, LIST_AUDIT_EVENTS, '/admin/audit-events');
+  assert.equal(audit.request.headers()['authorization'], `Bearer ${token.access_token}`);
+  assert.equal(audit.status, '200', `live response: ${audit.status} ${audit.body}`);
+  assert.match(audit.body, /"type": "login.succeeded"/);
+  assert.match(audit.body, /"scopes": \[\s*"me",\s*"items",\s*"admin"\s*\]/);
+  assert.doesNotMatch(audit.body, /secret3|access_token|refresh_token|argon2/i);
+  await audit.block.scrollIntoViewIfNeeded();
+  await page.screenshot({ path: join(ARTIFACTS, 'admin-audit-events-200.png') });
   page.passed();
 });

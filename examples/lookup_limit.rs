@@ -58,19 +58,23 @@ async fn run(tasks: usize, duration: Duration, user_only: bool) -> anyhow::Resul
     let store = Store::connect(&settings).await?;
     store.migrate().await?;
     let user = store
-        .create_user(NewUser {
-            // Unique: a PostgreSQL database may be used for more than one run.
-            username: Username::parse(&format!(
-                "lookup-{}",
-                &uuid::Uuid::new_v4().simple().to_string()[..12]
-            ))
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?,
-            email: None,
-            full_name: None,
-            hashed_password: HashedPassword::from_phc("not a hash: never verified here"),
-            disabled: false,
-            scopes: ScopeSet::default_for_new_users(),
-        })
+        .create_user(
+            NewUser {
+                // Unique: a PostgreSQL database may be used for more than one run.
+                username: Username::parse(&format!(
+                    "lookup-{}",
+                    &uuid::Uuid::new_v4().simple().to_string()[..12]
+                ))
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?,
+                email: None,
+                full_name: None,
+                hashed_password: HashedPassword::from_phc("not a hash: never verified here"),
+                disabled: false,
+                scopes: ScopeSet::default_for_new_users(),
+            },
+            // A measurement's fixture, not an account anyone made: nothing to audit.
+            |_| Vec::new(),
+        )
         .await?;
     let session = store
         .start_session(NewSession {

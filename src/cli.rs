@@ -12,13 +12,14 @@ use crate::{
         self, AccountChanges, AccountError, Accounts, CreateUser, DEMO_USERS, PasswordCheck,
         ProfileChanges, seed_demo_users, sessions::end_all_sessions,
     },
+    audit::AuditContext,
     auth::{
         LoginThrottle, PasswordHasher,
         keys::{self, KeyAlgorithm, KeyStatus},
     },
     config::ConfigArgs,
     db::{self, Store, User},
-    domain::{Scope, ScopeSet},
+    domain::{AuditEventType, Scope, ScopeSet},
     startup::Application,
 };
 
@@ -55,6 +56,25 @@ enum Command {
     /// Manage the keys that sign access tokens when PORTCULLIS_SIGNING_ALGORITHM is EdDSA or ES256.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Show the security audit log, newest first: logins, refreshes, revocations, ended
+    /// sessions, password and account changes, unlocks, signing-key changes.
+    Audit {
+        /// Only the events about this account (its name, in any case).
+        #[arg(long = "user", value_name = "USERNAME")]
+        user: Option<String>,
+        /// Only the events of this type (e.g. `login.failed`).
+        #[arg(long = "type", value_name = "TYPE")]
+        kind: Option<String>,
+        /// Only the events at or after this time (RFC 3339, e.g. 2026-12-01T00:00:00Z).
+        #[arg(long, value_name = "RFC3339")]
+        since: Option<String>,
+        /// How many events to show at most.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        limit: u32,
+        /// One JSON object per line, with the members of `GET /admin/audit-events`' events.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the OpenAPI document (this is how `openapi.json` is regenerated).
     Openapi,
 }
@@ -218,7 +238,103 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Users(command) => users(&config, command).await,
         Command::Keys(command) => signing_keys(&config, command).await,
+        Command::Audit {
+            user,
+            kind,
+            since,
+            limit,
+            json,
+        } => {
+            let store = connect(&config).await?;
+            let filter =
+                audit_filter(&store, user.as_deref(), kind.as_deref(), since.as_deref()).await?;
+            show_audit_events(&store, &filter, limit, json).await
+        }
     }
+}
+
+/// The filter `portcullis audit`'s options ask for.
+async fn audit_filter(
+    store: &Store,
+    user: Option<&str>,
+    kind: Option<&str>,
+    since: Option<&str>,
+) -> anyhow::Result<db::AuditFilter> {
+    let user_id = match user {
+        Some(name) => Some(accounts::find_user(store, name).await?.id),
+        None => None,
+    };
+    let kind = kind
+        .map(|text| {
+            AuditEventType::parse(text).ok_or_else(|| {
+                let known: Vec<&str> = AuditEventType::ALL.iter().map(|k| k.as_str()).collect();
+                anyhow::anyhow!("unknown event type {text:?} (known: {})", known.join(", "))
+            })
+        })
+        .transpose()?;
+    let since = since
+        .map(|text| {
+            chrono::DateTime::parse_from_rfc3339(text)
+                .map(|at| at.with_timezone(&chrono::Utc))
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "--since must be an RFC 3339 time such as 2026-12-01T00:00:00Z, not {text:?}"
+                    )
+                })
+        })
+        .transpose()?;
+    Ok(db::AuditFilter {
+        user_id,
+        kind,
+        since,
+        until: None,
+    })
+}
+
+/// Prints up to `limit` events matching `filter`, newest first, a page at a time.
+async fn show_audit_events(
+    store: &Store,
+    filter: &db::AuditFilter,
+    limit: u32,
+    json: bool,
+) -> anyhow::Result<()> {
+    const PAGE: u32 = 200;
+    if !json {
+        println!(
+            "{:<27}  {:<20}  {:<36}  {:<36}  {:<15}  detail",
+            "occurred", "type", "user", "actor", "client"
+        );
+    }
+    let mut left = limit;
+    let mut after = None;
+    while left > 0 {
+        let page = crate::audit::events_page(store, filter, after.as_ref(), left.min(PAGE)).await?;
+        left -= u32::try_from(page.events.len()).unwrap_or(left);
+        for event in &page.events {
+            if json {
+                println!("{}", crate::audit::event_json(event));
+            } else {
+                println!(
+                    "{:<27}  {:<20}  {:<36}  {:<36}  {:<15}  {}",
+                    event
+                        .occurred_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                    event.kind.as_str(),
+                    event
+                        .user_id
+                        .map_or_else(|| "-".to_owned(), |id| id.to_string()),
+                    event.actor.as_deref().unwrap_or("-"),
+                    event.client_address.as_deref().unwrap_or("-"),
+                    serde_json::Value::Object(event.detail.clone()),
+                );
+            }
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    Ok(())
 }
 
 async fn serve(config: &ConfigArgs, bind: SocketAddr, demo: bool) -> anyhow::Result<()> {
@@ -304,6 +420,7 @@ async fn users(config: &ConfigArgs, command: UsersCommand) -> anyhow::Result<()>
             let user = account_rules(config, store.clone())
                 .await?
                 .create(
+                    &AuditContext::cli(),
                     CreateUser {
                         username,
                         password,
@@ -327,7 +444,12 @@ async fn users(config: &ConfigArgs, command: UsersCommand) -> anyhow::Result<()>
             let password = read_password("set-password")?;
             let ended = account_rules(config, store.clone())
                 .await?
-                .reset_password(user.id, password, password_check(allow_weak_password))
+                .reset_password(
+                    &AuditContext::cli(),
+                    user.id,
+                    password,
+                    password_check(allow_weak_password),
+                )
                 .await
                 .map_err(with_policy_hint)?;
             println!(
@@ -355,7 +477,7 @@ async fn users(config: &ConfigArgs, command: UsersCommand) -> anyhow::Result<()>
             };
             let user = account_rules(config, store.clone())
                 .await?
-                .update(user.id, changes)
+                .update(&AuditContext::cli(), user.id, changes)
                 .await?;
             println!("updated user {}", describe(&user));
         }
@@ -363,7 +485,7 @@ async fn users(config: &ConfigArgs, command: UsersCommand) -> anyhow::Result<()>
             let user = accounts::find_user(&store, &username).await?;
             account_rules(config, store.clone())
                 .await?
-                .unlock_user(&user)
+                .unlock_user(&AuditContext::cli(), &user)
                 .await?;
             println!("unlocked user {}", user.username);
         }
@@ -377,20 +499,20 @@ async fn users(config: &ConfigArgs, command: UsersCommand) -> anyhow::Result<()>
             // The last-admin rule holds here too: the API's admins would be locked out.
             account_rules(config, store.clone())
                 .await?
-                .update(user.id, changes)
+                .update(&AuditContext::cli(), user.id, changes)
                 .await?;
             let done = if disabled { "disabled" } else { "enabled" };
             println!("{done} user {username}");
         }
         UsersCommand::Logout { username } => {
-            let ended = end_all_sessions(&store, &username).await?;
+            let ended = end_all_sessions(&store, &AuditContext::cli(), &username).await?;
             println!("ended {ended} session(s) of user {username}");
         }
         UsersCommand::Delete { username } => {
             let user = accounts::find_user(&store, &username).await?;
             account_rules(config, store.clone())
                 .await?
-                .delete(user.id)
+                .delete(&AuditContext::cli(), user.id)
                 .await?;
             println!("deleted user {username}");
         }

@@ -250,6 +250,15 @@ pub struct ConfigArgs {
     #[arg(long, env = "PORTCULLIS_MAX_BODY_BYTES", default_value_t = 64 * 1024, global = true)]
     pub max_body_bytes: usize,
 
+    /// Days the security audit log keeps an event; older ones are deleted hourly.
+    #[arg(
+        long,
+        env = "PORTCULLIS_AUDIT_RETENTION_DAYS",
+        default_value_t = 90,
+        global = true
+    )]
+    pub audit_retention_days: u32,
+
     /// Most items one user may hold; a create beyond it is answered 409.
     #[arg(
         long,
@@ -408,6 +417,8 @@ pub struct Settings {
     pub cors_allowed_origins: Vec<String>,
     /// Most items one user may hold.
     pub max_items_per_user: u32,
+    /// Days an audit event is kept.
+    pub audit_retention_days: u32,
     pub connections: ConnectionSettings,
     pub accounts: AccountSettings,
 }
@@ -634,6 +645,12 @@ impl ConfigArgs {
                 "",
             )?;
         }
+        within(
+            "PORTCULLIS_AUDIT_RETENTION_DAYS",
+            self.audit_retention_days,
+            bounds::AUDIT_RETENTION_DAYS,
+            "days",
+        )?;
         if self.max_items_per_user == 0 {
             bail!("PORTCULLIS_MAX_ITEMS_PER_USER must be at least 1");
         }
@@ -678,6 +695,7 @@ impl ConfigArgs {
             max_body_bytes: self.max_body_bytes,
             cors_allowed_origins: allowed_origins(&self.cors_allowed_origins)?,
             max_items_per_user: self.max_items_per_user,
+            audit_retention_days: self.audit_retention_days,
             accounts: self.accounts()?,
             connections: self.connections()?,
         })
@@ -869,6 +887,8 @@ pub mod bounds {
     pub const MAX_HEADER_BYTES: RangeInclusive<usize> = 1024..=1024 * 1024;
     pub const MAX_CONNECTIONS_PER_ADDRESS: RangeInclusive<usize> = 1..=100_000;
     pub const SIGNUP_PER_ADDRESS_PER_HOUR: RangeInclusive<u32> = 1..=100_000;
+    /// A day (an incident is investigated before the next) to ten years.
+    pub const AUDIT_RETENTION_DAYS: RangeInclusive<u32> = 1..=3650;
     /// NIST SP 800-63B's floor of 8 up to the longest password accepted.
     pub const PASSWORD_MIN_LENGTH: RangeInclusive<usize> =
         crate::domain::PasswordPolicy::LOWEST_MIN_LENGTH
@@ -1156,6 +1176,16 @@ mod tests {
                 "100000",
                 "PORTCULLIS_DATABASE_MAX_CONNECTIONS",
             ),
+            (
+                "--audit-retention-days",
+                "0",
+                "PORTCULLIS_AUDIT_RETENTION_DAYS",
+            ),
+            (
+                "--audit-retention-days",
+                "3651",
+                "PORTCULLIS_AUDIT_RETENTION_DAYS",
+            ),
         ] {
             let args = Args::try_parse_from([
                 "portcullis",
@@ -1185,7 +1215,11 @@ mod tests {
             &secret,
         ])
         .unwrap();
-        assert!(args.config.settings("127.0.0.1:0".parse().unwrap()).is_ok());
+        let settings = args
+            .config
+            .settings("127.0.0.1:0".parse().unwrap())
+            .unwrap();
+        assert_eq!(settings.audit_retention_days, 90, "the default");
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -34,6 +34,7 @@ const HASH_DURATION: &str = "portcullis_password_hash_duration_seconds";
 const HASH_QUEUE: &str = "portcullis_hash_queue_depth";
 const DATABASE_ERRORS: &str = "portcullis_database_errors_total";
 const BUILD_INFO: &str = "portcullis_build_info";
+const AUDIT_DROPPED: &str = "portcullis_audit_events_dropped_total";
 
 /// The label value of a path that is no route of the service.
 pub const UNMATCHED: &str = "unmatched";
@@ -186,6 +187,7 @@ struct Inner {
     grants: GrantMetrics,
     hashing: HashMetrics,
     database_errors: [Counter; 2],
+    audit_dropped: Counter,
 }
 
 fn metadata() -> Metadata<'static> {
@@ -229,6 +231,11 @@ impl Metrics {
             "Password hashes waiting for a hashing worker.".into(),
         );
         describe(DATABASE_ERRORS, "Database errors, by kind.");
+        describe(
+            AUDIT_DROPPED,
+            "Login and refresh audit events dropped: the audit log writer's queue was full, or \
+             the database refused them twice.",
+        );
         recorder.describe_gauge(
             KeyName::from_const_str(BUILD_INFO),
             None,
@@ -256,6 +263,9 @@ impl Metrics {
             queue_depth: recorder.register_gauge(&Key::from_static_name(HASH_QUEUE), &metadata()),
         };
         hashing.queue_depth.set(0.0);
+        let audit_dropped =
+            recorder.register_counter(&Key::from_static_name(AUDIT_DROPPED), &metadata());
+        audit_dropped.increment(0);
         recorder
             .register_gauge(
                 &Key::from_parts(
@@ -293,6 +303,7 @@ impl Metrics {
                 grants,
                 hashing,
                 database_errors,
+                audit_dropped,
             }),
         }
     }
@@ -303,6 +314,11 @@ impl Metrics {
 
     pub fn hashing(&self) -> HashMetrics {
         self.inner.hashing.clone()
+    }
+
+    /// Counts the audit events the background writer drops.
+    pub fn audit_dropped(&self) -> Counter {
+        self.inner.audit_dropped.clone()
     }
 
     pub fn database_error(&self, kind: DatabaseErrorKind) {

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use crate::{
     accounts::Accounts,
     api::{self, AppState},
+    audit::{AuditLog, AuditWriter},
     auth::{AccessTokens, Grants, LoginThrottle, PasswordHasher, RefreshTokens, SigningKeys},
     config::{ConnectionSettings, Settings},
     db::Store,
@@ -35,6 +36,9 @@ pub struct Application {
     max_connections: usize,
     /// The metrics listener, when `PORTCULLIS_METRICS_BIND` is set.
     metrics_listener: Option<(TcpListener, SocketAddr)>,
+    /// Writes the login and refresh audit events; flushed when the server stops.
+    audit_writer: AuditWriter,
+    audit_retention: chrono::TimeDelta,
 }
 
 /// Connections the metrics listener holds at once: scrapers, not clients.
@@ -58,6 +62,7 @@ impl Application {
         let tokens = Arc::new(AccessTokens::new(&settings.tokens, keys));
         let secret = settings.tokens.secret.expose_secret();
         let throttle = LoginThrottle::new(settings.throttle, secret);
+        let (audit, audit_writer) = AuditLog::start(store.clone(), &metrics);
         let accounts = Accounts::new(
             store.clone(),
             hasher.clone(),
@@ -71,6 +76,7 @@ impl Application {
             RefreshTokens::new(secret),
             throttle,
             settings.sessions,
+            audit,
         )
         .with_metrics(metrics.grants());
         let state = AppState {
@@ -108,6 +114,8 @@ impl Application {
             listener,
             local_addr,
             metrics_listener,
+            audit_writer,
+            audit_retention: chrono::TimeDelta::days(i64::from(settings.audit_retention_days)),
             state,
             max_body_bytes: settings.max_body_bytes,
             connections: settings.connections,
@@ -144,11 +152,10 @@ impl Application {
     /// Serves until the process gets Ctrl-C or SIGTERM, then lets in-flight requests finish.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let metrics = self.state.metrics.clone();
-        let housekeeping = tokio::spawn(
-            metrics
-                .clone()
-                .scope(delete_ended_sessions(self.state.store.clone())),
-        );
+        let housekeeping = tokio::spawn(metrics.clone().scope(delete_ended_sessions(
+            self.state.store.clone(),
+            self.audit_retention,
+        )));
         let _stop_purge = AbortOnDrop(tokio::spawn(metrics.clone().scope(purge_login_counts(
             self.state.grants.throttle().clone(),
             self.state.store.clone(),
@@ -181,13 +188,16 @@ impl Application {
         if let Some(metrics_server) = metrics_server {
             let _ = metrics_server.await;
         }
+        // Every request has finished: what they queued for the audit log is written now.
+        self.audit_writer.stop().await;
         Ok(())
     }
 }
 
-/// Deletes sessions that ended more than [`ENDED_SESSION_RETENTION`] ago, at start and then
-/// every [`HOUSEKEEPING_INTERVAL`]. Every instance does it; the deletes are idempotent.
-async fn delete_ended_sessions(store: Store) {
+/// Deletes sessions that ended more than [`ENDED_SESSION_RETENTION`] ago, and audit events
+/// older than `audit_retention` (`PORTCULLIS_AUDIT_RETENTION_DAYS`), at start and then every
+/// [`HOUSEKEEPING_INTERVAL`]. Every instance does it; the deletes are idempotent.
+async fn delete_ended_sessions(store: Store, audit_retention: chrono::TimeDelta) {
     let mut interval = tokio::time::interval(HOUSEKEEPING_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -199,6 +209,14 @@ async fn delete_ended_sessions(store: Store) {
             Ok(0) => {}
             Ok(count) => tracing::info!(count, "deleted ended sessions"),
             Err(err) => tracing::warn!(error = %err, "could not delete ended sessions"),
+        }
+        match store
+            .delete_audit_events_before(chrono::Utc::now() - audit_retention)
+            .await
+        {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "deleted audit events past their retention"),
+            Err(err) => tracing::warn!(error = %err, "could not delete old audit events"),
         }
     }
 }
@@ -229,24 +247,32 @@ impl Drop for AbortOnDrop {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves at Ctrl-C or SIGTERM. The SIGTERM handler is installed when this is called, not
+/// when the future is first polled: the accept loop may serve a first request before it polls
+/// the signal, and a SIGTERM sent after that answer must still stop the server gracefully
+/// (flushing the audit log's queue) rather than kill it with the default action.
+fn shutdown_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let terminate = async {
+            match terminate {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            () = ctrl_c => {},
+            () = terminate => {},
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+        tracing::info!("shutting down");
     }
-    tracing::info!("shutting down");
 }

@@ -7,8 +7,8 @@
 //! `X-Request-Id` when it is acceptable, else a new UUIDv7; every response carries it back),
 //! `trace_id` (from a valid W3C `traceparent`), and `user_id` and `session_id`, recorded once
 //! the access check or a login knows them (see [`record_caller`]). Every line logged while
-//! serving the request carries them: in text after the span's name, in JSON in the `span`
-//! (and `spans`) member.
+//! serving the request carries them: in text after the span's name; in JSON as top-level
+//! members of the line (`"request_id": …`), as well as in the `span` (and `spans`) member.
 
 use std::time::Instant;
 
@@ -44,12 +44,61 @@ pub fn init(filter: &str, format: LogFormat) -> anyhow::Result<WorkerGuard> {
                     .json()
                     .with_current_span(true)
                     .with_span_list(true)
+                    .map_event_format(|json| FlatRequestFields { json })
                     .with_writer(writer),
             )
             .try_init(),
     };
     result.map_err(|err| anyhow::anyhow!("cannot install the logger: {err}"))?;
     Ok(guard)
+}
+
+/// The fields of the request span a JSON line also carries at its top level, so that a log
+/// pipeline can index them without reaching into `span`.
+const REQUEST_FIELDS: [&str; 4] = ["request_id", "trace_id", "user_id", "session_id"];
+
+/// tracing-subscriber's JSON lines, with the request span's ids copied to the top level of
+/// each line (tracing-subscriber only nests span fields under `span` and `spans`).
+struct FlatRequestFields<F> {
+    json: F,
+}
+
+impl<S, N, F> fmt::FormatEvent<S, N> for FlatRequestFields<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> fmt::FormatFields<'a> + 'static,
+    F: fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &fmt::FmtContext<'_, S, N>,
+        mut writer: fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let mut line = String::new();
+        self.json
+            .format_event(ctx, fmt::format::Writer::new(&mut line), event)?;
+        let Ok(serde_json::Value::Object(mut members)) = serde_json::from_str(line.trim_end())
+        else {
+            // Not an object (cannot happen with the JSON format): written as it came.
+            return writer.write_str(&line);
+        };
+        // Outermost first: an inner span's value of a field wins over an outer one's.
+        let spans = members
+            .get("spans")
+            .and_then(|spans| spans.as_array())
+            .cloned();
+        for span in spans.iter().flatten() {
+            for name in REQUEST_FIELDS {
+                if let Some(value) = span.get(name) {
+                    members.insert(name.to_owned(), value.clone());
+                }
+            }
+        }
+        let flat = serde_json::Value::Object(members).to_string();
+        writer.write_str(&flat)?;
+        writer.write_char('\n')
+    }
 }
 
 /// The header naming a request, in requests and in every response.
@@ -103,6 +152,11 @@ pub fn trace_id(headers: &HeaderMap) -> Option<&str> {
     .then_some(trace)
 }
 
+/// The request's id (as answered in `X-Request-Id`), in the request's extensions for the
+/// handlers (the audit log records it).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
 /// Records who is calling into the current request's span: ids only, never names or tokens.
 pub fn record_caller(user_id: uuid::Uuid, session_id: uuid::Uuid) {
     let span = tracing::Span::current();
@@ -117,10 +171,12 @@ pub fn record_caller(user_id: uuid::Uuid, session_id: uuid::Uuid) {
 /// `metrics` the current ones while the request is served (see [`crate::metrics::scope`]).
 pub async fn log_request<E: Endpoint>(
     next: E,
-    req: Request,
+    mut req: Request,
     metrics: Metrics,
 ) -> poem::Result<Response> {
     let id = request_id(req.headers());
+    req.extensions_mut()
+        .insert(RequestId(id.to_str().unwrap_or_default().to_owned()));
     let span = tracing::info_span!(
         "request",
         request_id = id.to_str().unwrap_or_default(),

@@ -1455,4 +1455,370 @@ fn json_log_lines_of_a_request_carry_its_ids_and_never_secrets() {
         assert_eq!(line["span"]["user_id"], user_id.as_str(), "{line}");
         assert_eq!(line["span"]["session_id"], session_id, "{line}");
     }
+    // The same ids as members of each line, for log pipelines that index top-level members.
+    for line in login_lines.iter().chain(&me_lines) {
+        assert_eq!(line["request_id"], line["span"]["request_id"], "{line}");
+        assert_eq!(line["trace_id"], TRACE_ID, "{line}");
+    }
+    for line in &me_lines {
+        assert_eq!(line["request_id"], "log-test-me", "{line}");
+        assert_eq!(line["user_id"], user_id.as_str(), "{line}");
+        assert_eq!(line["session_id"], session_id, "{line}");
+    }
+    let login_with_session = login_lines
+        .iter()
+        .find(|line| line["fields"]["message"] == "logged in: session started")
+        .unwrap();
+    assert_eq!(login_with_session["session_id"], session_id);
+    // Lines outside any request carry none.
+    let outside: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|line| line.get("span").is_none())
+        .collect();
+    assert!(!outside.is_empty());
+    for line in outside {
+        for member in ["request_id", "trace_id", "user_id", "session_id"] {
+            assert!(line.get(member).is_none(), "{line}");
+        }
+    }
+}
+
+/// `portcullis audit --json` with `args`: one event per line, newest first.
+fn audit_json(ws: &Workspace, args: &[&str]) -> Vec<serde_json::Value> {
+    let mut all = vec!["audit", "--json"];
+    all.extend_from_slice(args);
+    let output = ws.run(&all);
+    assert!(output.status.success(), "{}", stderr(&output));
+    stdout(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect()
+}
+
+#[test]
+fn the_command_lines_changes_are_audited_with_actor_cli() {
+    let ws = Workspace::new();
+    let created = ws.run_with_stdin(
+        &[
+            "users",
+            "create",
+            "JaneRoe",
+            "--password-stdin",
+            "--allow-weak-password",
+        ],
+        "pw-one",
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+    let user_id = stdout(&created)
+        .trim_end()
+        .rsplit_once('(')
+        .and_then(|(_, id)| id.strip_suffix(')'))
+        .unwrap()
+        .to_owned();
+    let steps: [&[&str]; 6] = [
+        &["users", "update", "janeroe", "--email", "jane@example.com"],
+        &["users", "disable", "janeroe"],
+        &["users", "enable", "janeroe"],
+        &["users", "unlock", "janeroe"],
+        // No session to end: nothing changes, nothing is recorded.
+        &["users", "logout", "janeroe"],
+        &["users", "update", "janeroe", "--email", "jane@example.com"],
+    ];
+    for step in steps {
+        let output = ws.run(step);
+        assert!(output.status.success(), "{step:?}: {}", stderr(&output));
+    }
+    let reset = ws.run_with_stdin(
+        &[
+            "users",
+            "set-password",
+            "janeroe",
+            "--password-stdin",
+            "--allow-weak-password",
+        ],
+        "pw-two",
+    );
+    assert!(reset.status.success(), "{}", stderr(&reset));
+    let of_jane = audit_json(&ws, &["--user", "JANEROE"]);
+    let deleted = ws.run(&["users", "delete", "janeroe"]);
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
+    let kid = rotated_kid(&ws.run(&["keys", "rotate"]), "EdDSA");
+    assert!(ws.run(&["keys", "retire", &kid]).status.success());
+
+    let events = audit_json(&ws, &[]);
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "key.retired",
+            "key.rotated",
+            "user.deleted",
+            "password.reset",
+            "user.unlocked",
+            "user.enabled",
+            "user.disabled",
+            "user.updated",
+            "user.created",
+        ]
+    );
+    assert_eq!(of_jane.len(), 6, "{of_jane:#?}");
+    for event in &events {
+        let members: Vec<&String> = event.as_object().unwrap().keys().collect();
+        assert_eq!(
+            members,
+            [
+                "id",
+                "occurred_at",
+                "type",
+                "user_id",
+                "actor",
+                "client_address",
+                "user_agent",
+                "session_id",
+                "request_id",
+                "detail"
+            ],
+            "{event}"
+        );
+        assert_eq!(event["actor"], "cli", "{event}");
+        for member in ["client_address", "user_agent", "session_id", "request_id"] {
+            assert_eq!(event[member], serde_json::Value::Null, "{event}");
+        }
+        let about_jane = !event["type"].as_str().unwrap().starts_with("key.");
+        let expected_user = if about_jane {
+            serde_json::json!(user_id)
+        } else {
+            serde_json::Value::Null
+        };
+        assert_eq!(event["user_id"], expected_user, "{event}");
+    }
+    let detail = |kind: &str| &events.iter().find(|e| e["type"] == kind).unwrap()["detail"];
+    assert_eq!(
+        detail("user.created"),
+        &serde_json::json!({"username": "JaneRoe", "scopes": ["me", "items"], "disabled": false})
+    );
+    assert_eq!(
+        detail("user.updated"),
+        &serde_json::json!({"fields": ["email"]})
+    );
+    assert_eq!(
+        detail("password.reset"),
+        &serde_json::json!({"sessions_ended": 0})
+    );
+    assert_eq!(
+        detail("user.unlocked"),
+        &serde_json::json!({"counts_cleared": 0})
+    );
+    assert_eq!(
+        detail("user.deleted"),
+        &serde_json::json!({"username": "JaneRoe"})
+    );
+    assert_eq!(
+        detail("key.rotated"),
+        &serde_json::json!({"kid": kid, "algorithm": "EdDSA"})
+    );
+    assert_eq!(detail("key.retired"), detail("key.rotated"));
+
+    // The filters.
+    let disabled = audit_json(&ws, &["--type", "user.disabled"]);
+    assert_eq!(disabled.len(), 1);
+    assert_eq!(disabled[0], events[6]);
+    assert_eq!(audit_json(&ws, &["--limit", "2"]), events[..2]);
+    let at = events[3]["occurred_at"].as_str().unwrap();
+    assert_eq!(audit_json(&ws, &["--since", at]), events[..4]);
+    assert!(audit_json(&ws, &["--since", "2999-01-01T00:00:00Z"]).is_empty());
+
+    // As a table: a header, then one line per event.
+    let table = ws.run(&["audit", "--limit", "3"]);
+    assert!(table.status.success(), "{}", stderr(&table));
+    let text = stdout(&table);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(lines[0].starts_with("occurred"), "{text}");
+    assert!(
+        lines[1].contains("key.retired") && lines[1].contains("cli"),
+        "{text}"
+    );
+    assert!(
+        lines[3].contains("user.deleted") && lines[3].contains(&user_id),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_audit_options_are_refused_with_a_clear_message() {
+    let ws = Workspace::new();
+    for (args, message) in [
+        (
+            &["audit", "--type", "login.guessed"][..],
+            "error: unknown event type \"login.guessed\" (known: login.succeeded, login.failed, \
+             login.throttled, token.refreshed, token.reuse_detected, token.revoked, \
+             session.ended, password.changed, password.reset, user.signed_up, user.created, \
+             user.updated, user.disabled, user.enabled, user.deleted, user.unlocked, \
+             key.rotated, key.retired)\n",
+        ),
+        (
+            &["audit", "--since", "yesterday"][..],
+            "error: --since must be an RFC 3339 time such as 2026-12-01T00:00:00Z, not \"yesterday\"\n",
+        ),
+        (
+            &["audit", "--user", "nobody"][..],
+            "error: no user named \"nobody\"\n",
+        ),
+    ] {
+        let output = ws.run(args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert_eq!(stderr(&output), message, "{args:?}");
+    }
+    let output = ws.run(&["audit", "--limit", "0"]);
+    assert_eq!(output.status.code(), Some(2), "clap refuses it");
+}
+
+#[test]
+fn a_login_just_before_a_shutdown_is_written_to_the_audit_log() {
+    let ws = Workspace::new();
+    let mut command = ws.command();
+    command.args(["serve", "--demo", "--bind", "127.0.0.1:0"]);
+    let server = ServerProcess::start(command);
+    let base = server.base_url.clone();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let login = client
+            .post(format!("{base}/token"))
+            .header("X-Request-Id", "just-before-shutdown")
+            .form(&[("username", "johndoe"), ("password", "secret")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(login.status(), 200);
+    });
+
+    // At once: the event may still be in the writer's queue.
+    assert!(server.terminate(), "a SIGTERM is a clean shutdown");
+
+    let logins = audit_json(&ws, &["--type", "login.succeeded"]);
+    assert_eq!(logins.len(), 1, "{logins:#?}");
+    assert_eq!(logins[0]["request_id"], "just-before-shutdown");
+}
+
+#[test]
+fn a_password_never_appears_in_an_audit_event_a_log_line_or_a_metric() {
+    const PASSWORD: &str = "Qz7!vK2#uN5$-never-shown";
+    const GHOST: &str = "ghost-name-typed-here";
+    let ws = Workspace::new();
+    let log_path = ws.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut command = ws.command();
+    command
+        .env("PORTCULLIS_LOG", "debug")
+        .env("PORTCULLIS_LOG_FORMAT", "json")
+        .env(
+            "PORTCULLIS_METRICS_BIND",
+            format!("127.0.0.1:{metrics_port}"),
+        )
+        .args(["serve", "--demo", "--bind", "127.0.0.1:0"]);
+    let server = ServerProcess::start_with_stderr(command, Stdio::from(log));
+    let base = server.base_url.clone();
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (events, scrape) = runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let token = |username: &'static str, password: &'static str| {
+            client
+                .post(format!("{base}/token"))
+                .form(&[("username", username), ("password", password)])
+                .send()
+        };
+        let signup = client
+            .post(format!("{base}/users/signup"))
+            .json(&serde_json::json!({"username": "careful", "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(signup.status(), 201);
+        // The password typed for the wrong account, for no account, and for its own.
+        assert_eq!(token("johndoe", PASSWORD).await.unwrap().status(), 401);
+        assert_eq!(token(GHOST, PASSWORD).await.unwrap().status(), 401);
+        let login = token("careful", PASSWORD).await.unwrap();
+        assert_eq!(login.status(), 200);
+        let admin = client
+            .post(format!("{base}/token"))
+            .form(&[
+                ("username", "admin"),
+                ("password", "secret3"),
+                ("scope", "admin"),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        // Login events are written just after their answer.
+        let mut events = String::new();
+        for _ in 0..600 {
+            events = client
+                .get(format!("{base}/admin/audit-events?limit=200"))
+                .bearer_auth(&admin)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if events.matches("login.").count() >= 4 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let scrape = client
+            .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        (events, scrape)
+    });
+    assert!(server.terminate());
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+
+    let parsed: serde_json::Value = serde_json::from_str(&events).unwrap();
+    let types: Vec<&str> = parsed["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types.iter().filter(|t| **t == "login.failed").count(),
+        2,
+        "{types:?}"
+    );
+    assert!(types.contains(&"user.signed_up") && types.contains(&"login.succeeded"));
+    assert!(scrape.contains("portcullis_logins_total"), "a real scrape");
+    assert!(logs.lines().count() > 10, "a real log");
+    for (what, text) in [
+        ("audit event", &events),
+        ("log line", &logs),
+        ("metric", &scrape),
+    ] {
+        assert!(!text.contains(PASSWORD), "the password is in a {what}");
+        assert!(
+            !text.contains(GHOST),
+            "a name no account has is in a {what}"
+        );
+    }
+    let cli_events = stdout(&ws.run(&["audit", "--json", "--limit", "200"]));
+    assert!(!cli_events.contains(PASSWORD) && !cli_events.contains(GHOST));
 }

@@ -1120,3 +1120,84 @@ async fn creations_of_one_name_through_both_instances_at_once_get_one_201_and_on
         }
     }
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (TEST_DATABASE_URL); CI runs it"]
+async fn both_instances_write_to_one_audit_log() {
+    let cluster = Cluster::start().await;
+    cluster.create_user("johndoe", "secret");
+    let admin = cluster.users(
+        &[
+            "create",
+            "root",
+            "--admin",
+            "--password-stdin",
+            "--allow-weak-password",
+        ],
+        Some("root-secret"),
+    );
+    assert!(admin.status.success());
+    let (a, b) = (cluster.a.base_url.clone(), cluster.b.base_url.clone());
+    for (base, id) in [(&a, "on-a"), (&b, "on-b")] {
+        let response = cluster
+            .client
+            .post(format!("{base}/token"))
+            .header("X-Request-Id", id)
+            .form(&[("username", "johndoe"), ("password", "secret")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let admin_token = cluster
+        .client
+        .post(format!("{a}/token"))
+        .form(&[
+            ("username", "root"),
+            ("password", "root-secret"),
+            ("scope", "admin"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Each instance reads the other's events: one log.
+    for base in [&a, &b] {
+        let mut request_ids = Vec::new();
+        for _ in 0..600 {
+            let page: Value = cluster
+                .client
+                .get(format!("{base}/admin/audit-events?type=login.succeeded"))
+                .bearer_auth(&admin_token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            request_ids = page["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|e| e["request_id"].as_str().map(str::to_owned))
+                .filter(|id| id.starts_with("on-"))
+                .collect();
+            if request_ids.len() == 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        request_ids.sort();
+        assert_eq!(request_ids, ["on-a", "on-b"], "read on {base}");
+    }
+    // And the command line reads the same log, with both creations it made.
+    let output = cluster.cli("audit", &["--json", "--type", "user.created"], None);
+    assert!(output.status.success());
+    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 2);
+}

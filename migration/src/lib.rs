@@ -17,6 +17,7 @@ mod m20261201_000003_username_skeletons;
 mod m20261201_000004_refresh_generations;
 mod m20261201_000006_index_items_by_owner_and_id;
 mod m20261202_000001_accounts;
+mod m20261202_000002_audit_events;
 
 pub struct Migrator;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000004_refresh_generations::Migration),
             Box::new(m20261201_000006_index_items_by_owner_and_id::Migration),
             Box::new(m20261202_000001_accounts::Migration),
+            Box::new(m20261202_000002_audit_events::Migration),
         ]
     }
 }

@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent / "generated"))
 
 from portcullis_client import AuthenticatedClient, Client  # noqa: E402
-from portcullis_client.api.admin import list_users  # noqa: E402
+from portcullis_client.api.admin import list_audit_events, list_users  # noqa: E402
 from portcullis_client.api.auth import login_for_access_token, revoke_token  # noqa: E402
 from portcullis_client.api.discovery import authorization_server_metadata, jwks  # noqa: E402
 from portcullis_client.api.items import create_item, list_items  # noqa: E402
@@ -24,6 +24,9 @@ from portcullis_client.api.users import change_password, read_current_user, sign
 from portcullis_client.models import (  # noqa: E402
     AccessToken,
     AdminUser,
+    AuditEvent,
+    AuditEventList,
+    AuditEventType,
     AuthorizationServerMetadata,
     Error,
     Item,
@@ -333,3 +336,24 @@ def test_signup_password_change_and_admin_listing():
     assert Scope.ADMIN in listed["admin"].scopes
     assert listed[username].id == user.id
     assert listed[username].last_login_at is not None
+
+    # The audit log, as the admin: the new account's signup and password change, by filters.
+    with bearer(token) as admin:
+        for kind, detail in (
+            (AuditEventType.USER_SIGNED_UP, {"username": username, "scopes": ["me", "items"]}),
+            (AuditEventType.PASSWORD_CHANGED, {"sessions_ended": 1}),
+        ):
+            page = list_audit_events.sync_detailed(client=admin, user_id=user.id, type_=kind)
+            assert page.status_code == HTTPStatus.OK, page.content
+            assert isinstance(page.parsed, AuditEventList), page.parsed
+            assert page.parsed.next_cursor is None, page.parsed
+            assert len(page.parsed.events) == 1, page.parsed
+            event = page.parsed.events[0]
+            assert isinstance(event, AuditEvent), event
+            assert event.type_ == kind, event
+            assert event.user_id == user.id and event.actor == str(user.id), event
+            assert isinstance(event.occurred_at, datetime), event
+            assert event.detail.to_dict() == detail, event
+        # A bad filter is the typed 422.
+        refused = list_audit_events.sync_detailed(client=admin, limit=0)
+        assert refused.status_code == HTTPStatus.UNPROCESSABLE_ENTITY, refused.content

@@ -3,20 +3,25 @@
 //! profile changes, password changes that end the other sessions, the last-admin rule and the
 //! per-account unlock.
 
-use std::{net::IpAddr, sync::Arc};
+use std::sync::Arc;
 
 use secrecy::SecretString;
+use serde_json::json;
 use uuid::Uuid;
 
 use super::{AccountError, CreateUser, PasswordCheck};
 use crate::{
+    audit::AuditContext,
     auth::{Admission, Client, LoginThrottle, PasswordHasher, Verification},
     config::AccountSettings,
     db::{
         Guarded, NewUser, PasswordChange, Session, Store, StoreError, User, UserChanges,
         UserCursor, UserFilter,
     },
-    domain::{EmailAddress, Invalid, NewPassword, PasswordPolicy, ScopeSet, Username, check_text},
+    domain::{
+        AuditEventType, EmailAddress, Invalid, NewPassword, PasswordPolicy, ScopeSet, Username,
+        check_text,
+    },
 };
 
 /// The longest full name kept, in characters.
@@ -87,7 +92,7 @@ impl Accounts {
 
     /// `POST /users/signup`: an active account with the default scopes, if signup is on and
     /// this address has not signed up too often this hour.
-    pub async fn sign_up(&self, client: IpAddr, request: SignUp) -> Result<User, AccountError> {
+    pub async fn sign_up(&self, client: &Client, request: SignUp) -> Result<User, AccountError> {
         if !self.settings.signup_enabled {
             return Err(AccountError::SignupDisabled);
         }
@@ -102,6 +107,8 @@ impl Accounts {
         // Every field is checked before the attempt is counted: a typo costs no place.
         let checked = self.check(create, PasswordCheck::Policy).await?;
         let throttle = &self.throttle;
+        let context = AuditContext::of(client.clone());
+        let client = client.address;
         if let Admission::Refused { retry_after } = throttle
             .admit_signup(
                 &self.store,
@@ -113,7 +120,18 @@ impl Accounts {
             tracing::warn!(%client, retry_after, "signup refused: too many from this address");
             return Err(AccountError::TooManySignups { retry_after });
         }
-        let created = self.insert(checked).await;
+        // The new account is the actor of its own signup.
+        let created = self
+            .insert(checked, |user| {
+                let mut context = context;
+                context.actor = Some(crate::audit::Actor::User(user.id));
+                vec![context.event(
+                    AuditEventType::UserSignedUp,
+                    Some(user.id),
+                    json!({ "username": user.username, "scopes": scope_names(&user.scopes) }),
+                )]
+            })
+            .await;
         if let Err(AccountError::Store(_) | AccountError::Hash(_)) = &created {
             // Not the client's doing: the place is given back.
             if let Err(err) = throttle.signup_abandoned(&self.store, client).await
@@ -131,11 +149,24 @@ impl Accounts {
     /// password against the policy unless `check` skips it.
     pub async fn create(
         &self,
+        context: &AuditContext,
         request: CreateUser,
         check: PasswordCheck,
     ) -> Result<User, AccountError> {
         let checked = self.check(request, check).await?;
-        let user = self.insert(checked).await?;
+        let user = self
+            .insert(checked, |user| {
+                vec![context.event(
+                    AuditEventType::UserCreated,
+                    Some(user.id),
+                    json!({
+                        "username": user.username,
+                        "scopes": scope_names(&user.scopes),
+                        "disabled": user.disabled,
+                    }),
+                )]
+            })
+            .await?;
         tracing::info!(user_id = %user.id, "account created");
         Ok(user)
     }
@@ -162,10 +193,12 @@ impl Accounts {
     /// `PATCH /users/me`: the caller's e-mail address and full name.
     pub async fn update_profile(
         &self,
+        context: &AuditContext,
         id: Uuid,
         changes: ProfileChanges,
     ) -> Result<User, AccountError> {
         self.update(
+            context,
             id,
             AccountChanges {
                 profile: changes,
@@ -176,7 +209,12 @@ impl Accounts {
     }
 
     /// An admin's change to any account, refused when it would leave no active admin.
-    pub async fn update(&self, id: Uuid, changes: AccountChanges) -> Result<User, AccountError> {
+    pub async fn update(
+        &self,
+        context: &AuditContext,
+        id: Uuid,
+        changes: AccountChanges,
+    ) -> Result<User, AccountError> {
         let email = changes
             .profile
             .email
@@ -196,7 +234,8 @@ impl Accounts {
             scopes: changes.scopes,
         };
         let disabled = changes.disabled;
-        match self.store.update_user(id, changes).await? {
+        let events = |before: &User, after: &User| changed_account_events(context, before, after);
+        match self.store.update_user(id, changes, events).await? {
             Guarded::Done(user) => {
                 if let Some(disabled) = disabled {
                     tracing::info!(user_id = %id, disabled, "account status changed");
@@ -219,19 +258,30 @@ impl Accounts {
         current: SecretString,
         new: SecretString,
     ) -> Result<u64, AccountError> {
-        self.confirm(client, user, current).await?;
+        let context = AuditContext::of(client.clone()).acting(user.id, current_session);
+        self.confirm(&context, client, user, current, "password_change")
+            .await?;
         let new = self.check_password(new, &user.username).await?;
         let hashed = self.hasher.hash(new.into_secret()).await?;
         let change = PasswordChange::ByOwner {
             verified: &user.hashed_password,
             session: current_session,
         };
+        let events = |ended| {
+            password_events(
+                &context,
+                user.id,
+                AuditEventType::PasswordChanged,
+                "password_changed",
+                ended,
+            )
+        };
         // `None`: the account, the confirmed password or the caller's session is gone since
         // this request was authenticated (a reset or a deletion won the race): the caller is
         // refused as such a request would be now.
         let ended = self
             .store
-            .change_password(user.id, hashed, change)
+            .change_password(user.id, hashed, change, events)
             .await?
             .ok_or(AccountError::CredentialsChanged)?;
         tracing::info!(user_id = %user.id, sessions_ended = ended, "password changed by its owner");
@@ -242,6 +292,7 @@ impl Accounts {
     /// session of the account ends. The policy applies unless `check` skips it.
     pub async fn reset_password(
         &self,
+        context: &AuditContext,
         id: Uuid,
         password: SecretString,
         check: PasswordCheck,
@@ -252,9 +303,18 @@ impl Accounts {
             PasswordCheck::Skip => NewPassword::unchecked(password),
         };
         let hashed = self.hasher.hash(new.into_secret()).await?;
+        let events = |ended| {
+            password_events(
+                context,
+                id,
+                AuditEventType::PasswordReset,
+                "password_reset",
+                ended,
+            )
+        };
         let ended = self
             .store
-            .change_password(id, hashed, PasswordChange::Reset)
+            .change_password(id, hashed, PasswordChange::Reset, events)
             .await?
             .ok_or(AccountError::NotFound)?;
         tracing::info!(user_id = %id, sessions_ended = ended, "password reset");
@@ -266,17 +326,27 @@ impl Accounts {
         &self,
         client: &Client,
         user: &User,
+        current_session: Uuid,
         password: SecretString,
     ) -> Result<(), AccountError> {
-        self.confirm(client, user, password).await?;
-        self.delete(user.id).await
+        let context = AuditContext::of(client.clone()).acting(user.id, current_session);
+        self.confirm(&context, client, user, password, "account_deletion")
+            .await?;
+        self.delete(&context, user.id).await
     }
 
     /// Deletes an account, its items and its sessions, unless it is the last active admin;
     /// what the throttle kept about its name goes too (the name is free again).
-    pub async fn delete(&self, id: Uuid) -> Result<(), AccountError> {
+    pub async fn delete(&self, context: &AuditContext, id: Uuid) -> Result<(), AccountError> {
         let user = self.find(id).await?;
-        match self.store.delete_user_by_id(id).await? {
+        let events = || {
+            vec![context.event(
+                AuditEventType::UserDeleted,
+                Some(id),
+                json!({ "username": user.username }),
+            )]
+        };
+        match self.store.delete_user_by_id(id, events).await? {
             Guarded::Done(()) => {}
             Guarded::NotFound => return Err(AccountError::NotFound),
             Guarded::LastAdmin => return Err(AccountError::LastAdmin),
@@ -297,23 +367,39 @@ impl Accounts {
     }
 
     /// Ends every session of an account; how many.
-    pub async fn end_sessions(&self, id: Uuid) -> Result<u64, AccountError> {
+    pub async fn end_sessions(
+        &self,
+        context: &AuditContext,
+        id: Uuid,
+    ) -> Result<u64, AccountError> {
         self.find(id).await?;
-        let ended = self.store.revoke_user_sessions(id, None).await?;
+        let events = |ended| super::sessions::sessions_ended(context, id, "ended_by_admin", ended);
+        let ended = self.store.revoke_user_sessions(id, None, events).await?;
         tracing::info!(user_id = %id, sessions_ended = ended, "sessions ended by an admin");
         Ok(ended)
     }
 
     /// Clears the account's failed-login counts and blocks, from every address.
-    pub async fn unlock(&self, id: Uuid) -> Result<(), AccountError> {
+    pub async fn unlock(&self, context: &AuditContext, id: Uuid) -> Result<(), AccountError> {
         let user = self.find(id).await?;
-        self.unlock_user(&user).await
+        self.unlock_user(context, &user).await
     }
 
     /// As [`Accounts::unlock`], for an account already found.
-    pub async fn unlock_user(&self, user: &User) -> Result<(), AccountError> {
+    pub async fn unlock_user(
+        &self,
+        context: &AuditContext,
+        user: &User,
+    ) -> Result<(), AccountError> {
         let name = Username::parse(&user.username).map_err(AccountError::InvalidUsername)?;
-        let cleared = self.throttle.unlock(&self.store, &name).await?;
+        let events = |cleared| {
+            vec![context.event(
+                AuditEventType::UserUnlocked,
+                Some(user.id),
+                json!({ "counts_cleared": cleared }),
+            )]
+        };
+        let cleared = self.throttle.unlock(&self.store, &name, events).await?;
         tracing::info!(user_id = %user.id, counts_cleared = cleared, "account unlocked");
         Ok(())
     }
@@ -336,17 +422,28 @@ impl Accounts {
     /// Checks the password of the account `user` as a login would: throttled first, and a
     /// wrong password counted as a failed login to that account from that client, so that
     /// repeated guesses meet the login throttle's 429.
+    ///
+    /// A refusal is recorded in the audit log as a login's would be (`confirming` names what
+    /// the password was to confirm).
     async fn confirm(
         &self,
+        context: &AuditContext,
         client: &Client,
         user: &User,
         password: SecretString,
+        confirming: &str,
     ) -> Result<(), AccountError> {
         let mut keys = self.throttle.keys(&user.username, client.address);
         if let Admission::Refused { retry_after } =
             self.throttle.admit(&self.store, &mut keys).await?
         {
             tracing::warn!(user_id = %user.id, client = %client.address, retry_after, "password confirmation refused: throttled");
+            self.record_refusal(context.event(
+                AuditEventType::LoginThrottled,
+                Some(user.id),
+                json!({ "reason": "failed_logins", "retry_after": retry_after, "confirming": confirming }),
+            ))
+            .await;
             return Err(AccountError::Throttled { retry_after });
         }
         let verification = self
@@ -369,6 +466,12 @@ impl Accounts {
             Ok(Verification::Invalid) => {
                 tracing::info!(user_id = %user.id, client = %client.address, "password confirmation refused: incorrect password");
                 self.throttle.failed(&keys);
+                self.record_refusal(context.event(
+                    AuditEventType::LoginFailed,
+                    Some(user.id),
+                    json!({ "reason": "invalid_credentials", "confirming": confirming }),
+                ))
+                .await;
                 Err(AccountError::IncorrectPassword)
             }
             Err(err) => {
@@ -380,6 +483,15 @@ impl Accounts {
                 }
                 Err(err.into())
             }
+        }
+    }
+
+    /// Records a refused password confirmation, which changes nothing: written at once, on the
+    /// store's connection (a rare answer, not worth the background writer). A failure to write
+    /// it is logged; the refusal stands.
+    async fn record_refusal(&self, event: crate::db::AuditEvent) {
+        if let Err(err) = self.store.insert_audit_events(vec![event]).await {
+            tracing::warn!(error = %err, "could not record a refused password confirmation in the audit log");
         }
     }
 
@@ -419,24 +531,89 @@ impl Accounts {
         })
     }
 
-    async fn insert(&self, checked: CheckedUser) -> Result<User, AccountError> {
+    async fn insert(
+        &self,
+        checked: CheckedUser,
+        events: impl FnOnce(&User) -> Vec<crate::db::AuditEvent>,
+    ) -> Result<User, AccountError> {
         let hashed_password = self.hasher.hash(checked.password.into_secret()).await?;
         let username = checked.username.to_string();
         self.store
-            .create_user(NewUser {
-                username: checked.username,
-                email: checked.email,
-                full_name: checked.full_name,
-                hashed_password,
-                disabled: checked.disabled,
-                scopes: checked.scopes,
-            })
+            .create_user(
+                NewUser {
+                    username: checked.username,
+                    email: checked.email,
+                    full_name: checked.full_name,
+                    hashed_password,
+                    disabled: checked.disabled,
+                    scopes: checked.scopes,
+                },
+                events,
+            )
             .await
             .map_err(|err| match err {
                 StoreError::UsernameTaken => AccountError::UsernameTaken(username),
                 other => AccountError::Store(other),
             })
     }
+}
+
+/// The audit events of a change to an account: `user.updated` naming the members that changed
+/// (with the new scopes when they changed), and `user.disabled` or `user.enabled`. None when
+/// nothing changed.
+fn changed_account_events(
+    context: &AuditContext,
+    before: &User,
+    after: &User,
+) -> Vec<crate::db::AuditEvent> {
+    let mut events = Vec::new();
+    let mut fields = Vec::new();
+    if before.email != after.email {
+        fields.push("email");
+    }
+    if before.full_name != after.full_name {
+        fields.push("full_name");
+    }
+    if before.scopes != after.scopes {
+        fields.push("scopes");
+    }
+    if !fields.is_empty() {
+        let mut detail = json!({ "fields": fields });
+        if before.scopes != after.scopes {
+            detail["scopes"] = json!(scope_names(&after.scopes));
+        }
+        events.push(context.event(AuditEventType::UserUpdated, Some(after.id), detail));
+    }
+    match (before.disabled, after.disabled) {
+        (false, true) => {
+            events.push(context.event(AuditEventType::UserDisabled, Some(after.id), json!({})))
+        }
+        (true, false) => {
+            events.push(context.event(AuditEventType::UserEnabled, Some(after.id), json!({})))
+        }
+        _ => {}
+    }
+    events
+}
+
+/// Scope names as the audit log's details list them.
+fn scope_names(scopes: &ScopeSet) -> Vec<&'static str> {
+    scopes.iter().map(crate::domain::Scope::as_str).collect()
+}
+
+/// A password's change or reset (`kind`), and the sessions it ended (`reason`), if any.
+fn password_events(
+    context: &AuditContext,
+    user_id: Uuid,
+    kind: AuditEventType,
+    reason: &str,
+    ended: u64,
+) -> Vec<crate::db::AuditEvent> {
+    let mut events = vec![context.event(kind, Some(user_id), json!({ "sessions_ended": ended }))];
+    events.extend(super::sessions::sessions_ended(
+        context, user_id, reason, ended,
+    ));
+    events
 }
 
 /// A new account's fields, checked.

@@ -144,6 +144,8 @@ pub struct DemoUser {
 }
 
 pub async fn seed_demo_users(accounts: &Accounts) -> Result<(), AccountError> {
+    // An operator's doing (`serve --demo`), as at the command line.
+    let context = crate::audit::AuditContext::cli();
     for demo in &DEMO_USERS {
         let mut scopes = ScopeSet::default_for_new_users();
         if demo.admin {
@@ -157,7 +159,10 @@ pub async fn seed_demo_users(accounts: &Accounts) -> Result<(), AccountError> {
             scopes,
             disabled: demo.disabled,
         };
-        match accounts.create(request, PasswordCheck::Skip).await {
+        match accounts
+            .create(&context, request, PasswordCheck::Skip)
+            .await
+        {
             Ok(_) => tracing::info!(username = demo.username, "created demo user"),
             Err(AccountError::UsernameTaken(_)) => {}
             Err(err) => return Err(err),

@@ -12,7 +12,7 @@ use super::{
     error::{ApiError, ErrorBody, ProtectedError, PublicError, ValidationIssue},
     input::{JsonBody, optional_any_string, optional_string, required_string},
     security::OAuth2,
-    token::client_of,
+    token::{caller_context, client_of},
 };
 use crate::{
     accounts::{AccountError, ProfileChanges, SignUp},
@@ -226,7 +226,7 @@ impl AccountApi {
             email,
             full_name,
         };
-        match state.accounts.sign_up(client.address, signup).await {
+        match state.accounts.sign_up(&client, signup).await {
             Ok(user) => Ok(SignupResponse::Created(Json(user.into()))),
             Err(AccountError::SignupDisabled) => {
                 Ok(SignupResponse::Disabled(error("Signup is disabled")))
@@ -256,6 +256,7 @@ impl AccountApi {
     async fn update_current_user(
         &self,
         #[oai(scope = "Scope::Me")] auth: OAuth2,
+        request: &Request,
         state: poem::web::Data<&AppState>,
         body: JsonBody<UserUpdateBody>,
     ) -> Result<CurrentUserResponse, ProtectedError> {
@@ -269,9 +270,10 @@ impl AccountApi {
         if !issues.is_empty() {
             return Err(ApiError::Validation(issues).into());
         }
+        let context = caller_context(request, &state, &caller);
         let user = state
             .accounts
-            .update_profile(caller.user.id, changes)
+            .update_profile(&context, caller.user.id, changes)
             .await
             .map_err(ApiError::from)?;
         Ok(CurrentUserResponse::Ok(Json(user.into())))
@@ -341,7 +343,7 @@ impl AccountApi {
         let client = client_of(request, state.client_ip_header.as_ref());
         match state
             .accounts
-            .delete_own(&client, &caller.user, password)
+            .delete_own(&client, &caller.user, caller.session_id, password)
             .await
         {
             Ok(()) => Ok(AccountDeletionResponse::Deleted),

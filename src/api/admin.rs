@@ -18,6 +18,7 @@ use super::{
     },
     security::OAuth2,
     sessions::SessionBody,
+    token::caller_context,
 };
 use crate::{
     accounts::{AccountChanges, AccountError, CreateUser, PasswordCheck, ProfileChanges},
@@ -313,10 +314,12 @@ impl AdminApi {
     async fn create_user(
         &self,
         #[oai(scope = "Scope::Admin")] auth: OAuth2,
+        request: &poem::Request,
         state: poem::web::Data<&AppState>,
         body: JsonBody<AdminUserCreateBody>,
     ) -> Result<AdminCreateResponse, ProtectedError> {
-        auth.authenticate(&state, &[Scope::Admin]).await?;
+        let caller = auth.authenticate(&state, &[Scope::Admin]).await?;
+        let context = caller_context(request, &state, &caller);
         let object = body.object()?;
         let mut issues = Vec::new();
         let username = required_string(&object, "username", &mut issues);
@@ -336,7 +339,11 @@ impl AdminApi {
             scopes: scopes.unwrap_or_else(ScopeSet::default_for_new_users),
             disabled: disabled.unwrap_or(false),
         };
-        match state.accounts.create(request, PasswordCheck::Policy).await {
+        match state
+            .accounts
+            .create(&context, request, PasswordCheck::Policy)
+            .await
+        {
             Ok(user) => Ok(AdminCreateResponse::Created(Json(user.into()))),
             Err(AccountError::UsernameTaken(_)) => {
                 Ok(AdminCreateResponse::Taken(error("Username already taken")))
@@ -381,12 +388,14 @@ impl AdminApi {
     async fn update_user(
         &self,
         #[oai(scope = "Scope::Admin")] auth: OAuth2,
+        request: &poem::Request,
         state: poem::web::Data<&AppState>,
         /// The account's id.
         id: Path<UuidPath>,
         body: JsonBody<AdminUserUpdateBody>,
     ) -> Result<AdminUpdateResponse, ProtectedError> {
-        auth.authenticate(&state, &[Scope::Admin]).await?;
+        let caller = auth.authenticate(&state, &[Scope::Admin]).await?;
+        let context = caller_context(request, &state, &caller);
         let Some(id) = user_id(&id.0) else {
             return Ok(AdminUpdateResponse::NotFound(not_found()));
         };
@@ -403,7 +412,7 @@ impl AdminApi {
         if !issues.is_empty() {
             return Err(ApiError::Validation(issues).into());
         }
-        match state.accounts.update(id, changes).await {
+        match state.accounts.update(&context, id, changes).await {
             Ok(user) => Ok(AdminUpdateResponse::Ok(Json(user.into()))),
             Err(AccountError::NotFound) => Ok(AdminUpdateResponse::NotFound(not_found())),
             Err(AccountError::LastAdmin) => Ok(AdminUpdateResponse::LastAdmin(last_admin())),
@@ -423,12 +432,14 @@ impl AdminApi {
     async fn reset_user_password(
         &self,
         #[oai(scope = "Scope::Admin")] auth: OAuth2,
+        request: &poem::Request,
         state: poem::web::Data<&AppState>,
         /// The account's id.
         id: Path<UuidPath>,
         body: JsonBody<PasswordResetBody>,
     ) -> Result<AdminDoneResponse, ProtectedError> {
-        auth.authenticate(&state, &[Scope::Admin]).await?;
+        let caller = auth.authenticate(&state, &[Scope::Admin]).await?;
+        let context = caller_context(request, &state, &caller);
         let Some(id) = user_id(&id.0) else {
             return Ok(AdminDoneResponse::NotFound(not_found()));
         };
@@ -439,7 +450,7 @@ impl AdminApi {
         };
         match state
             .accounts
-            .reset_password(id, password, PasswordCheck::Policy)
+            .reset_password(&context, id, password, PasswordCheck::Policy)
             .await
         {
             Ok(_) => Ok(AdminDoneResponse::Done),
@@ -460,15 +471,17 @@ impl AdminApi {
     async fn delete_user(
         &self,
         #[oai(scope = "Scope::Admin")] auth: OAuth2,
+        request: &poem::Request,
         state: poem::web::Data<&AppState>,
         /// The account's id.
         id: Path<UuidPath>,
     ) -> Result<AdminDeleteResponse, ProtectedError> {
-        auth.authenticate(&state, &[Scope::Admin]).await?;
+        let caller = auth.authenticate(&state, &[Scope::Admin]).await?;
+        let context = caller_context(request, &state, &caller);
         let Some(id) = user_id(&id.0) else {
             return Ok(AdminDeleteResponse::NotFound(not_found()));
         };
-        match state.accounts.delete(id).await {
+        match state.accounts.delete(&context, id).await {
             Ok(()) => Ok(AdminDeleteResponse::Deleted),
             Err(AccountError::NotFound) => Ok(AdminDeleteResponse::NotFound(not_found())),
             Err(AccountError::LastAdmin) => Ok(AdminDeleteResponse::LastAdmin(last_admin())),
@@ -520,15 +533,17 @@ impl AdminApi {
     async fn end_user_sessions(
         &self,
         #[oai(scope = "Scope::Admin")] auth: OAuth2,
+        request: &poem::Request,
         state: poem::web::Data<&AppState>,
         /// The account's id.
         id: Path<UuidPath>,
     ) -> Result<AdminEndSessionsResponse, ProtectedError> {
-        auth.authenticate(&state, &[Scope::Admin]).await?;
+        let caller = auth.authenticate(&state, &[Scope::Admin]).await?;
+        let context = caller_context(request, &state, &caller);
         let Some(id) = user_id(&id.0) else {
             return Ok(AdminEndSessionsResponse::NotFound(not_found()));
         };
-        match state.accounts.end_sessions(id).await {
+        match state.accounts.end_sessions(&context, id).await {
             Ok(ended) => Ok(AdminEndSessionsResponse::Ok(Json(SessionsEndedBody {
                 sessions_ended: ended,
             }))),
@@ -549,15 +564,17 @@ impl AdminApi {
     async fn unlock_user(
         &self,
         #[oai(scope = "Scope::Admin")] auth: OAuth2,
+        request: &poem::Request,
         state: poem::web::Data<&AppState>,
         /// The account's id.
         id: Path<UuidPath>,
     ) -> Result<AdminDoneResponse, ProtectedError> {
-        auth.authenticate(&state, &[Scope::Admin]).await?;
+        let caller = auth.authenticate(&state, &[Scope::Admin]).await?;
+        let context = caller_context(request, &state, &caller);
         let Some(id) = user_id(&id.0) else {
             return Ok(AdminDoneResponse::NotFound(not_found()));
         };
-        match state.accounts.unlock(id).await {
+        match state.accounts.unlock(&context, id).await {
             Ok(()) => Ok(AdminDoneResponse::Done),
             Err(AccountError::NotFound) => Ok(AdminDoneResponse::NotFound(not_found())),
             Err(err) => Err(ApiError::from(err).into()),

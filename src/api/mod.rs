@@ -3,6 +3,7 @@
 
 mod account;
 mod admin;
+mod audit;
 mod browsers;
 pub(crate) mod error;
 mod health;
@@ -89,6 +90,7 @@ type Areas = (
     sessions::SessionsApi,
     items::ItemsApi,
     admin::AdminApi,
+    audit::AuditApi,
     health::HealthApi,
     wellknown::WellKnownApi,
 );
@@ -107,7 +109,7 @@ pub fn openapi_document() -> String {
 
 /// Members that are always present, `null` when unset. poem-openapi can only say "optional";
 /// clients generated from the document must know they may be `null`, not absent.
-const NULLABLE_MEMBERS: [(&str, &str); 8] = [
+const NULLABLE_MEMBERS: [(&str, &str); 15] = [
     ("User", "email"),
     ("User", "full_name"),
     ("AdminUser", "email"),
@@ -116,6 +118,13 @@ const NULLABLE_MEMBERS: [(&str, &str); 8] = [
     ("UserList", "next_cursor"),
     ("Item", "description"),
     ("Session", "user_agent"),
+    ("AuditEvent", "user_id"),
+    ("AuditEvent", "actor"),
+    ("AuditEvent", "client_address"),
+    ("AuditEvent", "user_agent"),
+    ("AuditEvent", "session_id"),
+    ("AuditEvent", "request_id"),
+    ("AuditEventList", "next_cursor"),
 ];
 
 /// Request members that may be sent as `null`: in an update it clears the e-mail address or

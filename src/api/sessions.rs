@@ -13,6 +13,7 @@ use super::{
     error::{ApiError, ErrorBody, ProtectedError},
     input::{Deferred, UuidPath},
     security::OAuth2,
+    token::caller_context,
 };
 use crate::{
     accounts::sessions::{self, LogoutScope},
@@ -103,6 +104,7 @@ impl SessionsApi {
     async fn logout(
         &self,
         auth: OAuth2,
+        request: &poem::Request,
         state: poem::web::Data<&AppState>,
         /// `local` (default), `others` or `global`.
         scope: Query<Option<Deferred<LogoutScope>>>,
@@ -119,9 +121,16 @@ impl SessionsApi {
             _ => &[],
         };
         let caller = auth.authenticate(&state, needed).await?;
-        let ended = sessions::logout(&state.store, caller.user.id, caller.session_id, scope?)
-            .await
-            .map_err(ApiError::from)?;
+        let context = caller_context(request, &state, &caller);
+        let ended = sessions::logout(
+            &state.store,
+            &context,
+            caller.user.id,
+            caller.session_id,
+            scope?,
+        )
+        .await
+        .map_err(ApiError::from)?;
         Ok(LogoutResponse::Ok(Json(LogoutBody {
             sessions_ended: ended,
         })))
@@ -165,13 +174,15 @@ impl SessionsApi {
     async fn end_session(
         &self,
         #[oai(scope = "Scope::Me")] auth: OAuth2,
+        request: &poem::Request,
         state: poem::web::Data<&AppState>,
         /// The session's id.
         id: Path<UuidPath>,
     ) -> Result<EndSessionResponse, ProtectedError> {
         let caller = auth.authenticate(&state, &[Scope::Me]).await?;
         let id = id.0.parse_uuid("id")?;
-        if sessions::end_session(&state.store, caller.user.id, id)
+        let context = caller_context(request, &state, &caller);
+        if sessions::end_session(&state.store, &context, caller.user.id, id)
             .await
             .map_err(ApiError::from)?
         {

@@ -147,10 +147,12 @@ impl TokenApi {
     #[oai(path = "/token/revoke", method = "post", operation_id = "revoke_token")]
     async fn revoke(
         &self,
+        request: &Request,
         state: poem::web::Data<&AppState>,
         body: FormBody<RevocationRequestSchema>,
     ) -> Result<RevocationResponse, RevocationError> {
-        Ok(revoke(&state, &body).await?)
+        let client = client_of(request, state.client_ip_header.as_ref());
+        Ok(revoke(&state, client, &body).await?)
     }
 }
 
@@ -168,7 +170,21 @@ pub(super) fn client_of(
                 .and_then(|agent| agent.to_str().ok()),
         )
         .map(str::to_owned),
+        request_id: request
+            .extensions()
+            .get::<crate::telemetry::RequestId>()
+            .map(|id| id.0.clone()),
     }
+}
+
+/// The audit context of a request made by `caller`: who, from where, in which session.
+pub(super) fn caller_context(
+    request: &Request,
+    state: &AppState,
+    caller: &crate::auth::Authenticated,
+) -> crate::audit::AuditContext {
+    crate::audit::AuditContext::of(client_of(request, state.client_ip_header.as_ref()))
+        .acting(caller.user.id, caller.session_id)
 }
 
 /// The client's address: from the trusted proxy's header when one is configured (its last
@@ -264,7 +280,7 @@ async fn token(
             let requested = fields.requested_scopes()?;
             state
                 .grants
-                .refresh_grant(presented.expose_secret(), requested)
+                .refresh_grant(client, presented.expose_secret(), requested)
                 .await?
         }
         Some(_) => {
@@ -313,6 +329,7 @@ fn password_login(fields: &TokenFields) -> Result<PasswordLogin<'_>, ApiError> {
 
 async fn revoke(
     state: &AppState,
+    client: Client,
     body: &FormBody<RevocationRequestSchema>,
 ) -> Result<RevocationResponse, ApiError> {
     let object = body.object_or_empty()?;
@@ -336,7 +353,7 @@ async fn revoke(
     };
     // A JWT has dots, a refresh token none; the hint only decides which is tried first.
     let refresh_first = hint.as_deref() == Some("refresh_token") || !token.contains('.');
-    state.grants.revoke(token, refresh_first).await?;
+    state.grants.revoke(client, token, refresh_first).await?;
     Ok(RevocationResponse::Revoked("no-store".into()))
 }
 

@@ -12,15 +12,17 @@ use std::{
 };
 
 use secrecy::SecretString;
+use serde_json::json;
 
 use crate::{
+    audit::{AuditContext, AuditLog},
     auth::{
         AccessTokens, Admission, HashError, IssueError, IssuedToken, LoginThrottle, PasswordHasher,
         PresentedRefreshToken, RefreshTokens, Verification, VerifyError,
     },
     config::SessionSettings,
     db::{Exchange, NewSession, Session, Store, StoreError},
-    domain::{Scope, ScopeSet, Username},
+    domain::{AuditEventType, Scope, ScopeSet, Username},
     metrics::{GrantMetrics, LoginOutcome, RefreshOutcome},
 };
 
@@ -29,6 +31,8 @@ use crate::{
 pub struct Client {
     pub address: IpAddr,
     pub user_agent: Option<String>,
+    /// The request's `X-Request-Id`, for the audit log.
+    pub request_id: Option<String>,
 }
 
 /// A password-grant request, once its fields are present.
@@ -101,6 +105,17 @@ pub struct Grants {
     throttle: LoginThrottle,
     sessions: SessionSettings,
     metrics: GrantMetrics,
+    /// Where login and refresh events go (a background writer: a login never waits for it).
+    audit: AuditLog,
+}
+
+/// What the audit log needs to know of a password grant, found along the way.
+#[derive(Default)]
+struct LoginFacts {
+    /// The account the name denotes, once looked up (`None`: no such account, or not looked up).
+    user_id: Option<uuid::Uuid>,
+    /// The session a successful login started.
+    session_id: Option<uuid::Uuid>,
 }
 
 impl Grants {
@@ -111,6 +126,7 @@ impl Grants {
         refresh_tokens: RefreshTokens,
         throttle: LoginThrottle,
         sessions: SessionSettings,
+        audit: AuditLog,
     ) -> Self {
         Self {
             store,
@@ -120,6 +136,7 @@ impl Grants {
             throttle,
             sessions,
             metrics: GrantMetrics::default(),
+            audit,
         }
     }
 
@@ -144,7 +161,10 @@ impl Grants {
         client: Client,
         login: PasswordLogin<'_>,
     ) -> Result<Granted, GrantError> {
-        let result = self.check_password_grant(client, login).await;
+        let context = AuditContext::of(client.clone());
+        let mut facts = LoginFacts::default();
+        let result = self.check_password_grant(client, login, &mut facts).await;
+        self.record_login(context, &facts, &result);
         let outcome = match &result {
             Ok(_) => Some(LoginOutcome::Success),
             Err(GrantError::InvalidCredentials) => Some(LoginOutcome::InvalidCredentials),
@@ -161,10 +181,53 @@ impl Grants {
         result
     }
 
+    /// Queues the audit event of a password grant's outcome (none for a failure of ours).
+    fn record_login(
+        &self,
+        context: AuditContext,
+        facts: &LoginFacts,
+        result: &Result<Granted, GrantError>,
+    ) {
+        let scopes = |scopes: &ScopeSet| scopes.iter().map(Scope::as_str).collect::<Vec<_>>();
+        let (kind, detail) = match result {
+            Ok(granted) => (
+                AuditEventType::LoginSucceeded,
+                json!({ "scopes": scopes(&granted.scopes) }),
+            ),
+            Err(GrantError::InvalidCredentials) => (
+                AuditEventType::LoginFailed,
+                json!({ "reason": "invalid_credentials" }),
+            ),
+            Err(GrantError::InactiveUser) => {
+                (AuditEventType::LoginFailed, json!({ "reason": "inactive" }))
+            }
+            Err(GrantError::ScopeNotGranted { scope, .. }) => (
+                AuditEventType::LoginFailed,
+                json!({ "reason": "invalid_scope", "scope": scope.as_str() }),
+            ),
+            Err(GrantError::Throttled { retry_after }) => (
+                AuditEventType::LoginThrottled,
+                json!({ "reason": "failed_logins", "retry_after": retry_after }),
+            ),
+            Err(GrantError::TooManyLogins { retry_after }) => (
+                AuditEventType::LoginThrottled,
+                json!({ "reason": "too_many_logins", "retry_after": retry_after }),
+            ),
+            Err(_) => return,
+        };
+        let context = match (result, facts.user_id, facts.session_id) {
+            (Ok(_), Some(user_id), Some(session_id)) => context.acting(user_id, session_id),
+            _ => context,
+        };
+        self.audit
+            .record(context.event(kind, facts.user_id, detail));
+    }
+
     async fn check_password_grant(
         &self,
         client: Client,
         login: PasswordLogin<'_>,
+        facts: &mut LoginFacts,
     ) -> Result<Granted, GrantError> {
         // A place in the hashing pool first: a login that would find the pool full is refused
         // before any database work (a flood costs nothing but its 503s).
@@ -193,7 +256,10 @@ impl Grants {
         }
         .await;
         let (user, verification) = match checked {
-            Ok(checked) => checked,
+            Ok(checked) => {
+                facts.user_id = checked.0.as_ref().map(|user| user.id);
+                checked
+            }
             Err(err) => {
                 // The password was not checked: the attempt gives its places back.
                 if let Err(err) = self.throttle.abandoned(&self.store, &keys).await
@@ -295,12 +361,14 @@ impl Grants {
             .record_login(user.id, crate::db::now(), &verified)
             .await?
         {
+            // Rolled back: no session to end, nothing for the audit log but the refused login.
             drop(writes);
             tracing::info!(user_id = %user.id, "login refused: the password changed while it was checked");
             return Err(GrantError::InvalidCredentials);
         }
         writes.commit().await?;
         crate::telemetry::record_caller(user.id, session_id);
+        facts.session_id = Some(session_id);
         tracing::info!(user_id = %user.id, %session_id, scope = %granted, "logged in: session started");
         Ok(Granted {
             access,
@@ -313,12 +381,14 @@ impl Grants {
     /// spent token presented again ends the session.
     pub async fn refresh_grant(
         &self,
+        client: Client,
         presented: &str,
         requested: Option<ScopeSet>,
     ) -> Result<Granted, GrantError> {
         let reused = AtomicBool::new(false);
+        let context = AuditContext::of(client);
         let result = self
-            .check_refresh_grant(presented, requested, &reused)
+            .check_refresh_grant(&context, presented, requested, &reused)
             .await;
         let outcome = match &result {
             _ if reused.load(Ordering::Relaxed) => Some(RefreshOutcome::ReuseDetected),
@@ -335,6 +405,7 @@ impl Grants {
 
     async fn check_refresh_grant(
         &self,
+        context: &AuditContext,
         presented: &str,
         requested: Option<ScopeSet>,
         reused: &AtomicBool,
@@ -353,7 +424,7 @@ impl Grants {
         let grace = self.sessions.reuse_grace;
         if !presented.exchangeable(now, grace) {
             reused.store(true, Ordering::Relaxed);
-            return Err(self.reuse_detected(session.id).await);
+            return Err(self.reuse_detected(context, session).await);
         }
         let user = self
             .store
@@ -384,7 +455,7 @@ impl Grants {
             Exchange::Issue(generation) => generation,
             Exchange::Reused => {
                 reused.store(true, Ordering::Relaxed);
-                return Err(self.reuse_detected(session.id).await);
+                return Err(self.reuse_detected(context, session).await);
             }
             Exchange::SessionEnded => {
                 tracing::info!(session_id = %session.id, "refresh refused: session ended meanwhile");
@@ -393,6 +464,13 @@ impl Grants {
         };
         crate::telemetry::record_caller(user.id, session.id);
         tracing::info!(user_id = %user.id, session_id = %session.id, generation, scope = %granted, "refreshed");
+        let scopes: Vec<&str> = granted.iter().map(Scope::as_str).collect();
+        self.audit
+            .record(context.clone().acting(user.id, session.id).event(
+                AuditEventType::TokenRefreshed,
+                Some(user.id),
+                json!({ "scopes": scopes }),
+            ));
         Ok(Granted {
             access,
             refresh_token: self.refresh_tokens.issue(session.id, generation),
@@ -403,7 +481,12 @@ impl Grants {
     /// Revocation (RFC 7009): ends the session an access or refresh token belongs to. An
     /// unknown, expired or already revoked token is not an error. `refresh_first` says which
     /// kind to try first.
-    pub async fn revoke(&self, token: &str, refresh_first: bool) -> Result<(), StoreError> {
+    pub async fn revoke(
+        &self,
+        client: Client,
+        token: &str,
+        refresh_first: bool,
+    ) -> Result<(), StoreError> {
         let session = if refresh_first {
             match self.refresh_token_session(token).await? {
                 Some(session) => Some(session),
@@ -415,8 +498,23 @@ impl Grants {
                 None => self.refresh_token_session(token).await?,
             }
         };
+        let revoked = match session {
+            Some((session_id, user_id, kind)) => {
+                // Whoever holds one of its tokens acts as the session's user.
+                let context = AuditContext::of(client).acting(user_id, session_id);
+                let events = || {
+                    vec![context.event(
+                        AuditEventType::TokenRevoked,
+                        Some(user_id),
+                        json!({ "token": kind }),
+                    )]
+                };
+                self.store.revoke_session(session_id, events).await?
+            }
+            None => false,
+        };
         match session {
-            Some(session_id) if self.store.revoke_session(session_id).await? => {
+            Some((session_id, ..)) if revoked => {
                 tracing::info!(%session_id, "session revoked at /token/revoke");
             }
             Some(_) => tracing::debug!("revocation of a token whose session had already ended"),
@@ -459,16 +557,27 @@ impl Grants {
 
     /// A refresh token presented again after it was exchanged: whoever holds the session's
     /// tokens, it is not only its owner. The whole session ends (RFC 9700 §4.14.2).
-    async fn reuse_detected(&self, session_id: uuid::Uuid) -> GrantError {
+    async fn reuse_detected(&self, context: &AuditContext, session: &Session) -> GrantError {
+        let session_id = session.id;
         tracing::warn!(%session_id, "refresh token reused after rotation: session revoked");
-        match self.store.revoke_session(session_id).await {
+        // The presenter is not known to be the user: no actor.
+        let mut context = context.clone();
+        context.session_id = Some(session_id);
+        let events = || {
+            vec![context.event(
+                AuditEventType::TokenReuseDetected,
+                Some(session.user_id),
+                json!({ "session_ended": true }),
+            )]
+        };
+        match self.store.revoke_session(session_id, events).await {
             Ok(_) => GrantError::InvalidRefreshToken,
             Err(err) => err.into(),
         }
     }
 
-    /// The session of a valid access token.
-    async fn access_token_session(&self, token: &str) -> Result<Option<uuid::Uuid>, StoreError> {
+    /// The session of a valid access token, its user, and `"access"`.
+    async fn access_token_session(&self, token: &str) -> Result<Option<TokenSession>, StoreError> {
         match self.tokens.verify(token.trim()).await {
             // The key's status as the per-request check sees it: a key retired since it was
             // cached (by another instance, or the command line) no longer makes a token valid.
@@ -476,7 +585,7 @@ impl Grants {
                 Some((kid, tag)) if !self.tokens.keys().is_still_active(kid, tag).await? => {
                     Ok(None)
                 }
-                _ => Ok(Some(verified.session_id)),
+                _ => Ok(Some((verified.session_id, verified.user_id, "access"))),
             },
             Err(VerifyError::Invalid(_)) => Ok(None),
             // Its key could not be looked up: not the same as a token that is not ours.
@@ -484,14 +593,17 @@ impl Grants {
         }
     }
 
-    /// The session of a refresh token of ours, spent or not.
-    async fn refresh_token_session(&self, token: &str) -> Result<Option<uuid::Uuid>, StoreError> {
+    /// The session of a refresh token of ours, spent or not, its user, and `"refresh"`.
+    async fn refresh_token_session(&self, token: &str) -> Result<Option<TokenSession>, StoreError> {
         Ok(self
             .presented_refresh_token(token)
             .await?
-            .map(|presented| presented.session.id))
+            .map(|presented| (presented.session.id, presented.session.user_id, "refresh")))
     }
 }
+
+/// The session a token belongs to, its user, and which kind of token it is.
+type TokenSession = (uuid::Uuid, uuid::Uuid, &'static str);
 
 /// A presented refresh token that names a session of ours.
 struct PresentedToken {

@@ -353,16 +353,23 @@ impl LoginThrottle {
     /// Clears every failed-login count and block of the account `username`, from every
     /// address, and its count of successful logins: its owner can log in at once. How many
     /// counts there were.
-    pub async fn unlock(&self, store: &Store, username: &Username) -> Result<u64, StoreError> {
+    /// The audit `events`, made from how many counts were cleared, are written with the change.
+    pub async fn unlock(
+        &self,
+        store: &Store,
+        username: &Username,
+        events: impl FnOnce(u64) -> Vec<crate::db::AuditEvent>,
+    ) -> Result<u64, StoreError> {
         store
-            .clear_account_login_counts(&self.name_hash(&username.normalized()))
+            .clear_account_login_counts(&self.name_hash(&username.normalized()), events)
             .await
     }
 
     /// Forgets everything kept about the account `username` (it was deleted; its name is free
     /// for a new account, which starts afresh).
     pub async fn forget(&self, store: &Store, username: &Username) -> Result<(), StoreError> {
-        self.unlock(store, username).await?;
+        // Part of the deletion, which the audit log records as such.
+        self.unlock(store, username, |_| Vec::new()).await?;
         store
             .forget_login_addresses(&self.name_hash(&username.normalized()))
             .await

@@ -290,16 +290,19 @@ mod tests {
             .clone()
             .expect("an SQLite file gets inline reads");
         let user = store
-            .create_user(NewUser {
-                username: Username::parse("inline").unwrap(),
-                email: None,
-                full_name: Some("In Line".into()),
-                hashed_password: HashedPassword::from_phc(
-                    "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA",
-                ),
-                disabled: false,
-                scopes: ScopeSet::parse("me items").unwrap(),
-            })
+            .create_user(
+                NewUser {
+                    username: Username::parse("inline").unwrap(),
+                    email: None,
+                    full_name: Some("In Line".into()),
+                    hashed_password: HashedPassword::from_phc(
+                        "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA",
+                    ),
+                    disabled: false,
+                    scopes: ScopeSet::parse("me items").unwrap(),
+                },
+                |_| Vec::new(),
+            )
             .await
             .unwrap();
         let session = store
@@ -356,7 +359,7 @@ mod tests {
         }
 
         // A revocation through sqlx is seen by the very next inline read on this thread.
-        assert!(store.revoke_session(session.id).await.unwrap());
+        assert!(store.revoke_session(session.id, Vec::new).await.unwrap());
         let revoked = inline
             .session_and_user(session.id, user.id, None)
             .unwrap()
@@ -381,14 +384,17 @@ mod tests {
         let (store, dir) = file_store().await;
         let inline = store.inline_reads.clone().unwrap();
         let user = store
-            .create_user(NewUser {
-                username: Username::parse("edited").unwrap(),
-                email: None,
-                full_name: None,
-                hashed_password: HashedPassword::from_phc("x"),
-                disabled: false,
-                scopes: ScopeSet::parse("me").unwrap(),
-            })
+            .create_user(
+                NewUser {
+                    username: Username::parse("edited").unwrap(),
+                    email: None,
+                    full_name: None,
+                    hashed_password: HashedPassword::from_phc("x"),
+                    disabled: false,
+                    scopes: ScopeSet::parse("me").unwrap(),
+                },
+                |_| Vec::new(),
+            )
             .await
             .unwrap();
         let session = store

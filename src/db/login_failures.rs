@@ -209,23 +209,33 @@ impl Store {
     }
 
     /// Deletes every failure count and block of one account (`account_key` is its name's
-    /// HMAC), from every address, and its count of successful logins; how many rows went.
-    pub async fn clear_account_login_counts(&self, account_key: &str) -> Result<u64, StoreError> {
+    /// HMAC), from every address, and its count of successful logins; how many rows went. The
+    /// audit `events`, made from that count, are inserted in the same transaction.
+    pub async fn clear_account_login_counts(
+        &self,
+        account_key: &str,
+        events: impl FnOnce(u64) -> Vec<super::AuditEvent>,
+    ) -> Result<u64, StoreError> {
         use login_failure::Column;
+        use sea_orm::TransactionTrait as _;
 
+        let txn = self.connection().begin().await?;
         let failures = login_failure::Entity::delete_many()
             .filter(
                 Column::Key
                     .eq(format!("account_all|{account_key}"))
                     .or(Column::Key.like(format!("account|%|{account_key}"))),
             )
-            .exec(self.connection())
+            .exec(&txn)
             .await?;
         let successes = login_success::Entity::delete_many()
             .filter(login_success::Column::Key.eq(format!("success|{account_key}")))
-            .exec(self.connection())
+            .exec(&txn)
             .await?;
-        Ok(failures.rows_affected + successes.rows_affected)
+        let cleared = failures.rows_affected + successes.rows_affected;
+        super::audit_events::insert_audit_events_on(&txn, events(cleared)).await?;
+        txn.commit().await?;
+        Ok(cleared)
     }
 
     /// Forgets the addresses that logged in to the account `account_key` (it is deleted: a

@@ -1,6 +1,7 @@
 //! Storage through SeaORM: connecting (SQLite or PostgreSQL), migrating, and the queries the
 //! service needs, returning domain records rather than entities.
 
+mod audit_events;
 pub mod entities;
 mod health;
 mod inline_reads;
@@ -18,6 +19,7 @@ use anyhow::Context as _;
 use migration::{Migrator, MigratorTrait as _};
 use sea_orm::{ConnectOptions, Database, DbErr, SqlErr};
 
+pub use audit_events::{AuditCursor, AuditEvent, AuditFilter};
 pub use health::Connection;
 pub use items::Item;
 pub use login_transaction::{LoginCounts, LoginTransaction};

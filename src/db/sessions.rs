@@ -4,13 +4,14 @@ use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait as _, Condition, EntityTrait as _, QueryFilter as _, QueryOrder as _,
-    QuerySelect as _,
+    QuerySelect as _, TransactionTrait as _,
     sea_query::{Expr, Query},
 };
 use uuid::Uuid;
 
 use super::{
-    Store, StoreError, User,
+    AuditEvent, Store, StoreError, User,
+    audit_events::insert_audit_events_on,
     entities::{refresh_token, session, signing_key, user},
 };
 use crate::domain::ScopeSet;
@@ -236,38 +237,67 @@ impl Store {
         })
     }
 
-    /// Ends a session; `false` when it was already ended (or never existed).
-    pub async fn revoke_session(&self, id: Uuid) -> Result<bool, StoreError> {
+    /// Ends a session; `false` when it was already ended (or never existed). When it ends, the
+    /// audit `events` are inserted in the same transaction.
+    pub async fn revoke_session(
+        &self,
+        id: Uuid,
+        events: impl FnOnce() -> Vec<AuditEvent>,
+    ) -> Result<bool, StoreError> {
+        let txn = self.connection().begin().await?;
         let result = session::Entity::update_many()
             .col_expr(session::Column::RevokedAt, Expr::value(super::now()))
             .filter(session::Column::Id.eq(id))
             .filter(session::Column::RevokedAt.is_null())
-            .exec(self.connection())
+            .exec(&txn)
             .await?;
-        Ok(result.rows_affected > 0)
+        let ended = result.rows_affected > 0;
+        if ended {
+            insert_audit_events_on(&txn, events()).await?;
+        }
+        txn.commit().await?;
+        Ok(ended)
     }
 
     /// Ends one of `user_id`'s live sessions; `false` when the user has no such live session.
-    pub async fn revoke_user_session(&self, user_id: Uuid, id: Uuid) -> Result<bool, StoreError> {
+    /// When it ends, the audit `events` are inserted in the same transaction.
+    pub async fn revoke_user_session(
+        &self,
+        user_id: Uuid,
+        id: Uuid,
+        events: impl FnOnce() -> Vec<AuditEvent>,
+    ) -> Result<bool, StoreError> {
         let now = super::now();
+        let txn = self.connection().begin().await?;
         let result = session::Entity::update_many()
             .col_expr(session::Column::RevokedAt, Expr::value(now))
             .filter(session::Column::Id.eq(id))
             .filter(session::Column::UserId.eq(user_id))
             .filter(session::Column::RevokedAt.is_null())
             .filter(session::Column::ExpiresAt.gt(now))
-            .exec(self.connection())
+            .exec(&txn)
             .await?;
-        Ok(result.rows_affected > 0)
+        let ended = result.rows_affected > 0;
+        if ended {
+            insert_audit_events_on(&txn, events()).await?;
+        }
+        txn.commit().await?;
+        Ok(ended)
     }
 
-    /// Ends every live session of `user_id`, but `except`; returns how many were ended.
+    /// Ends every live session of `user_id`, but `except`; returns how many were ended. The
+    /// audit `events`, made from that count, are inserted in the same transaction.
     pub async fn revoke_user_sessions(
         &self,
         user_id: Uuid,
         except: Option<Uuid>,
+        events: impl FnOnce(u64) -> Vec<AuditEvent>,
     ) -> Result<u64, StoreError> {
-        revoke_user_sessions_on(self.connection(), user_id, except, super::now()).await
+        let txn = self.connection().begin().await?;
+        let ended = revoke_user_sessions_on(&txn, user_id, except, super::now()).await?;
+        insert_audit_events_on(&txn, events(ended)).await?;
+        txn.commit().await?;
+        Ok(ended)
     }
 
     /// `user_id`'s live sessions, most recently used first.

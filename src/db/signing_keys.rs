@@ -3,7 +3,7 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _, SqlErr,
 };
 
-use super::{Store, StoreError, entities::signing_key};
+use super::{AuditEvent, Store, StoreError, entities::signing_key};
 
 /// A signing key as stored: the public half as a JWK, the private half encrypted. What the
 /// columns mean is `auth::keys`' business; this module only moves rows.
@@ -43,11 +43,19 @@ pub struct NewSigningKey {
 }
 
 impl Store {
+    /// Stores a new key; the audit `events` made from it are inserted in the same transaction.
     pub async fn insert_signing_key(
         &self,
         new: NewSigningKey,
+        events: impl FnOnce(&StoredSigningKey) -> Vec<AuditEvent>,
     ) -> Result<StoredSigningKey, StoreError> {
-        Ok(insert(self.connection(), new).await?.into())
+        use sea_orm::TransactionTrait as _;
+
+        let txn = self.connection().begin().await?;
+        let key: StoredSigningKey = insert(&txn, new).await?.into();
+        super::audit_events::insert_audit_events_on(&txn, events(&key)).await?;
+        txn.commit().await?;
+        Ok(key)
     }
 
     /// Stores `new` unless a key of its algorithm is active and `usable` (authentic), which is
@@ -145,8 +153,17 @@ impl Store {
 
     /// Retires a key, replacing its tag with `tag` (that of the retired key) and wiping its
     /// sealed private key, which a retired key never needs again; `false` when there is no such
-    /// key or it was already retired (its retirement date is kept).
-    pub async fn retire_signing_key(&self, kid: &str, tag: String) -> Result<bool, StoreError> {
+    /// key or it was already retired (its retirement date is kept). When it is retired, the
+    /// audit `events` are inserted in the same transaction.
+    pub async fn retire_signing_key(
+        &self,
+        kid: &str,
+        tag: String,
+        events: impl FnOnce() -> Vec<AuditEvent>,
+    ) -> Result<bool, StoreError> {
+        use sea_orm::TransactionTrait as _;
+
+        let txn = self.connection().begin().await?;
         let result = signing_key::Entity::update_many()
             .col_expr(signing_key::Column::RetiredAt, super::now().into())
             .col_expr(
@@ -156,10 +173,15 @@ impl Store {
             .col_expr(signing_key::Column::AuthenticationTag, Some(tag).into())
             .filter(signing_key::Column::Kid.eq(kid))
             .filter(signing_key::Column::RetiredAt.is_null())
-            .exec(self.connection())
+            .exec(&txn)
             .await
             .map_err(StoreError::from)?;
-        Ok(result.rows_affected > 0)
+        let retired = result.rows_affected > 0;
+        if retired {
+            super::audit_events::insert_audit_events_on(&txn, events()).await?;
+        }
+        txn.commit().await?;
+        Ok(retired)
     }
 
     /// Records the tag of a key stored before tags existed, and wipes the private key of such

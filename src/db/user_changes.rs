@@ -11,7 +11,8 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{
-    Store, StoreError, User,
+    AuditEvent, Store, StoreError, User,
+    audit_events::insert_audit_events_on,
     entities::{session, user},
 };
 use crate::domain::{EmailAddress, HashedPassword, Scope, ScopeSet};
@@ -160,16 +161,30 @@ impl Store {
         Ok((rows.into_iter().map(User::from).collect(), next))
     }
 
-    /// Applies `changes` to the account `id`, unless that would leave no active admin.
+    /// Applies `changes` to the account `id`, unless that would leave no active admin. The
+    /// audit `events`, made from the account as it was and as it is, are inserted in the same
+    /// transaction.
     pub async fn update_user(
         &self,
         id: Uuid,
         changes: UserChanges,
+        events: impl FnOnce(&User, &User) -> Vec<AuditEvent>,
     ) -> Result<Guarded<User>, StoreError> {
         let txn = begin_read_committed(self.connection()).await?;
         if changes.demotes_an_admin() {
             lock_admins(&txn).await?;
         }
+        // The account as it was, locked until this commits (what changed is told from it).
+        lock_for_write(&txn).await?;
+        let Some(before) = user::Entity::find_by_id(id)
+            .lock_exclusive()
+            .one(&txn)
+            .await?
+            .map(User::from)
+        else {
+            txn.rollback().await?;
+            return Ok(Guarded::NotFound);
+        };
         let rows_affected = if changes.is_empty() {
             1
         } else {
@@ -195,17 +210,26 @@ impl Store {
             update.exec(&txn).await?.rows_affected
         };
         let found = user::Entity::find_by_id(id).one(&txn).await?;
-        txn.commit().await?;
-        Ok(match found {
+        let outcome = match found {
             None => Guarded::NotFound,
             Some(_) if rows_affected == 0 => Guarded::LastAdmin,
-            Some(row) => Guarded::Done(row.into()),
-        })
+            Some(row) => {
+                let after = User::from(row);
+                insert_audit_events_on(&txn, events(&before, &after)).await?;
+                Guarded::Done(after)
+            }
+        };
+        txn.commit().await?;
+        Ok(outcome)
     }
 
     /// Deletes the account `id` and, by cascade, its items and sessions, unless it is the last
-    /// active admin.
-    pub async fn delete_user_by_id(&self, id: Uuid) -> Result<Guarded<()>, StoreError> {
+    /// active admin; the audit `events` are inserted in the same transaction.
+    pub async fn delete_user_by_id(
+        &self,
+        id: Uuid,
+        events: impl FnOnce() -> Vec<AuditEvent>,
+    ) -> Result<Guarded<()>, StoreError> {
         let txn = begin_read_committed(self.connection()).await?;
         lock_admins(&txn).await?;
         let deleted = user::Entity::delete_many()
@@ -215,6 +239,7 @@ impl Store {
             .await?
             .rows_affected;
         let outcome = if deleted > 0 {
+            insert_audit_events_on(&txn, events()).await?;
             Guarded::Done(())
         } else if user::Entity::find_by_id(id).one(&txn).await?.is_some() {
             Guarded::LastAdmin
@@ -229,12 +254,14 @@ impl Store {
     /// change by the owner), in one transaction; how many sessions ended, or `None` when there
     /// is no such account, or (for a change by the owner) the confirmed password or the
     /// owner's session is no longer current. A refresh racing this ends either way: it either
-    /// commits first (and its session is ended here) or finds its session ended.
+    /// commits first (and its session is ended here) or finds its session ended. The audit
+    /// `events`, made from how many sessions ended, are inserted in the same transaction.
     pub async fn change_password(
         &self,
         id: Uuid,
         hashed_password: HashedPassword,
         change: PasswordChange<'_>,
+        events: impl FnOnce(u64) -> Vec<AuditEvent>,
     ) -> Result<Option<u64>, StoreError> {
         let now = super::now();
         let txn = begin_read_committed(self.connection()).await?;
@@ -272,6 +299,7 @@ impl Store {
             return Ok(None);
         }
         let ended = super::sessions::revoke_user_sessions_on(&txn, id, keep, now).await?;
+        insert_audit_events_on(&txn, events(ended)).await?;
         txn.commit().await?;
         Ok(Some(ended))
     }
@@ -305,6 +333,18 @@ pub(super) async fn begin_read_committed(
         }
         _ => db.begin().await?,
     })
+}
+
+/// On SQLite, takes the database's write lock at once: a transaction that reads before it
+/// writes would otherwise fail with "database is locked" when another write committed between
+/// its read and its write (the busy timeout does not help there). PostgreSQL locks the row.
+async fn lock_for_write<C: ConnectionTrait>(txn: &C) -> Result<(), StoreError> {
+    if txn.get_database_backend() == DbBackend::Sqlite {
+        // An UPDATE takes SQLite's write lock even when it matches nothing.
+        txn.execute_unprepared("UPDATE users SET id = id WHERE 1 = 0")
+            .await?;
+    }
+    Ok(())
 }
 
 /// On PostgreSQL, waits for any other change that may remove an admin to commit, so that each

@@ -1,11 +1,11 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait as _, Condition, EntityTrait as _, QueryFilter as _,
-    QueryOrder as _, SqlErr,
+    QueryOrder as _, SqlErr, TransactionTrait as _,
 };
 use uuid::Uuid;
 
-use super::{Store, StoreError, entities::user};
+use super::{AuditEvent, Store, StoreError, entities::user};
 use crate::domain::{EmailAddress, HashedPassword, Scope, ScopeSet, Username};
 
 /// A user as stored, hash included: handle with care, never serialize.
@@ -70,8 +70,13 @@ pub struct NewUser {
 impl Store {
     /// Inserts a user; a name taken in any spelling, or one that looks like a taken one (same
     /// confusable skeleton), is [`StoreError::UsernameTaken`], decided by the unique indexes,
-    /// so that concurrent creations cannot both win.
-    pub async fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
+    /// so that concurrent creations cannot both win. The audit `events` made from the created
+    /// account are inserted in the same transaction.
+    pub async fn create_user(
+        &self,
+        new: NewUser,
+        events: impl FnOnce(&User) -> Vec<AuditEvent>,
+    ) -> Result<User, StoreError> {
         let now = super::now();
         let row = user::ActiveModel {
             id: Set(Uuid::now_v7()),
@@ -87,10 +92,14 @@ impl Store {
             updated_at: Set(now),
             last_login_at: Set(None),
         };
-        let inserted = user::Entity::insert(row)
-            .exec_with_returning(self.connection())
-            .await?;
-        Ok(inserted.into())
+        let txn = self.connection().begin().await?;
+        let inserted: User = user::Entity::insert(row)
+            .exec_with_returning(&txn)
+            .await?
+            .into();
+        super::audit_events::insert_audit_events_on(&txn, events(&inserted)).await?;
+        txn.commit().await?;
+        Ok(inserted)
     }
 
     /// The account of `username` in any spelling (NFKC and case folding). An account from

@@ -1,6 +1,7 @@
 //! What a user, a scope, a password hash and an item are, as validated types. Each has a private field and one
 //! way in (`parse`), so the rest of the code never sees an unchecked value.
 
+mod audit;
 mod email;
 mod hashed_password;
 mod item;
@@ -10,6 +11,7 @@ mod scope;
 mod text;
 mod username;
 
+pub use audit::AuditEventType;
 pub use email::EmailAddress;
 pub use hashed_password::HashedPassword;
 pub use item::{ItemDescription, ItemTitle};

@@ -675,6 +675,7 @@ async fn an_owners_password_change_racing_an_admin_reset_never_undoes_the_reset(
     for round in 0..6 {
         app.accounts
             .reset_password(
+                &portcullis::audit::AuditContext::cli(),
                 user.id,
                 PASSWORD.into(),
                 portcullis::accounts::PasswordCheck::Skip,
@@ -714,6 +715,7 @@ async fn a_login_racing_a_password_reset_gets_no_session_that_outlives_it() {
     for round in 0..6 {
         app.accounts
             .reset_password(
+                &portcullis::audit::AuditContext::cli(),
                 user.id,
                 PASSWORD.into(),
                 portcullis::accounts::PasswordCheck::Skip,

@@ -23,6 +23,7 @@ use std::{collections::BTreeSet, net::SocketAddr, num::NonZeroUsize, sync::Arc, 
 
 use portcullis::{
     accounts::{AccountError, Accounts, CreateUser, PasswordCheck},
+    audit::AuditContext,
     config::{
         AccountSettings, ConnectionSettings, DatabaseSettings, HashingSettings, SessionSettings,
         Settings, SigningAlgorithm, ThrottleSettings, TokenSettings,
@@ -104,6 +105,7 @@ pub fn test_settings(database_url: String) -> Settings {
         cors_allowed_origins: Vec::new(),
         metrics_bind: None,
         max_items_per_user: 1000,
+        audit_retention_days: 90,
         // The defaults: signup off (tests of it turn it on), ten an hour per address.
         accounts: AccountSettings {
             signup_enabled: false,
@@ -229,6 +231,7 @@ impl TestApp {
         // command line's `--allow-weak-password` does.
         self.accounts
             .create(
+                &AuditContext::cli(),
                 CreateUser {
                     email: None,
                     full_name: None,
@@ -241,7 +244,7 @@ impl TestApp {
 
     async fn create(&self, request: CreateUser) -> User {
         self.accounts
-            .create(request, PasswordCheck::Skip)
+            .create(&AuditContext::cli(), request, PasswordCheck::Skip)
             .await
             .expect("creating a test user")
     }
@@ -561,6 +564,10 @@ impl TestApp {
     }
 
     /// `DELETE /admin/users/{id}/throttle`.
+    pub async fn get_audit_events(&self, token: &str, query: &str) -> Answer {
+        send(self.bearer(Method::GET, &format!("/admin/audit-events{query}"), token)).await
+    }
+
     pub async fn delete_admin_throttle(&self, token: &str, id: &str) -> Answer {
         let path = format!("/admin/users/{id}/throttle");
         send(self.bearer(Method::DELETE, &path, token)).await
@@ -1224,4 +1231,61 @@ pub fn protected_operation(operation_id: &str) -> ProtectedOperation {
         .into_iter()
         .find(|operation| operation.operation_id == operation_id)
         .unwrap_or_else(|| panic!("no protected operation {operation_id:?} in the document"))
+}
+
+// --- The audit log ------------------------------------------------------------------------------
+
+impl TestApp {
+    /// The audit events `GET /admin/audit-events{query}` lists (newest first), once there are
+    /// at least `count` of them: login and refresh events are written by a background task
+    /// shortly after their request is answered. Panics when they do not come within 30 s.
+    pub async fn audit_events(&self, token: &str, query: &str, count: usize) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let answer = self.get_audit_events(token, query).await;
+            assert_eq!(answer.status, 200, "listing audit events: {}", answer.body);
+            let events = answer.body["events"]
+                .as_array()
+                .expect("the events are a list")
+                .clone();
+            if events.len() >= count || std::time::Instant::now() > deadline {
+                return events;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Checks that `event` has exactly the audit event's members: a UUID `id`, a recent
+/// `occurred_at`, and `expected`'s members (all the others) as given.
+pub fn assert_audit_event(event: &Value, expected: Value) {
+    let members: BTreeSet<&str> = event
+        .as_object()
+        .expect("an event is an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut wanted: BTreeSet<&str> = expected
+        .as_object()
+        .expect("the expected members are an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    wanted.extend(["id", "occurred_at"]);
+    assert_eq!(members, wanted, "{event}");
+    assert!(
+        uuid::Uuid::parse_str(event["id"].as_str().unwrap_or_default()).is_ok(),
+        "{event}"
+    );
+    let at =
+        chrono::DateTime::parse_from_rfc3339(event["occurred_at"].as_str().unwrap_or_default())
+            .unwrap_or_else(|_| panic!("occurred_at is RFC 3339: {event}"));
+    let age = chrono::Utc::now() - at.with_timezone(&chrono::Utc);
+    assert!(
+        age < chrono::Duration::minutes(10) && age > -chrono::Duration::minutes(1),
+        "{event}"
+    );
+    for (member, value) in expected.as_object().unwrap() {
+        assert_eq!(&event[member], value, "{member} of {event}");
+    }
 }

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod admin;
+mod audit;
 mod bounds;
 mod browsers;
 #[path = "../common/mod.rs"]

@@ -701,7 +701,7 @@ async fn an_exchange_for_a_session_ended_meanwhile_records_nothing() {
     let subject = app.start_session(user.id).await;
     let login = app.login(USERNAME, PASSWORD).await;
     let session = uuid::Uuid::parse_str(&login.session_id()).unwrap();
-    assert!(app.store.revoke_session(session).await.unwrap());
+    assert!(app.store.revoke_session(session, Vec::new).await.unwrap());
 
     // Act
     let exchange = app

@@ -596,14 +596,17 @@ async fn a_fastapi_argon2_hash_verifies_and_is_upgraded_on_login() {
     let app = spawn_app().await;
     let username = Username::parse("legacy").unwrap();
     app.store
-        .create_user(NewUser {
-            username: username.clone(),
-            email: None,
-            full_name: None,
-            hashed_password: HashedPassword::from_phc(FASTAPI_HASH),
-            disabled: false,
-            scopes: ScopeSet::default_for_new_users(),
-        })
+        .create_user(
+            NewUser {
+                username: username.clone(),
+                email: None,
+                full_name: None,
+                hashed_password: HashedPassword::from_phc(FASTAPI_HASH),
+                disabled: false,
+                scopes: ScopeSet::default_for_new_users(),
+            },
+            |_| Vec::new(),
+        )
         .await
         .unwrap();
 
@@ -642,14 +645,17 @@ async fn a_wrong_password_leaves_a_fastapi_hash_alone() {
     let app = spawn_app().await;
     let username = Username::parse("legacy").unwrap();
     app.store
-        .create_user(NewUser {
-            username: username.clone(),
-            email: None,
-            full_name: None,
-            hashed_password: HashedPassword::from_phc(FASTAPI_HASH),
-            disabled: false,
-            scopes: ScopeSet::default_for_new_users(),
-        })
+        .create_user(
+            NewUser {
+                username: username.clone(),
+                email: None,
+                full_name: None,
+                hashed_password: HashedPassword::from_phc(FASTAPI_HASH),
+                disabled: false,
+                scopes: ScopeSet::default_for_new_users(),
+            },
+            |_| Vec::new(),
+        )
         .await
         .unwrap();
 

@@ -224,6 +224,31 @@ async fn accounts(base_url: &str, anonymous: &Client) {
     assert!(find("admin").scopes.contains(&types::Scope::Admin));
     assert_eq!(find(&username).id, user.id);
     assert!(find(&username).last_login_at.is_some());
+
+    // The audit log, as the admin: the new account's signup and password change, by filters.
+    for (kind, detail) in [
+        (
+            types::AuditEventType::UserSignedUp,
+            serde_json::json!({"username": username, "scopes": ["me", "items"]}),
+        ),
+        (
+            types::AuditEventType::PasswordChanged,
+            serde_json::json!({"sessions_ended": 1}),
+        ),
+    ] {
+        let page = admin
+            .list_audit_events(None, None, None, Some(kind), None, Some(&user.id))
+            .await
+            .expect("list audit events")
+            .into_inner();
+        assert_eq!(page.next_cursor, None);
+        assert_eq!(page.events.len(), 1, "{page:?}");
+        let event = &page.events[0];
+        assert_eq!(event.type_, kind);
+        assert_eq!(event.user_id, Some(user.id));
+        assert_eq!(event.actor.as_deref(), Some(user.id.to_string().as_str()));
+        assert_eq!(serde_json::to_value(&event.detail).unwrap(), detail);
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]

@@ -11,6 +11,7 @@ import {
   createItem,
   endSession,
   jwks,
+  listAuditEvents,
   listItems,
   listSessions,
   listUsers,
@@ -23,6 +24,8 @@ import {
 import type {
   AccessToken,
   AdminUser,
+  AuditEvent,
+  AuditEventList,
   AuthorizationServerMetadata,
   ClientOptions,
   Error as ApiError,
@@ -198,6 +201,28 @@ async function accounts(): Promise<void> {
   const listedNew = seen.find((u) => u.username === username);
   assert.equal(listedNew?.id, user.id);
   assert.notEqual(listedNew?.last_login_at, null);
+
+  // The audit log, as the admin: the new account's signup and password change, by filters.
+  const cases: [AuditEvent['type'], Record<string, unknown>][] = [
+    ['user.signed_up', { username, scopes: ['me', 'items'] }],
+    ['password.changed', { sessions_ended: 1 }],
+  ];
+  for (const [type, detail] of cases) {
+    const page = await listAuditEvents({ client: admin, query: { user_id: user.id, type } });
+    assert.equal(page.response.status, 200, JSON.stringify(page.error));
+    const list: AuditEventList | undefined = page.data;
+    assert.ok(list);
+    assert.equal(list.next_cursor, null);
+    assert.equal(list.events.length, 1, JSON.stringify(list));
+    const event: AuditEvent | undefined = list.events[0];
+    assert.ok(event);
+    assert.equal(event.type, type);
+    assert.equal(event.user_id, user.id);
+    assert.equal(event.actor, user.id);
+    assert.deepEqual(event.detail, detail);
+  }
+  const refused = await listAuditEvents({ client: admin, query: { limit: 0 } });
+  assert.equal(refused.response.status, 422);
 }
 
 async function main(): Promise<void> {

@@ -11,8 +11,10 @@ use super::{
     sealing::{KeyAuthenticationKey, KeyEncryptionKey},
 };
 use crate::{
+    audit::AuditContext,
     config::TokenSettings,
-    db::{Store, StoreError, StoredSigningKey},
+    db::{AuditEvent, Store, StoreError, StoredSigningKey},
+    domain::AuditEventType,
 };
 
 /// Where a key stands, as `portcullis keys list` shows it. Independent of the configuration
@@ -105,6 +107,16 @@ pub async fn rotate(
     Ok(created.kid)
 }
 
+/// The audit event of a key's rotation or retirement: these are the operator's commands (the
+/// command line is their only caller), so the actor is `cli`.
+fn key_event(kind: AuditEventType, kid: &str, algorithm: &str) -> AuditEvent {
+    AuditContext::cli().event(
+        kind,
+        None,
+        serde_json::json!({ "kid": kid, "algorithm": algorithm }),
+    )
+}
+
 /// Retires a key: its tokens are refused from then on; its tag becomes that of a retired key
 /// and its private half is wiped. `Ok(false)` when it already was; an error when there is no
 /// such key. Under a JWT secret other than the servers' the new tag does not verify there,
@@ -118,7 +130,14 @@ pub async fn retire(store: &Store, settings: &TokenSettings, kid: &str) -> anyho
     }
     let authentication = KeyAuthenticationKey::derive(settings.secret.expose_secret());
     let tag = authentication.tag(&stored.kid, &stored.algorithm, &stored.public_jwk, true);
-    let retired = store.retire_signing_key(kid, tag).await?;
+    let event = || {
+        vec![key_event(
+            AuditEventType::KeyRetired,
+            &stored.kid,
+            &stored.algorithm,
+        )]
+    };
+    let retired = store.retire_signing_key(kid, tag, event).await?;
     if retired {
         tracing::info!(kid, "retired a signing key");
     }
@@ -164,8 +183,15 @@ async fn create_key(
     authentication: &KeyAuthenticationKey,
     algorithm: KeyAlgorithm,
 ) -> Result<StoredSigningKey, StoreError> {
+    let event = |key: &StoredSigningKey| {
+        vec![key_event(
+            AuditEventType::KeyRotated,
+            &key.kid,
+            &key.algorithm,
+        )]
+    };
     store
-        .insert_signing_key(new_key(encryption, authentication, algorithm))
+        .insert_signing_key(new_key(encryption, authentication, algorithm), event)
         .await
 }
 
