@@ -281,7 +281,7 @@ def median(xs):
 # ---------------------------------------------------------------- one database
 
 
-SETTLE_S = 1.0  # "at ready": after the start's own hashes (dummy and demo users) are idle
+SETTLE_S = 2.0  # "at ready": after the start's own hashes (dummy and demo users) are idle
 AFTER_FLOOD_S = 60
 
 

@@ -315,7 +315,7 @@ fn base64_of(bytes: &[u8]) -> String {
 /// How long a hashing worker keeps its buffer with no job to do. A fresh buffer costs about
 /// 6 ms of page faults, paid by the first login after a pause; under load the queue is never
 /// empty that long, so the buffer is reused.
-const IDLE_BEFORE_RELEASE: std::time::Duration = std::time::Duration::from_millis(500);
+const IDLE_BEFORE_RELEASE: std::time::Duration = std::time::Duration::from_millis(250);
 
 struct Worker {
     params: Params,

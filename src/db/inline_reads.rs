@@ -182,6 +182,7 @@ impl InlineReads {
         // Never waits for a lock: sqlx's pool, which does, is the fallback.
         connection.busy_timeout(std::time::Duration::ZERO)?;
         connection.pragma_update(None, "query_only", true)?;
+        connection.pragma_update(None, "cache_size", super::SQLITE_CACHE_SIZE)?;
         connection.set_prepared_statement_cache_capacity(4);
         Ok(connection)
     }
