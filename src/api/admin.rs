@@ -14,7 +14,8 @@ use super::{
     account::{UserBody, error, patched_string, required_password},
     error::{ApiError, ErrorBody, ProtectedError, ValidationIssue},
     input::{
-        Deferred, JsonBody, PAGE_LIMITS, PageLimit, UuidPath, optional_string, required_string,
+        Deferred, JsonBody, PageLimit, UuidPath, collect_issues, optional_string, page_request,
+        required_string,
     },
     security::OAuth2,
     sessions::SessionBody,
@@ -267,30 +268,15 @@ impl AdminApi {
             }
         }
         let disabled = match disabled.0.as_ref() {
-            Some(raw) => deferred(raw.parse(&["query", "disabled"]), &mut issues),
+            Some(raw) => collect_issues(raw.parse(&["query", "disabled"]), &mut issues),
             None => None,
         };
-        let limit = match limit.0.as_ref() {
-            Some(raw) => deferred(
-                raw.parse_int_in(&["query", "limit"], PAGE_LIMITS),
-                &mut issues,
-            ),
-            None => Some(DEFAULT_PAGE_LIMIT),
-        };
-        let after = match cursor.0.as_deref() {
-            Some(raw) => match UserCursor::decode(raw) {
-                Some(cursor) => Some(cursor),
-                None => {
-                    issues.push(ValidationIssue::new(
-                        &["query", "cursor"],
-                        "Invalid cursor: pass a next_cursor as it was given",
-                        "value_error",
-                    ));
-                    None
-                }
-            },
-            None => None,
-        };
+        let (limit, after) = page_request(
+            limit.0.as_ref(),
+            cursor.0.as_deref(),
+            UserCursor::decode,
+            &mut issues,
+        );
         let Some(limit) = limit.filter(|_| issues.is_empty()) else {
             return Err(ApiError::Validation(issues).into());
         };
@@ -579,18 +565,6 @@ impl AdminApi {
             Err(AccountError::NotFound) => Ok(AdminDoneResponse::NotFound(not_found())),
             Err(err) => Err(ApiError::from(err).into()),
         }
-    }
-}
-
-/// A deferred parameter's value, its refusal added to `issues`.
-fn deferred<T>(parsed: Result<T, ApiError>, issues: &mut Vec<ValidationIssue>) -> Option<T> {
-    match parsed {
-        Ok(value) => Some(value),
-        Err(ApiError::Validation(found)) => {
-            issues.extend(found);
-            None
-        }
-        Err(_) => None,
     }
 }
 

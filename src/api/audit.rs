@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{
     ApiTags, AppState,
     error::{ApiError, ProtectedError, ValidationIssue},
-    input::{Deferred, PAGE_LIMITS, PageLimit},
+    input::{Deferred, PageLimit, collect_issues, page_request},
     security::OAuth2,
 };
 use crate::{
@@ -128,19 +128,19 @@ impl AuditApi {
         let user_id = user_id
             .0
             .as_ref()
-            .and_then(|raw| collect(raw.parse_uuid_at(&["query", "user_id"]), &mut issues));
+            .and_then(|raw| collect_issues(raw.parse_uuid_at(&["query", "user_id"]), &mut issues));
         let kind = kind
             .0
             .as_ref()
-            .and_then(|raw| collect(raw.parse(&["query", "type"]), &mut issues));
+            .and_then(|raw| collect_issues(raw.parse(&["query", "type"]), &mut issues));
         let since = since
             .0
             .as_ref()
-            .and_then(|raw| collect(raw.parse(&["query", "since"]), &mut issues));
+            .and_then(|raw| collect_issues(raw.parse(&["query", "since"]), &mut issues));
         let until = until
             .0
             .as_ref()
-            .and_then(|raw| collect(raw.parse(&["query", "until"]), &mut issues));
+            .and_then(|raw| collect_issues(raw.parse(&["query", "until"]), &mut issues));
         if let (Some(since), Some(until)) = (since, until)
             && since > until
         {
@@ -150,27 +150,12 @@ impl AuditApi {
                 "value_error",
             ));
         }
-        let limit = match limit.0.as_ref() {
-            Some(raw) => collect(
-                raw.parse_int_in(&["query", "limit"], PAGE_LIMITS),
-                &mut issues,
-            ),
-            None => Some(DEFAULT_PAGE_LIMIT),
-        };
-        let after = match cursor.0.as_deref() {
-            Some(raw) => match AuditCursor::decode(raw) {
-                Some(cursor) => Some(cursor),
-                None => {
-                    issues.push(ValidationIssue::new(
-                        &["query", "cursor"],
-                        "Invalid cursor: pass a next_cursor as it was given",
-                        "value_error",
-                    ));
-                    None
-                }
-            },
-            None => None,
-        };
+        let (limit, after) = page_request(
+            limit.0.as_ref(),
+            cursor.0.as_deref(),
+            AuditCursor::decode,
+            &mut issues,
+        );
         let Some(limit) = limit.filter(|_| issues.is_empty()) else {
             return Err(ApiError::Validation(issues).into());
         };
@@ -187,18 +172,6 @@ impl AuditApi {
             events: page.events.into_iter().map(AuditEventBody::from).collect(),
             next_cursor: page.next.map(|cursor| cursor.encode()),
         })))
-    }
-}
-
-/// A parsed parameter's value, its refusal added to `issues`.
-fn collect<T>(parsed: Result<T, ApiError>, issues: &mut Vec<ValidationIssue>) -> Option<T> {
-    match parsed {
-        Ok(value) => Some(value),
-        Err(ApiError::Validation(found)) => {
-            issues.extend(found);
-            None
-        }
-        Err(_) => None,
     }
 }
 

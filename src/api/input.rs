@@ -436,6 +436,48 @@ fn string_value(value: &Value, field: &str, issues: &mut Vec<ValidationIssue>) -
 /// How many entries a page of a list holds.
 pub const PAGE_LIMITS: std::ops::RangeInclusive<u32> = 1..=200;
 
+/// `parsed`'s value, or `None` with its validation issues added to `issues`, so that one 422
+/// names every bad parameter of a request.
+pub fn collect_issues<T>(
+    parsed: Result<T, ApiError>,
+    issues: &mut Vec<ValidationIssue>,
+) -> Option<T> {
+    match parsed {
+        Ok(value) => Some(value),
+        Err(ApiError::Validation(found)) => {
+            issues.extend(found);
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// A list's page: its `limit` (`DEFAULT` when absent) and the `cursor` it goes on after,
+/// decoded by `decode`; a bad one of either is added to `issues` (and is `None`).
+pub fn page_request<const DEFAULT: u32, C>(
+    limit: Option<&Deferred<PageLimit<DEFAULT>>>,
+    cursor: Option<&str>,
+    decode: impl FnOnce(&str) -> Option<C>,
+    issues: &mut Vec<ValidationIssue>,
+) -> (Option<u32>, Option<C>) {
+    let limit = match limit {
+        Some(raw) => collect_issues(raw.parse_int_in(&["query", "limit"], PAGE_LIMITS), issues),
+        None => Some(DEFAULT),
+    };
+    let after = cursor.and_then(|raw| {
+        let decoded = decode(raw);
+        if decoded.is_none() {
+            issues.push(ValidationIssue::new(
+                &["query", "cursor"],
+                "Invalid cursor: pass a next_cursor as it was given",
+                "value_error",
+            ));
+        }
+        decoded
+    });
+    (limit, after)
+}
+
 /// A `limit` query parameter: documented as an integer of [`PAGE_LIMITS`], `DEFAULT` when
 /// absent, parsed by [`Deferred::parse_int_in`] after authentication.
 pub struct PageLimit<const DEFAULT: u32>;

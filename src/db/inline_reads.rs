@@ -282,18 +282,12 @@ mod tests {
         (store, dir)
     }
 
-    /// The inline read answers exactly what sqlx answers, and sees each write at the next read.
-    #[tokio::test]
-    async fn inline_reads_answer_what_sqlx_answers_and_see_every_commit() {
-        let (store, dir) = file_store().await;
-        let inline = store
-            .inline_reads
-            .clone()
-            .expect("an SQLite file gets inline reads");
+    /// An account (`me items`, a full name) with one live session of scope `me`.
+    async fn user_with_session(store: &Store, name: &str) -> (crate::db::User, crate::db::Session) {
         let user = store
             .create_user(
                 NewUser {
-                    username: Username::parse("inline").unwrap(),
+                    username: Username::parse(name).unwrap(),
                     email: None,
                     full_name: Some("In Line".into()),
                     hashed_password: HashedPassword::from_phc(
@@ -317,6 +311,18 @@ mod tests {
             })
             .await
             .unwrap();
+        (user, session)
+    }
+
+    /// The inline read answers exactly what sqlx answers, and sees each write at the next read.
+    #[tokio::test]
+    async fn inline_reads_answer_what_sqlx_answers_and_see_every_commit() {
+        let (store, dir) = file_store().await;
+        let inline = store
+            .inline_reads
+            .clone()
+            .expect("an SQLite file gets inline reads");
+        let (user, session) = user_with_session(&store, "inline").await;
 
         let through_sqlx = store
             .find_session_and_user_through_sqlx(session.id, user.id, None)
@@ -384,31 +390,7 @@ mod tests {
 
         let (store, dir) = file_store().await;
         let inline = store.inline_reads.clone().unwrap();
-        let user = store
-            .create_user(
-                NewUser {
-                    username: Username::parse("edited").unwrap(),
-                    email: None,
-                    full_name: None,
-                    hashed_password: HashedPassword::from_phc("x"),
-                    disabled: false,
-                    scopes: ScopeSet::parse("me").unwrap(),
-                },
-                |_| Vec::new(),
-            )
-            .await
-            .unwrap();
-        let session = store
-            .start_session(NewSession {
-                id: Uuid::now_v7(),
-                user_id: user.id,
-                scopes: ScopeSet::parse("me").unwrap(),
-                user_agent: None,
-                client_address: "127.0.0.1".into(),
-                lifetime: chrono::Duration::days(1),
-            })
-            .await
-            .unwrap();
+        let (user, session) = user_with_session(&store, "edited").await;
         store
             .connection()
             .execute_unprepared("UPDATE users SET updated_at = '2026-01-02 03:04:05'")
