@@ -246,17 +246,25 @@ impl LoginThrottle {
             return Ok(Admission::Admitted);
         }
         let now = Utc::now();
+        // Every count at once, in one round trip: an attempt that finds one of them blocked
+        // gives its places in the others back below. (A failing database leaves the counts
+        // the batch made before it failed: an attempt refused too many, never a guess more.)
+        let reservations: Vec<(&str, u32)> = keys
+            .failures
+            .iter()
+            .map(|(scope, key)| (key.as_str(), self.limit(*scope)))
+            .collect();
+        let counts = store
+            .reserve_login_attempts(&reservations, now, self.settings.window, |n, limit| {
+                self.delay(n, limit)
+            })
+            .await?;
         let mut spared = false;
-        for (index, (scope, key)) in keys.failures.iter().enumerate() {
-            let limit = self.limit(*scope);
-            let reserved = store
-                .reserve_login_attempt(key, limit, now, self.settings.window, |n| {
-                    self.delay(n, limit)
-                })
-                .await;
-            let refused = match reserved {
-                Ok(Some(count)) => {
-                    if let Some(delay) = self.delay(count, limit) {
+        let mut blocked = None;
+        for ((scope, key), count) in keys.failures.iter().zip(&counts) {
+            match count {
+                Some(count) => {
+                    if let Some(delay) = self.delay(*count, self.limit(*scope)) {
                         tracing::warn!(
                             throttle = scope.name(),
                             client = %keys.address,
@@ -265,43 +273,39 @@ impl LoginThrottle {
                             "login throttled after repeated failures"
                         );
                     }
-                    continue;
                 }
-                Ok(None)
-                    if *scope == Scope::AccountEverywhere
-                        && store
-                            .is_known_login_address(
-                                &keys.account,
-                                &keys.address,
-                                now - KNOWN_ADDRESS_MEMORY,
-                            )
-                            .await? =>
+                None if *scope == Scope::AccountEverywhere
+                    && store
+                        .is_known_login_address(
+                            &keys.account,
+                            &keys.address,
+                            now - KNOWN_ADDRESS_MEMORY,
+                        )
+                        .await? =>
                 {
                     tracing::info!(
                         client = %keys.address,
                         "account blocked from every address; let through from an address that logged in to it before"
                     );
                     spared = true;
-                    continue;
                 }
-                Ok(None) => None,
-                Err(err) => Some(err),
-            };
-            // Give back what this attempt took in the broader counts.
-            for (scope, key) in &keys.failures[..index] {
-                if spared && *scope == Scope::AccountEverywhere {
-                    continue;
+                None => {
+                    blocked = Some(key);
+                    break;
                 }
-                if let Err(err) = store.release_login_attempt(key, self.limit(*scope)).await
+            }
+        }
+        if let Some(blocked) = blocked {
+            // Give back what this attempt took in the other counts.
+            for ((scope, key), count) in keys.failures.iter().zip(&counts) {
+                if count.is_some()
+                    && let Err(err) = store.release_login_attempt(key, self.limit(*scope)).await
                     && !err.is_unavailable()
                 {
                     tracing::warn!(error = %err, "could not give back a login attempt");
                 }
             }
-            if let Some(err) = refused {
-                return Err(err);
-            }
-            let until = store.login_blocked_until(key).await?;
+            let until = store.login_blocked_until(blocked).await?;
             return Ok(Admission::Refused {
                 retry_after: retry_after(until, now),
             });
@@ -339,12 +343,12 @@ impl LoginThrottle {
         if !self.settings.enabled {
             return Ok(());
         }
-        store.clear_login_failures(keys.account()).await?;
-        for (scope, key) in keys.reserved() {
-            if scope != Scope::Account {
-                store.release_login_attempt(key, self.limit(scope)).await?;
-            }
-        }
+        let releases: Vec<(&str, u32)> = keys
+            .reserved()
+            .filter(|(scope, _)| *scope != Scope::Account)
+            .map(|(scope, key)| (key, self.limit(scope)))
+            .collect();
+        store.forget_attempt(keys.account(), &releases).await?;
         store
             .remember_login_address(&keys.account, &keys.address, Utc::now())
             .await

@@ -142,9 +142,10 @@ pub(super) async fn insert_audit_events_on<C: ConnectionTrait>(
 }
 
 impl Store {
-    /// Inserts events that record no change of their own (logins, refreshes), in one statement.
+    /// Inserts events that record no change of their own (logins, refreshes), in one statement,
+    /// on the pool of logins' writes: like the queue they come from, what a power cut can lose.
     pub async fn insert_audit_events(&self, events: Vec<AuditEvent>) -> Result<(), StoreError> {
-        insert_audit_events_on(self.connection(), events).await
+        insert_audit_events_on(self.login_connection(), events).await
     }
 
     /// One page of the events matching `filter`, older than `after`, newest first; and where

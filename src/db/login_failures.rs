@@ -5,7 +5,10 @@ use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait as _, ConnectionTrait, EntityTrait as _, QueryFilter as _, QueryTrait as _,
-    sea_query::{CaseStatement, Expr, ExprTrait as _, OnConflict},
+    sea_query::{
+        CaseStatement, Expr, ExprTrait as _, OnConflict, PostgresQueryBuilder,
+        QueryStatementWriter, SqliteQueryBuilder,
+    },
 };
 
 use super::{
@@ -17,11 +20,44 @@ use super::{
 const MAX_DOUBLINGS: u32 = 32;
 
 impl Store {
-    /// Reserves one attempt under `key`: counts it, atomically, unless the key is blocked.
-    /// Returns the new count, or `None` when blocked. The count starts again from one when the
+    /// Reserves one attempt under each key of `reservations` (a key and its limit), in order,
+    /// in one round trip: counts it, atomically, unless the key is blocked. Returns, for each,
+    /// the new count, or `None` when blocked. The count starts again from one when the
     /// previous failure *and* the end of the block it caused are older than `window`. When the
-    /// new count reaches `limit`, the same statement blocks the key for `delay(count)`, so no
-    /// concurrent attempt gets through before the block is in place.
+    /// new count reaches its limit, the same statement blocks the key for
+    /// `delay(count, limit)`, so no concurrent attempt gets through before the block is in
+    /// place. Each key's statement commits by itself; on an error, the ones before it stand.
+    pub async fn reserve_login_attempts(
+        &self,
+        reservations: &[(&str, u32)],
+        now: DateTime<Utc>,
+        window: Duration,
+        delay: impl Fn(u32, u32) -> Option<Duration>,
+    ) -> Result<Vec<Option<u32>>, StoreError> {
+        let db = self.login_connection();
+        let backend = db.get_database_backend();
+        let statements = reservations
+            .iter()
+            .map(|&(key, limit)| {
+                backend.build(&reserve_login_attempt_query(key, limit, now, window, |n| {
+                    delay(n, limit)
+                }))
+            })
+            .collect();
+        super::batch::query_each(db, statements)
+            .await?
+            .into_iter()
+            .map(|rows| match rows.first() {
+                None => Ok(None),
+                Some(saved) => {
+                    let failures: i32 = saved.try_get("", "failures")?;
+                    Ok(Some(u32::try_from(failures).unwrap_or(0)))
+                }
+            })
+            .collect()
+    }
+
+    /// As [`Store::reserve_login_attempts`], for one key.
     pub async fn reserve_login_attempt(
         &self,
         key: &str,
@@ -30,69 +66,16 @@ impl Store {
         window: Duration,
         delay: impl Fn(u32) -> Option<Duration>,
     ) -> Result<Option<u32>, StoreError> {
-        use login_failure::{Column, Entity};
-
-        let col = |column: Column| Expr::col((Entity, column));
-        let forgotten = now - window;
-        let stale = col(Column::LastFailureAt).lt(forgotten).and(
-            col(Column::BlockedUntil)
-                .is_null()
-                .or(col(Column::BlockedUntil).lt(forgotten)),
-        );
-        let next_count = CaseStatement::new()
-            .case(stale.clone(), Expr::val(1))
-            .finally(col(Column::Failures).add(1));
-        let block_at = |count: u32| delay(count).map(|delay| now + delay);
-        let mut next_block = CaseStatement::new()
-            .case(stale.clone(), Expr::val(block_at(1)))
-            .case(
-                col(Column::Failures).add(1).lt(i64::from(limit)),
-                Expr::val(Option::<DateTime<Utc>>::None),
-            );
-        // One branch per doubling until the ceiling; the ceiling after that.
-        for count in limit..=limit.saturating_add(MAX_DOUBLINGS) {
-            next_block = next_block.case(
-                col(Column::Failures).add(1).eq(i64::from(count)),
-                Expr::val(block_at(count)),
-            );
-            if count == u32::MAX || delay(count) == delay(count + 1) {
-                break;
-            }
-        }
-        let next_block = next_block.finally(Expr::val(block_at(u32::MAX)));
-        let admitted = stale
-            .or(col(Column::Failures).lt(i64::from(limit)))
-            .or(col(Column::BlockedUntil).is_null())
-            .or(col(Column::BlockedUntil).lte(now));
-
-        let row = login_failure::ActiveModel {
-            key: Set(key.to_owned()),
-            failures: Set(1),
-            last_failure_at: Set(now),
-            blocked_until: Set(block_at(1)),
-        };
-        let mut insert = Entity::insert(row)
-            .on_conflict(
-                OnConflict::column(Column::Key)
-                    .value(Column::Failures, next_count)
-                    .value(Column::LastFailureAt, now)
-                    .value(Column::BlockedUntil, next_block)
-                    .action_and_where(admitted)
-                    .to_owned(),
-            )
-            .into_query();
-        insert.returning_col(Column::Failures);
-        let Some(saved) = self.connection().query_one(&insert).await? else {
-            return Ok(None);
-        };
-        let failures: i32 = saved.try_get("", "failures")?;
-        Ok(Some(u32::try_from(failures).unwrap_or(0)))
+        let mut counts = self
+            .reserve_login_attempts(&[(key, limit)], now, window, |n, _| delay(n))
+            .await?;
+        Ok(counts.pop().flatten())
     }
 
     /// Gives back one attempt reserved under `key` (it succeeded, or was never checked); a
     /// block stands only while the count is still at or over `limit`.
     pub async fn release_login_attempt(&self, key: &str, limit: u32) -> Result<(), StoreError> {
-        release_login_attempt_on(self.connection(), key, limit).await
+        release_login_attempt_on(self.login_connection(), key, limit).await
     }
 
     /// Until when `key` is blocked, if it is (or was).
@@ -263,6 +246,37 @@ impl Store {
 }
 
 /// Forgets the failures under `key` (after a successful login).
+/// Forgets the failures under `clear` and gives back one attempt under each key of
+/// `releases` (with its limit, as [`release_login_attempt_on`]), in one round trip: the
+/// statements carry their values in their text (keys and counts only, which the query
+/// builder quotes), since a text of several statements cannot be bound through SeaORM's
+/// connection. In a transaction, they commit with it.
+pub(super) async fn forget_attempt_on<C: ConnectionTrait>(
+    db: &C,
+    clear: &str,
+    releases: &[(&str, u32)],
+) -> Result<(), StoreError> {
+    fn render(backend: sea_orm::DbBackend, statement: &impl QueryStatementWriter) -> String {
+        match backend {
+            sea_orm::DbBackend::Postgres => statement.to_string(PostgresQueryBuilder),
+            _ => statement.to_string(SqliteQueryBuilder),
+        }
+    }
+    let backend = db.get_database_backend();
+    let mut sql = render(
+        backend,
+        &login_failure::Entity::delete_many()
+            .filter(login_failure::Column::Key.eq(clear))
+            .into_query(),
+    );
+    for &(key, limit) in releases {
+        sql.push_str(";\n");
+        sql.push_str(&render(backend, &release_login_attempt_query(key, limit)));
+    }
+    db.execute_unprepared(&sql).await?;
+    Ok(())
+}
+
 pub(super) async fn clear_login_failures_on<C: ConnectionTrait>(
     db: &C,
     key: &str,
@@ -359,6 +373,12 @@ pub(super) async fn release_login_attempt_on<C: ConnectionTrait>(
     key: &str,
     limit: u32,
 ) -> Result<(), StoreError> {
+    db.execute(&release_login_attempt_query(key, limit)).await?;
+    Ok(())
+}
+
+/// The statement of [`release_login_attempt_on`].
+fn release_login_attempt_query(key: &str, limit: u32) -> sea_orm::sea_query::UpdateStatement {
     use login_failure::Column;
 
     let failures = || Expr::col(Column::Failures);
@@ -375,7 +395,69 @@ pub(super) async fn release_login_attempt_on<C: ConnectionTrait>(
         .col_expr(Column::Failures, count.into())
         .col_expr(Column::BlockedUntil, block.into())
         .filter(Column::Key.eq(key))
-        .exec(db)
-        .await?;
-    Ok(())
+        .into_query()
+}
+
+/// The statement of one reservation (see [`Store::reserve_login_attempts`]): an upsert that
+/// returns the new count, and no row when the key is blocked.
+fn reserve_login_attempt_query(
+    key: &str,
+    limit: u32,
+    now: DateTime<Utc>,
+    window: Duration,
+    delay: impl Fn(u32) -> Option<Duration>,
+) -> sea_orm::sea_query::InsertStatement {
+    use login_failure::{Column, Entity};
+
+    let col = |column: Column| Expr::col((Entity, column));
+    let forgotten = now - window;
+    let stale = col(Column::LastFailureAt).lt(forgotten).and(
+        col(Column::BlockedUntil)
+            .is_null()
+            .or(col(Column::BlockedUntil).lt(forgotten)),
+    );
+    let next_count = CaseStatement::new()
+        .case(stale.clone(), Expr::val(1))
+        .finally(col(Column::Failures).add(1));
+    let block_at = |count: u32| delay(count).map(|delay| now + delay);
+    let mut next_block = CaseStatement::new()
+        .case(stale.clone(), Expr::val(block_at(1)))
+        .case(
+            col(Column::Failures).add(1).lt(i64::from(limit)),
+            Expr::val(Option::<DateTime<Utc>>::None),
+        );
+    // One branch per doubling until the ceiling; the ceiling after that.
+    for count in limit..=limit.saturating_add(MAX_DOUBLINGS) {
+        next_block = next_block.case(
+            col(Column::Failures).add(1).eq(i64::from(count)),
+            Expr::val(block_at(count)),
+        );
+        if count == u32::MAX || delay(count) == delay(count + 1) {
+            break;
+        }
+    }
+    let next_block = next_block.finally(Expr::val(block_at(u32::MAX)));
+    let admitted = stale
+        .or(col(Column::Failures).lt(i64::from(limit)))
+        .or(col(Column::BlockedUntil).is_null())
+        .or(col(Column::BlockedUntil).lte(now));
+
+    let row = login_failure::ActiveModel {
+        key: Set(key.to_owned()),
+        failures: Set(1),
+        last_failure_at: Set(now),
+        blocked_until: Set(block_at(1)),
+    };
+    let mut insert = Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(Column::Key)
+                .value(Column::Failures, next_count)
+                .value(Column::LastFailureAt, now)
+                .value(Column::BlockedUntil, next_block)
+                .action_and_where(admitted)
+                .to_owned(),
+        )
+        .into_query();
+    insert.returning_col(Column::Failures);
+    insert
 }

@@ -18,6 +18,10 @@ use crate::domain::HashedPassword;
 pub trait LoginCounts {
     async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError>;
     async fn release_login_attempt(&self, key: &str, limit: u32) -> Result<(), StoreError>;
+    /// Both of the above at once: forgets the failures under `clear`, gives back an attempt
+    /// under each of `releases` (key, limit).
+    async fn forget_attempt(&self, clear: &str, releases: &[(&str, u32)])
+    -> Result<(), StoreError>;
     async fn remember_login_address(
         &self,
         account_key: &str,
@@ -44,7 +48,7 @@ impl Store {
     /// Starts the transaction of a login whose password checked out.
     pub async fn begin_login(&self) -> Result<LoginTransaction, StoreError> {
         Ok(LoginTransaction {
-            txn: begin_read_committed(self.connection()).await?,
+            txn: begin_read_committed(self.login_connection()).await?,
         })
     }
 }
@@ -71,6 +75,14 @@ impl LoginTransaction {
 }
 
 impl LoginCounts for LoginTransaction {
+    async fn forget_attempt(
+        &self,
+        clear: &str,
+        releases: &[(&str, u32)],
+    ) -> Result<(), StoreError> {
+        login_failures::forget_attempt_on(&self.txn, clear, releases).await
+    }
+
     async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
         login_failures::clear_login_failures_on(&self.txn, key).await
     }
@@ -104,6 +116,14 @@ impl LoginCounts for LoginTransaction {
 }
 
 impl LoginCounts for Store {
+    async fn forget_attempt(
+        &self,
+        clear: &str,
+        releases: &[(&str, u32)],
+    ) -> Result<(), StoreError> {
+        login_failures::forget_attempt_on(self.login_connection(), clear, releases).await
+    }
+
     async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
         Store::clear_login_failures(self, key).await
     }

@@ -698,3 +698,78 @@ async fn a_flood_of_right_passwords_for_one_account_leaves_others_served() {
     // Assert
     assert_eq!(statuses, [200; 5]);
 }
+
+#[tokio::test]
+async fn one_round_trip_counts_every_key_and_a_blocked_one_counts_nothing() {
+    let app = throttled_app().await;
+    let now = chrono::Utc::now();
+    let window = chrono::Duration::minutes(15);
+    let block = |count: u32, limit: u32| (count >= limit).then(|| chrono::Duration::minutes(1));
+    for expected in 1..=3 {
+        let counts = app
+            .store
+            .reserve_login_attempts(&[("test|blocked", 3)], now, window, block)
+            .await
+            .unwrap();
+        assert_eq!(counts, [Some(expected)]);
+    }
+    let counts = app
+        .store
+        .reserve_login_attempts(
+            &[("test|first", 3), ("test|blocked", 3), ("test|last", 5)],
+            now,
+            window,
+            block,
+        )
+        .await
+        .unwrap();
+    assert_eq!(counts, [Some(1), None, Some(1)]);
+    let again = app
+        .store
+        .reserve_login_attempts(&[("test|last", 5), ("test|first", 3)], now, window, block)
+        .await
+        .unwrap();
+    assert_eq!(again, [Some(2), Some(2)]);
+}
+
+#[tokio::test]
+async fn an_attempt_refused_by_one_count_gives_its_place_in_the_others_back() {
+    let app = throttled_app().await;
+    // The address fails on six accounts that do not exist: blocked for every account.
+    for n in 0..6 {
+        let answer = app
+            .post_login(login_from("198.51.100.7", &format!("nobody{n}"), "wrong"))
+            .await;
+        assert_eq!(answer.status, 401, "{}", answer.text);
+    }
+    let before = app.store.login_throttle_keys().await.unwrap();
+    let answer = app
+        .post_login(login_from("198.51.100.7", "johndoe", "secret"))
+        .await;
+    assert_throttled(&answer);
+    // The refused attempt's own counts of johndoe (from this address, and from everywhere)
+    // hold nothing: the next reservation of each is the first.
+    let new_keys: Vec<String> = app
+        .store
+        .login_throttle_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|key| !before.contains(key))
+        .collect();
+    assert_eq!(new_keys.len(), 2, "{new_keys:?}");
+    for key in &new_keys {
+        let count = app
+            .store
+            .reserve_login_attempt(
+                key,
+                100,
+                chrono::Utc::now(),
+                chrono::Duration::minutes(15),
+                |_| None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(count, Some(1), "{key}");
+    }
+}
