@@ -625,6 +625,12 @@ async fn handle(
                     .insert(telemetry::X_REQUEST_ID, request_id);
             }
             timeout
+        } else if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            // Shedding: a client told to come back after `Retry-After` does not keep a
+            // connection (and its buffers) here meanwhile. In a login flood beyond the hashing
+            // queue, the waiting clients then queue in the kernel's accept backlog, not in
+            // this process's memory (Envoy's overload manager disables keep-alive the same way).
+            closing(response)
         } else {
             response
         }

@@ -36,6 +36,7 @@ async fn a_full_sqlite_disk_answers_503_to_writes_while_reads_go_on() {
     assert_eq!(full.status, 503, "{}", full.text);
     assert_eq!(full.body, json!({"detail": "Service unavailable"}));
     assert_eq!(full.header("retry-after"), Some("1"));
+    assert_eq!(full.header("connection"), Some("close"));
 
     // Reads are served meanwhile: nothing is refused in advance on SQLite.
     let me = app.get_me(&token).await;

@@ -210,6 +210,8 @@ async fn a_full_hashing_queue_is_answered_at_once_with_503() {
     assert!(ok >= 1, "the first logins are served");
     let answer = busy.pop().expect("a burst beyond the queue gets 503");
     assert_eq!(answer.header("retry-after"), Some("1"));
+    // Shedding: a client told to come back later does not keep its connection meanwhile.
+    assert_eq!(answer.header("connection"), Some("close"));
     assert_eq!(
         answer.body,
         json!({
