@@ -91,10 +91,11 @@ impl AuditContext {
         }
     }
 
-    /// The same request, made by `user_id` in its session `session_id`.
-    pub fn acting(mut self, user_id: Uuid, session_id: Uuid) -> Self {
+    /// The same request, made by `user_id` in its session `session_id` (`None` for a request
+    /// authenticated by an API key, which is no session).
+    pub fn acting(mut self, user_id: Uuid, session_id: impl Into<Option<Uuid>>) -> Self {
         self.actor = Some(Actor::User(user_id));
-        self.session_id = Some(session_id);
+        self.session_id = session_id.into();
         self
     }
 

@@ -158,10 +158,12 @@ pub fn trace_id(headers: &HeaderMap) -> Option<&str> {
 pub struct RequestId(pub String);
 
 /// Records who is calling into the current request's span: ids only, never names or tokens.
-pub fn record_caller(user_id: uuid::Uuid, session_id: uuid::Uuid) {
+pub fn record_caller(user_id: uuid::Uuid, session_id: Option<uuid::Uuid>) {
     let span = tracing::Span::current();
     span.record("user_id", tracing::field::display(user_id));
-    span.record("session_id", tracing::field::display(session_id));
+    if let Some(session_id) = session_id {
+        span.record("session_id", tracing::field::display(session_id));
+    }
 }
 
 /// Serves every request in its `request` span, gives every response its `X-Request-Id`, and

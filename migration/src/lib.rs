@@ -18,6 +18,7 @@ mod m20261201_000004_refresh_generations;
 mod m20261201_000006_index_items_by_owner_and_id;
 mod m20261202_000001_accounts;
 mod m20261202_000002_audit_events;
+mod m20261203_000001_api_keys;
 
 pub struct Migrator;
 
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000006_index_items_by_owner_and_id::Migration),
             Box::new(m20261202_000001_accounts::Migration),
             Box::new(m20261202_000002_audit_events::Migration),
+            Box::new(m20261203_000001_api_keys::Migration),
         ]
     }
 }

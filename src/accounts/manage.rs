@@ -254,7 +254,7 @@ impl Accounts {
         &self,
         client: &Client,
         user: &User,
-        current_session: Uuid,
+        current_session: Option<Uuid>,
         current: SecretString,
         new: SecretString,
     ) -> Result<u64, AccountError> {
@@ -326,7 +326,7 @@ impl Accounts {
         &self,
         client: &Client,
         user: &User,
-        current_session: Uuid,
+        current_session: Option<Uuid>,
         password: SecretString,
     ) -> Result<(), AccountError> {
         let context = AuditContext::of(client.clone()).acting(user.id, current_session);

@@ -1,6 +1,7 @@
 //! Accounts: the rules for users and their sessions that the HTTP API and the command line
 //! share. Each rule is written once here and refuses with an [`AccountError`].
 
+pub mod api_keys;
 mod manage;
 pub mod sessions;
 
@@ -71,6 +72,24 @@ pub enum AccountError {
     /// reset, a deletion or another change committed first): refused like a stale token.
     #[error("the account's credentials changed meanwhile")]
     CredentialsChanged,
+    /// A new API key's name that is not valid.
+    #[error("invalid API key name: {0}")]
+    InvalidKeyName(Invalid),
+    /// A new API key's lifetime out of bounds.
+    #[error("invalid API key lifetime: {0}")]
+    InvalidKeyExpiry(Invalid),
+    /// A new API key's scope list that cannot be granted (an empty one).
+    #[error("invalid API key scopes: {0}")]
+    InvalidKeyScopes(Invalid),
+    /// A scope asked for a new API key that its creator does not hold.
+    #[error("cannot grant a scope you do not hold: {0}")]
+    ScopeNotHeld(crate::domain::Scope),
+    /// The user already holds the most API keys allowed.
+    #[error("at most {limit} API keys per user")]
+    TooManyApiKeys { limit: u64 },
+    /// No API key of this user (or at all) has this id.
+    #[error("API key not found")]
+    ApiKeyNotFound,
     /// The change would leave no active admin.
     #[error("cannot remove the last admin (enable or create another admin first)")]
     LastAdmin,

@@ -65,24 +65,27 @@ fn sessions_ended_with(
     vec![context.event(AuditEventType::SessionEnded, Some(user_id), detail)]
 }
 
-/// Ends `scope`'s sessions of `user_id`, seen from its session `current`; how many ended.
+/// Ends `scope`'s sessions of `user_id`, seen from its session `current` (`None` for a
+/// caller with an API key, which is no session: `local` ends nothing, `others` every
+/// session); how many ended. API keys are never touched.
 pub async fn logout(
     store: &Store,
     context: &AuditContext,
     user_id: Uuid,
-    current: Uuid,
+    current: Option<Uuid>,
     scope: LogoutScope,
 ) -> Result<u64, StoreError> {
     let detail = json!({ "reason": "logout", "scope": scope.as_str() });
     let events = |ended| sessions_ended_with(context, user_id, ended, detail.clone());
-    let ended = match scope {
-        LogoutScope::Local => u64::from(store.revoke_session(current, || events(1)).await?),
-        LogoutScope::Others => {
-            store
-                .revoke_user_sessions(user_id, Some(current), events)
-                .await?
+    let ended = match (scope, current) {
+        (LogoutScope::Local, Some(current)) => {
+            u64::from(store.revoke_session(current, || events(1)).await?)
         }
-        LogoutScope::Global => store.revoke_user_sessions(user_id, None, events).await?,
+        (LogoutScope::Local, None) => 0,
+        (LogoutScope::Others, current) => {
+            store.revoke_user_sessions(user_id, current, events).await?
+        }
+        (LogoutScope::Global, _) => store.revoke_user_sessions(user_id, None, events).await?,
     };
     tracing::info!(user_id = %user_id, sessions_ended = ended, "logged out");
     Ok(ended)

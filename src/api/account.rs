@@ -11,7 +11,7 @@ use super::{
     ApiTags, AppState,
     error::{ApiError, ErrorBody, ProtectedError, PublicError, ValidationIssue},
     input::{JsonBody, optional_any_string, optional_string, required_string},
-    security::OAuth2,
+    security::Credentials,
     token::{caller_context, client_of},
 };
 use crate::{
@@ -188,7 +188,7 @@ impl AccountApi {
     #[oai(path = "/users/me", method = "get", operation_id = "read_current_user")]
     async fn read_current_user(
         &self,
-        #[oai(scope = "Scope::Me")] auth: OAuth2,
+        #[oai(scope = "Scope::Me")] auth: Credentials,
         state: poem::web::Data<&AppState>,
     ) -> Result<CurrentUserResponse, ProtectedError> {
         let caller = auth.authenticate(&state, &[Scope::Me]).await?;
@@ -255,7 +255,7 @@ impl AccountApi {
     )]
     async fn update_current_user(
         &self,
-        #[oai(scope = "Scope::Me")] auth: OAuth2,
+        #[oai(scope = "Scope::Me")] auth: Credentials,
         request: &Request,
         state: poem::web::Data<&AppState>,
         body: JsonBody<UserUpdateBody>,
@@ -291,7 +291,7 @@ impl AccountApi {
     )]
     async fn change_password(
         &self,
-        #[oai(scope = "Scope::Me")] auth: OAuth2,
+        #[oai(scope = "Scope::Me")] auth: Credentials,
         request: &Request,
         state: poem::web::Data<&AppState>,
         body: JsonBody<PasswordChangeBody>,
@@ -307,7 +307,7 @@ impl AccountApi {
         let client = client_of(request, state.client_ip_header.as_ref());
         match state
             .accounts
-            .change_password(&client, &caller.user, caller.session_id, current, new)
+            .change_password(&client, &caller.user, caller.session_id(), current, new)
             .await
         {
             Ok(_) => Ok(PasswordChangeResponse::Changed),
@@ -329,7 +329,7 @@ impl AccountApi {
     )]
     async fn delete_current_user(
         &self,
-        #[oai(scope = "Scope::Me")] auth: OAuth2,
+        #[oai(scope = "Scope::Me")] auth: Credentials,
         request: &Request,
         state: poem::web::Data<&AppState>,
         body: JsonBody<AccountDeletionBody>,
@@ -343,7 +343,7 @@ impl AccountApi {
         let client = client_of(request, state.client_ip_header.as_ref());
         match state
             .accounts
-            .delete_own(&client, &caller.user, caller.session_id, password)
+            .delete_own(&client, &caller.user, caller.session_id(), password)
             .await
         {
             Ok(()) => Ok(AccountDeletionResponse::Deleted),

@@ -15,9 +15,9 @@ use super::{
     error::{ApiError, ErrorBody, ProtectedError, ValidationIssue},
     input::{
         Deferred, JsonBody, PageLimit, UuidPath, collect_issues, optional_string, page_request,
-        required_string,
+        required_string, scopes_member,
     },
-    security::OAuth2,
+    security::Credentials,
     sessions::SessionBody,
     token::caller_context,
 };
@@ -238,7 +238,7 @@ impl AdminApi {
     #[oai(path = "/admin/users", method = "get", operation_id = "list_users")]
     async fn list_users(
         &self,
-        #[oai(scope = "Scope::Admin")] auth: OAuth2,
+        #[oai(scope = "Scope::Admin")] auth: Credentials,
         state: poem::web::Data<&AppState>,
         /// A part of the username or e-mail address to match, without regard to case.
         q: Query<Option<String>>,
@@ -299,7 +299,7 @@ impl AdminApi {
     #[oai(path = "/admin/users", method = "post", operation_id = "create_user")]
     async fn create_user(
         &self,
-        #[oai(scope = "Scope::Admin")] auth: OAuth2,
+        #[oai(scope = "Scope::Admin")] auth: Credentials,
         request: &poem::Request,
         state: poem::web::Data<&AppState>,
         body: JsonBody<AdminUserCreateBody>,
@@ -344,7 +344,7 @@ impl AdminApi {
     #[oai(path = "/admin/users/:id", method = "get", operation_id = "read_user")]
     async fn read_user(
         &self,
-        #[oai(scope = "Scope::Admin")] auth: OAuth2,
+        #[oai(scope = "Scope::Admin")] auth: Credentials,
         state: poem::web::Data<&AppState>,
         /// The account's id.
         id: Path<UuidPath>,
@@ -373,7 +373,7 @@ impl AdminApi {
     )]
     async fn update_user(
         &self,
-        #[oai(scope = "Scope::Admin")] auth: OAuth2,
+        #[oai(scope = "Scope::Admin")] auth: Credentials,
         request: &poem::Request,
         state: poem::web::Data<&AppState>,
         /// The account's id.
@@ -417,7 +417,7 @@ impl AdminApi {
     )]
     async fn reset_user_password(
         &self,
-        #[oai(scope = "Scope::Admin")] auth: OAuth2,
+        #[oai(scope = "Scope::Admin")] auth: Credentials,
         request: &poem::Request,
         state: poem::web::Data<&AppState>,
         /// The account's id.
@@ -456,7 +456,7 @@ impl AdminApi {
     )]
     async fn delete_user(
         &self,
-        #[oai(scope = "Scope::Admin")] auth: OAuth2,
+        #[oai(scope = "Scope::Admin")] auth: Credentials,
         request: &poem::Request,
         state: poem::web::Data<&AppState>,
         /// The account's id.
@@ -485,7 +485,7 @@ impl AdminApi {
     )]
     async fn list_user_sessions(
         &self,
-        #[oai(scope = "Scope::Admin")] auth: OAuth2,
+        #[oai(scope = "Scope::Admin")] auth: Credentials,
         state: poem::web::Data<&AppState>,
         /// The account's id.
         id: Path<UuidPath>,
@@ -499,7 +499,7 @@ impl AdminApi {
             Ok(sessions) => Ok(AdminSessionsResponse::Ok(Json(
                 sessions
                     .into_iter()
-                    .map(|session| SessionBody::new(session, Uuid::nil()))
+                    .map(|session| SessionBody::new(session, None))
                     .collect(),
             ))),
             Err(AccountError::NotFound) => Ok(AdminSessionsResponse::NotFound(not_found())),
@@ -518,7 +518,7 @@ impl AdminApi {
     )]
     async fn end_user_sessions(
         &self,
-        #[oai(scope = "Scope::Admin")] auth: OAuth2,
+        #[oai(scope = "Scope::Admin")] auth: Credentials,
         request: &poem::Request,
         state: poem::web::Data<&AppState>,
         /// The account's id.
@@ -549,7 +549,7 @@ impl AdminApi {
     )]
     async fn unlock_user(
         &self,
-        #[oai(scope = "Scope::Admin")] auth: OAuth2,
+        #[oai(scope = "Scope::Admin")] auth: Credentials,
         request: &poem::Request,
         state: poem::web::Data<&AppState>,
         /// The account's id.
@@ -586,36 +586,4 @@ fn bool_member(
             None
         }
     }
-}
-
-/// The optional `scopes` member: a list of scope names (`null` counts as absent).
-fn scopes_member(
-    object: &Map<String, Value>,
-    issues: &mut Vec<ValidationIssue>,
-) -> Option<ScopeSet> {
-    let items = match object.get("scopes") {
-        None | Some(Value::Null) => return None,
-        Some(Value::Array(items)) => items,
-        Some(_) => {
-            issues.push(ValidationIssue::new(
-                &["body", "scopes"],
-                "Input should be a valid list",
-                "list_type",
-            ));
-            return None;
-        }
-    };
-    let mut scopes = Vec::with_capacity(items.len());
-    let before = issues.len();
-    for (index, item) in items.iter().enumerate() {
-        match item.as_str().and_then(Scope::parse) {
-            Some(scope) => scopes.push(scope),
-            None => issues.push(ValidationIssue::new(
-                &["body", "scopes", &index.to_string()],
-                "Input should be 'me', 'items' or 'admin'",
-                "enum",
-            )),
-        }
-    }
-    (issues.len() == before).then(|| scopes.into_iter().collect())
 }

@@ -10,7 +10,7 @@ use super::{
     ApiTags, AppState,
     error::{ApiError, ProtectedError, ValidationIssue},
     input::{Deferred, PageLimit, collect_issues, page_request},
-    security::OAuth2,
+    security::Credentials,
 };
 use crate::{
     db::{AuditCursor, AuditEvent, AuditFilter},
@@ -107,7 +107,7 @@ impl AuditApi {
     #[expect(clippy::too_many_arguments, reason = "one per query parameter")]
     async fn list_audit_events(
         &self,
-        #[oai(scope = "Scope::Admin")] auth: OAuth2,
+        #[oai(scope = "Scope::Admin")] auth: Credentials,
         state: poem::web::Data<&AppState>,
         /// Only the events about this account.
         user_id: Query<Option<Deferred<Uuid>>>,

@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::error::{ApiError, ValidationIssue};
-use crate::domain::check_text;
+use crate::domain::{Scope, ScopeSet, check_text};
 
 /// How a body is encoded: its documented content type, and how it becomes a JSON object.
 pub trait BodyFormat {
@@ -841,4 +841,36 @@ mod tests {
             id
         );
     }
+}
+
+/// The optional `scopes` member: a list of scope names (`null` counts as absent).
+pub fn scopes_member(
+    object: &Map<String, Value>,
+    issues: &mut Vec<ValidationIssue>,
+) -> Option<ScopeSet> {
+    let items = match object.get("scopes") {
+        None | Some(Value::Null) => return None,
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            issues.push(ValidationIssue::new(
+                &["body", "scopes"],
+                "Input should be a valid list",
+                "list_type",
+            ));
+            return None;
+        }
+    };
+    let mut scopes = Vec::with_capacity(items.len());
+    let before = issues.len();
+    for (index, item) in items.iter().enumerate() {
+        match item.as_str().and_then(Scope::parse) {
+            Some(scope) => scopes.push(scope),
+            None => issues.push(ValidationIssue::new(
+                &["body", "scopes", &index.to_string()],
+                "Input should be 'me', 'items' or 'admin'",
+                "enum",
+            )),
+        }
+    }
+    (issues.len() == before).then(|| scopes.into_iter().collect())
 }

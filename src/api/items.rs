@@ -15,7 +15,7 @@ use super::{
     input::{
         Deferred, JsonBody, PAGE_LIMITS, PageLimit, UuidPath, optional_string, required_string,
     },
-    security::OAuth2,
+    security::Credentials,
 };
 use crate::{
     db,
@@ -120,7 +120,7 @@ impl ItemsApi {
     #[oai(path = "/users/me/items", method = "get", operation_id = "list_items")]
     async fn list_items(
         &self,
-        #[oai(scope = "Scope::Items")] auth: OAuth2,
+        #[oai(scope = "Scope::Items")] auth: Credentials,
         state: poem::web::Data<&AppState>,
         /// How many items to return, 1–200 (default 100).
         limit: Query<Option<Deferred<PageLimit<DEFAULT_PAGE_LIMIT>>>>,
@@ -173,7 +173,7 @@ impl ItemsApi {
     )]
     async fn create_item(
         &self,
-        #[oai(scope = "Scope::Items")] auth: OAuth2,
+        #[oai(scope = "Scope::Items")] auth: Credentials,
         state: poem::web::Data<&AppState>,
         body: JsonBody<NewItemBody>,
     ) -> Result<CreateItemResponse, ProtectedError> {
@@ -203,7 +203,7 @@ impl ItemsApi {
     )]
     async fn delete_item(
         &self,
-        #[oai(scope = "Scope::Items")] auth: OAuth2,
+        #[oai(scope = "Scope::Items")] auth: Credentials,
         state: poem::web::Data<&AppState>,
         /// The item's id.
         id: Path<UuidPath>,

@@ -3,6 +3,7 @@
 
 mod account;
 mod admin;
+mod api_keys;
 mod audit;
 mod browsers;
 pub(crate) mod error;
@@ -25,7 +26,7 @@ use serde_json::{Value, json};
 
 pub use error::ApiError;
 
-pub use security::OAuth2;
+pub use security::Credentials;
 
 use crate::{
     accounts::Accounts,
@@ -63,6 +64,9 @@ enum ApiTags {
     Users,
     /// Your sessions: logging out, listing them, ending one.
     Sessions,
+    /// Your personal API keys: long-lived credentials for scripts and CI.
+    #[oai(rename = "API keys")]
+    ApiKeys,
     /// Your items.
     Items,
     /// Managing every account (the `admin` scope).
@@ -80,6 +84,10 @@ Log in at `POST /token` with a username and password (form-encoded, as OAuth 2.0
 then send the `access_token` as `Authorization: Bearer <token>`. In Swagger UI, press \
 **Authorize** and log in: every operation's *Try it out* then sends the token.
 
+Scripts and CI can use a personal API key instead (`pcl_…`, created at \
+`POST /users/me/api-keys`), sent the same way: `Authorization: Bearer pcl_…`. In Swagger UI, \
+paste it under **APIKey** in the Authorize dialog.
+
 Every error is JSON with a `detail` member; errors from `/token` also carry OAuth 2.0's \
 `error` and `error_description`. Validation errors are 422 with a list of problems in `detail`.";
 
@@ -88,8 +96,10 @@ type Areas = (
     token::TokenApi,
     account::AccountApi,
     sessions::SessionsApi,
+    api_keys::ApiKeysApi,
     items::ItemsApi,
     admin::AdminApi,
+    api_keys::AdminApiKeysApi,
     audit::AuditApi,
     health::HealthApi,
     wellknown::WellKnownApi,
@@ -109,7 +119,11 @@ pub fn openapi_document() -> String {
 
 /// Members that are always present, `null` when unset. poem-openapi can only say "optional";
 /// clients generated from the document must know they may be `null`, not absent.
-const NULLABLE_MEMBERS: [(&str, &str); 15] = [
+const NULLABLE_MEMBERS: [(&str, &str); 19] = [
+    ("ApiKey", "expires_at"),
+    ("ApiKey", "last_used_at"),
+    ("ApiKeyCreated", "expires_at"),
+    ("ApiKeyCreated", "last_used_at"),
     ("User", "email"),
     ("User", "full_name"),
     ("AdminUser", "email"),
@@ -129,7 +143,9 @@ const NULLABLE_MEMBERS: [(&str, &str); 15] = [
 
 /// Request members that may be sent as `null`: in an update it clears the e-mail address or
 /// full name; elsewhere it counts as absent (as generated clients send an unset member).
-const NULLABLE_REQUEST_MEMBERS: [(&str, &str); 12] = [
+const NULLABLE_REQUEST_MEMBERS: [(&str, &str); 14] = [
+    ("ApiKeyCreate", "scopes"),
+    ("ApiKeyCreate", "expires_in_days"),
     ("SignupRequest", "email"),
     ("SignupRequest", "full_name"),
     ("UserUpdate", "email"),
@@ -154,8 +170,9 @@ const EMAIL_REQUEST_MEMBERS: [&str; 4] = [
 ];
 
 /// What poem-openapi cannot express, added to its document: operations without credentials
-/// say so (`security: []`), always-present members that may be `null` are required and
-/// `nullable`, and response headers keep their usual spelling (it writes them in capitals).
+/// say so (`security: []`), an API key's requirement lists no scopes, always-present members
+/// that may be `null` are required and `nullable`, and response headers keep their usual
+/// spelling (it writes them in capitals).
 fn refine(spec: &str) -> String {
     let mut doc: Value = serde_json::from_str(spec).expect("poem-openapi emits valid JSON");
     if let Some(paths) = doc["paths"].as_object_mut() {
@@ -168,6 +185,7 @@ fn refine(spec: &str) -> String {
                     continue;
                 };
                 operation.entry("security").or_insert_with(|| json!([]));
+                clear_api_key_scopes(operation);
                 if matches!(method.as_str(), "post" | "put" | "patch" | "delete") {
                     declare_origin_refusal(path, operation);
                 }
@@ -209,6 +227,18 @@ fn refine(spec: &str) -> String {
     let mut refined = serde_json::to_string_pretty(&doc).expect("a JSON value serializes");
     refined.push('\n');
     refined
+}
+
+/// OpenAPI 3.0 allows scopes only in an `oauth2` (or OpenID Connect) requirement; poem-openapi
+/// repeats the operation's scopes in every alternative. The `APIKey` one lists none: a key
+/// needs the same scopes as the `OAuth2` alternative beside it names.
+fn clear_api_key_scopes(operation: &mut serde_json::Map<String, Value>) {
+    let requirements = operation.get_mut("security").and_then(Value::as_array_mut);
+    for requirement in requirements.into_iter().flatten() {
+        if let Some(scopes) = requirement.get_mut("APIKey") {
+            *scopes = json!([]);
+        }
+    }
 }
 
 /// The 403 the browser policy (`browsers.rs`) gives a state-changing request from another
@@ -370,13 +400,14 @@ mod tests {
     }
 
     #[test]
-    fn public_operations_declare_that_they_need_no_credentials() {
+    fn public_operations_declare_that_they_need_no_credentials_and_protected_ones_either_scheme() {
         let doc: Value = serde_json::from_str(&openapi_document()).unwrap();
         assert_eq!(doc["paths"]["/token"]["post"]["security"], json!([]));
         assert_eq!(doc["paths"]["/health"]["get"]["security"], json!([]));
+        // The key's requirement lists no scopes (OpenAPI 3.0 allows them for OAuth2 only).
         assert_eq!(
             doc["paths"]["/users/me"]["get"]["security"],
-            json!([{ "OAuth2": ["me"] }])
+            json!([{ "OAuth2": ["me"] }, { "APIKey": [] }])
         );
     }
 

@@ -1,6 +1,8 @@
-//! The OAuth2 security scheme protected operations take as a parameter: it documents the
-//! password flow and the scopes (Swagger UI's Authorize dialog), extracts the bearer token,
-//! and hands it to the one access check, `auth::access`.
+//! The credentials protected operations take as a parameter: two security schemes, either of
+//! which may be used — `OAuth2` (the password flow and its scopes: Swagger UI's Authorize
+//! dialog logs in with it) and `APIKey` (a personal API key pasted into that dialog, or set as a
+//! generated client's token). Both arrive as `Authorization: Bearer …`; the one access check,
+//! `auth::access`, tells them apart by the key's `pcl_` prefix.
 
 use poem_openapi::{OAuthScopes, SecurityScheme, auth::Bearer, registry::MetaOAuthScope};
 
@@ -36,12 +38,33 @@ impl OAuthScopes for Scope {
 /// access token as `Authorization: Bearer <token>`.
 #[derive(SecurityScheme)]
 #[oai(
+    rename = "OAuth2",
     ty = "oauth2",
     flows(password(token_url = "/token", refresh_url = "/token", scopes = "Scope"))
 )]
-pub struct OAuth2(Bearer);
+pub struct PasswordFlow(Bearer);
 
-impl OAuth2 {
+/// A personal API key (`pcl_…`, created at `POST /users/me/api-keys`), sent as
+/// `Authorization: Bearer pcl_…`. It may do what its scopes allow, less any its user no longer
+/// holds; the scopes each operation needs are those its `OAuth2` requirement lists.
+#[derive(SecurityScheme)]
+#[oai(rename = "APIKey", ty = "bearer", bearer_format = "pcl_ API key")]
+pub struct ApiKey(Bearer);
+
+/// The bearer credential of a protected operation: an access token or an API key.
+#[derive(SecurityScheme)]
+pub enum Credentials {
+    OAuth2(PasswordFlow),
+    ApiKey(ApiKey),
+}
+
+impl Credentials {
+    fn bearer(&self) -> &str {
+        match self {
+            Self::OAuth2(PasswordFlow(bearer)) | Self::ApiKey(ApiKey(bearer)) => &bearer.token,
+        }
+    }
+
     /// Runs the access check for an operation needing `needed` (the scopes its
     /// `#[oai(scope = …)]` attributes declare; `tests/api/protected.rs` checks they agree).
     pub async fn authenticate(
@@ -50,8 +73,8 @@ impl OAuth2 {
         needed: &[Scope],
     ) -> Result<Authenticated, ApiError> {
         let authenticated =
-            access::authenticate(&state.tokens, &state.store, self.0.token.trim(), needed).await?;
-        crate::telemetry::record_caller(authenticated.user.id, authenticated.session_id);
+            access::authenticate(&state.tokens, &state.store, self.bearer().trim(), needed).await?;
+        crate::telemetry::record_caller(authenticated.user.id, authenticated.session_id());
         Ok(authenticated)
     }
 }

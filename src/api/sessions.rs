@@ -12,7 +12,7 @@ use super::{
     ApiTags, AppState,
     error::{ApiError, ErrorBody, ProtectedError},
     input::{Deferred, UuidPath},
-    security::OAuth2,
+    security::Credentials,
     token::caller_context,
 };
 use crate::{
@@ -42,9 +42,9 @@ pub struct SessionBody {
 }
 
 impl SessionBody {
-    pub(super) fn new(session: db::Session, current: Uuid) -> Self {
+    pub(super) fn new(session: db::Session, current: Option<Uuid>) -> Self {
         Self {
-            current: session.id == current,
+            current: Some(session.id) == current,
             id: session.id,
             created_at: session.created_at,
             last_used_at: session.last_used_at,
@@ -103,7 +103,7 @@ impl SessionsApi {
     #[oai(path = "/logout", method = "post", operation_id = "logout")]
     async fn logout(
         &self,
-        auth: OAuth2,
+        auth: Credentials,
         request: &poem::Request,
         state: poem::web::Data<&AppState>,
         /// `local` (default), `others` or `global`.
@@ -126,7 +126,7 @@ impl SessionsApi {
             &state.store,
             &context,
             caller.user.id,
-            caller.session_id,
+            caller.session_id(),
             scope?,
         )
         .await
@@ -147,7 +147,7 @@ impl SessionsApi {
     )]
     async fn list_sessions(
         &self,
-        #[oai(scope = "Scope::Me")] auth: OAuth2,
+        #[oai(scope = "Scope::Me")] auth: Credentials,
         state: poem::web::Data<&AppState>,
     ) -> Result<ListSessionsResponse, ProtectedError> {
         let caller = auth.authenticate(&state, &[Scope::Me]).await?;
@@ -157,7 +157,7 @@ impl SessionsApi {
         Ok(ListSessionsResponse::Ok(Json(
             sessions
                 .into_iter()
-                .map(|session| SessionBody::new(session, caller.session_id))
+                .map(|session| SessionBody::new(session, caller.session_id()))
                 .collect(),
         )))
     }
@@ -173,7 +173,7 @@ impl SessionsApi {
     )]
     async fn end_session(
         &self,
-        #[oai(scope = "Scope::Me")] auth: OAuth2,
+        #[oai(scope = "Scope::Me")] auth: Credentials,
         request: &poem::Request,
         state: poem::web::Data<&AppState>,
         /// The session's id.

@@ -184,7 +184,7 @@ pub(super) fn caller_context(
     caller: &crate::auth::Authenticated,
 ) -> crate::audit::AuditContext {
     crate::audit::AuditContext::of(client_of(request, state.client_ip_header.as_ref()))
-        .acting(caller.user.id, caller.session_id)
+        .acting(caller.user.id, caller.session_id())
 }
 
 /// The client's address: from the trusted proxy's header when one is configured (its last

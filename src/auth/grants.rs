@@ -367,7 +367,7 @@ impl Grants {
             return Err(GrantError::InvalidCredentials);
         }
         writes.commit().await?;
-        crate::telemetry::record_caller(user.id, session_id);
+        crate::telemetry::record_caller(user.id, Some(session_id));
         facts.session_id = Some(session_id);
         tracing::info!(user_id = %user.id, %session_id, scope = %granted, "logged in: session started");
         Ok(Granted {
@@ -462,7 +462,7 @@ impl Grants {
                 return Err(GrantError::InvalidRefreshToken);
             }
         };
-        crate::telemetry::record_caller(user.id, session.id);
+        crate::telemetry::record_caller(user.id, Some(session.id));
         tracing::info!(user_id = %user.id, session_id = %session.id, generation, scope = %granted, "refreshed");
         let scopes: Vec<&str> = granted.iter().map(Scope::as_str).collect();
         self.audit

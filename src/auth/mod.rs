@@ -21,7 +21,7 @@ pub(crate) fn derive_key(secret: &[u8], info: &[u8]) -> secrecy::zeroize::Zeroiz
         .expect("32 bytes is a valid HKDF-SHA256 output length");
     key
 }
-pub use access::{AccessError, Authenticated};
+pub use access::{AccessError, Authenticated, Credential};
 pub use grants::{Client, GrantError, Granted, Grants, PasswordLogin};
 pub use password::{HashError, PasswordHasher, Verification};
 pub use refresh::{PresentedRefreshToken, RefreshTokens};

@@ -24,7 +24,8 @@ use chrono::{DateTime, Utc};
 use sea_orm::{DbBackend, QueryTrait as _, Value, Values};
 use uuid::Uuid;
 
-use super::{entities::user, sessions::SessionState};
+use super::{api_keys::ApiKeyState, entities::user, sessions::SessionState};
+use crate::domain::ScopeSet;
 
 /// Connections a thread keeps open; more than one only when a process has several databases
 /// (the tests do). The least recently opened is closed first.
@@ -49,6 +50,8 @@ pub(super) struct InlineReads {
     /// `find_user_by_username`'s statement for one normalized form and for two.
     user_by_name: String,
     user_by_names: String,
+    /// `find_api_key_and_user`'s statement.
+    api_key_and_user: String,
 }
 
 /// The outcome of a read the caller must redo through sqlx.
@@ -78,6 +81,11 @@ impl InlineReads {
             let expected = names.iter().map(|name| Value::from(*name)).collect();
             (statement.values == Some(Values(expected))).then_some(statement.sql)
         };
+        let render_key = || {
+            let key = Uuid::from_u128(3);
+            let statement = super::api_keys::api_key_and_user_query(key).build(DbBackend::Sqlite);
+            (statement.values == Some(Values(vec![Value::from(key)]))).then_some(statement.sql)
+        };
         let inline = Self {
             database: NEXT_DATABASE.fetch_add(1, Ordering::Relaxed),
             path,
@@ -85,6 +93,7 @@ impl InlineReads {
             session_and_user_with_key: render(Some((kid, tag)))?,
             user_by_name: render_by_name(&["name"])?,
             user_by_names: render_by_name(&["name", "legacy"])?,
+            api_key_and_user: render_key()?,
         };
         Some(inline)
     }
@@ -117,6 +126,29 @@ impl InlineReads {
                 return Ok(None);
             };
             Ok(Some(decode(session_id, row)?))
+        })
+    }
+
+    /// As `Store::find_api_key_and_user`, on this thread's connection.
+    pub(super) fn api_key_and_user(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<(ApiKeyState, user::Model)>, Fallback> {
+        self.with_connection(|connection| {
+            let mut statement = connection.prepare_cached(&self.api_key_and_user)?;
+            let mut rows = statement.query(rusqlite::params![&id.as_bytes()[..]])?;
+            let Some(row) = rows.next()? else {
+                return Ok(None);
+            };
+            let scope: String = row.get("key_scope")?;
+            let key = ApiKeyState {
+                id,
+                secret_hash: row.get("key_secret_hash")?,
+                scopes: ScopeSet::parse(&scope).map_err(|_| ReadError::Undecodable("key_scope"))?,
+                expires_at: optional_timestamp(row, "key_expires_at")?,
+                last_used_at: optional_timestamp(row, "key_last_used_at")?,
+            };
+            Ok(Some((key, decode_user(row)?)))
         })
     }
 
@@ -183,7 +215,7 @@ impl InlineReads {
         connection.busy_timeout(std::time::Duration::ZERO)?;
         connection.pragma_update(None, "query_only", true)?;
         connection.pragma_update(None, "cache_size", super::SQLITE_CACHE_SIZE)?;
-        connection.set_prepared_statement_cache_capacity(4);
+        connection.set_prepared_statement_cache_capacity(8);
         Ok(connection)
     }
 }

@@ -1,6 +1,7 @@
 //! Storage through SeaORM: connecting (SQLite or PostgreSQL), migrating, and the queries the
 //! service needs, returning domain records rather than entities.
 
+mod api_keys;
 mod audit_events;
 mod batch;
 pub mod entities;
@@ -23,6 +24,7 @@ use sea_orm::{
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
 
+pub use api_keys::{ApiKey, ApiKeyState, KeyCreation, NewApiKey};
 pub use audit_events::{AuditCursor, AuditEvent, AuditFilter};
 pub use health::Connection;
 pub use items::Item;

@@ -50,10 +50,11 @@ pub enum PasswordChange<'a> {
     /// An admin or an operator: every session ends.
     Reset,
     /// The owner, who confirmed `verified` (the hash as read) from their live `session`: that
-    /// session stays, every other ends.
+    /// session stays, every other ends. `None` for an owner authenticated by an API key (not a
+    /// session): every session ends; the keys stay.
     ByOwner {
         verified: &'a HashedPassword,
-        session: Uuid,
+        session: Option<Uuid>,
     },
 }
 
@@ -277,10 +278,10 @@ impl Store {
             PasswordChange::ByOwner { verified, session } => {
                 // Compare and swap: the password the owner confirmed must still be the one
                 // stored (a reset or another change committed meanwhile wins), and the owner's
-                // session must still be live (a reset ended it).
-                update = update
-                    .filter(user::Column::HashedPassword.eq(verified.expose()))
-                    .filter(Expr::exists(
+                // session, if any, must still be live (a reset ended it).
+                update = update.filter(user::Column::HashedPassword.eq(verified.expose()));
+                if let Some(session) = session {
+                    update = update.filter(Expr::exists(
                         Query::select()
                             .expr(Expr::val(1))
                             .from(session::Entity)
@@ -290,7 +291,8 @@ impl Store {
                             .and_where(session::Column::ExpiresAt.gt(now))
                             .to_owned(),
                     ));
-                Some(session)
+                }
+                session
             }
         };
         let changed = update.exec(&txn).await?.rows_affected;
@@ -338,7 +340,7 @@ pub(super) async fn begin_read_committed(
 /// On SQLite, takes the database's write lock at once: a transaction that reads before it
 /// writes would otherwise fail with "database is locked" when another write committed between
 /// its read and its write (the busy timeout does not help there). PostgreSQL locks the row.
-async fn lock_for_write<C: ConnectionTrait>(txn: &C) -> Result<(), StoreError> {
+pub(super) async fn lock_for_write<C: ConnectionTrait>(txn: &C) -> Result<(), StoreError> {
     if txn.get_database_backend() == DbBackend::Sqlite {
         // An UPDATE takes SQLite's write lock even when it matches nothing.
         txn.execute_unprepared("UPDATE users SET id = id WHERE 1 = 0")

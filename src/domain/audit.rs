@@ -56,10 +56,16 @@ pub enum AuditEventType {
     /// A signing key was retired.
     #[oai(rename = "key.retired")]
     KeyRetired,
+    /// A personal API key was created (by its owner or the command line).
+    #[oai(rename = "api_key.created")]
+    ApiKeyCreated,
+    /// A personal API key was deleted (by its owner, an admin or the command line).
+    #[oai(rename = "api_key.deleted")]
+    ApiKeyDeleted,
 }
 
 impl AuditEventType {
-    pub const ALL: [Self; 18] = [
+    pub const ALL: [Self; 20] = [
         Self::LoginSucceeded,
         Self::LoginFailed,
         Self::LoginThrottled,
@@ -78,6 +84,8 @@ impl AuditEventType {
         Self::UserUnlocked,
         Self::KeyRotated,
         Self::KeyRetired,
+        Self::ApiKeyCreated,
+        Self::ApiKeyDeleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -100,6 +108,8 @@ impl AuditEventType {
             Self::UserUnlocked => "user.unlocked",
             Self::KeyRotated => "key.rotated",
             Self::KeyRetired => "key.retired",
+            Self::ApiKeyCreated => "api_key.created",
+            Self::ApiKeyDeleted => "api_key.deleted",
         }
     }
 

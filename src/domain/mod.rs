@@ -1,6 +1,7 @@
 //! What a user, a scope, a password hash and an item are, as validated types. Each has a private field and one
 //! way in (`parse`), so the rest of the code never sees an unchecked value.
 
+mod api_key;
 mod audit;
 mod email;
 mod hashed_password;
@@ -11,6 +12,7 @@ mod scope;
 mod text;
 mod username;
 
+pub use api_key::{API_KEY_CHARS, API_KEY_PREFIX, ApiKeySecret, MalformedKey};
 pub use audit::AuditEventType;
 pub use email::EmailAddress;
 pub use hashed_password::HashedPassword;

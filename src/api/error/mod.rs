@@ -181,6 +181,14 @@ impl ApiError {
                 invalid("username", err)
             }
             AccountError::InvalidEmail(err) => invalid("email", err),
+            AccountError::InvalidKeyName(err) => invalid("name", err),
+            AccountError::InvalidKeyExpiry(err) => invalid("expires_in_days", err),
+            AccountError::InvalidKeyScopes(err) => invalid("scopes", err),
+            AccountError::ScopeNotHeld(scope) => Self::Validation(vec![ValidationIssue::new(
+                &["body", "scopes"],
+                format!("Cannot grant a scope you do not hold: {scope}"),
+                "scope_not_held",
+            )]),
             AccountError::InvalidFullName(err) => invalid("full_name", err),
             AccountError::WeakPassword(err) => invalid(password_field, err),
             AccountError::EmptyPassword => {
@@ -197,7 +205,9 @@ impl ApiError {
             other @ (AccountError::SignupDisabled
             | AccountError::UsernameTaken(_)
             | AccountError::NoSuchUser(_)
-            | AccountError::LastAdmin) => Self::Internal(other.into()),
+            | AccountError::LastAdmin
+            | AccountError::TooManyApiKeys { .. }
+            | AccountError::ApiKeyNotFound) => Self::Internal(other.into()),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! SeaORM entities: rows as stored. They never leave the `db` module's callers for the wire;
 //! API objects are built from domain values.
 
+pub mod api_key;
 pub mod audit_event;
 pub mod item;
 pub mod login_address;

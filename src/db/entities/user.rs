@@ -29,6 +29,8 @@ pub enum Relation {
     Items,
     #[sea_orm(has_many = "super::session::Entity")]
     Sessions,
+    #[sea_orm(has_many = "super::api_key::Entity")]
+    ApiKeys,
 }
 
 impl Related<super::item::Entity> for Entity {
@@ -42,5 +44,11 @@ impl ActiveModelBehavior for ActiveModel {}
 impl Related<super::session::Entity> for Entity {
     fn to() -> RelationDef {
         Relation::Sessions.def()
+    }
+}
+
+impl Related<super::api_key::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::ApiKeys.def()
     }
 }
