@@ -105,9 +105,10 @@ pub async fn create(
 ) -> Result<CreatedApiKey, AccountError> {
     let name = parse_key_name(&request.name).map_err(AccountError::InvalidKeyName)?;
     let scopes = key_scopes(grantable, request.scopes.as_ref())?;
+    let created_at = crate::db::now();
     let expires_at = request
         .expires_in_days
-        .map(|days| expiry(crate::db::now(), days))
+        .map(|days| expiry(created_at, days))
         .transpose()?;
     let secret = ApiKeySecret::generate();
     let new = NewApiKey {
@@ -116,6 +117,7 @@ pub async fn create(
         name,
         secret_hash: secret.secret_hash(),
         scopes,
+        created_at,
         expires_at,
     };
     let events = |key: &ApiKey| {

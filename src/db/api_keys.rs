@@ -1,6 +1,8 @@
 //! Personal API keys: created, listed and deleted by their owner (or an admin), read by the
 //! check of every request that presents one. Stored as the SHA-256 of their secret.
 
+use std::sync::atomic::Ordering;
+
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait as _, EntityTrait as _, PaginatorTrait as _, QueryFilter as _,
@@ -68,6 +70,7 @@ pub struct NewApiKey {
     pub name: String,
     pub secret_hash: String,
     pub scopes: ScopeSet,
+    pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -138,7 +141,7 @@ impl Store {
             name: Set(new.name),
             secret_hash: Set(new.secret_hash),
             scope: Set(new.scopes.to_string()),
-            created_at: Set(super::now()),
+            created_at: Set(new.created_at),
             expires_at: Set(new.expires_at),
             last_used_at: Set(None),
         };
@@ -204,6 +207,7 @@ impl Store {
         &self,
         id: Uuid,
     ) -> Result<Option<(ApiKeyState, User)>, StoreError> {
+        self.api_key_lookups.fetch_add(1, Ordering::Relaxed);
         if let Some(inline) = &self.inline_reads
             && let Ok(found) = inline.api_key_and_user(id)
         {
@@ -234,6 +238,12 @@ impl Store {
             };
             (key, row.user())
         }))
+    }
+
+    /// How many times this store (and its clones) looked up an API key: how the tests prove
+    /// that a key refused by its checksum cost no database read.
+    pub fn api_key_lookups(&self) -> u64 {
+        self.api_key_lookups.load(Ordering::Relaxed)
     }
 
     /// Records that a key was used now, unless that was recorded less than `precision` ago.

@@ -98,6 +98,8 @@ pub struct Store {
     login_writes: Connection,
     /// On an SQLite file: the per-request check read without sqlx's connection threads.
     inline_reads: Option<std::sync::Arc<inline_reads::InlineReads>>,
+    /// How many times an API key was looked up (see [`Store::api_key_lookups`]).
+    api_key_lookups: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
@@ -171,6 +173,7 @@ impl Store {
             db,
             login_writes,
             inline_reads,
+            api_key_lookups: Default::default(),
         })
     }
 

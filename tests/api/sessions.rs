@@ -943,7 +943,7 @@ async fn logout_is_declared_with_its_statuses_and_scope_parameter() {
     assert_eq!(logout["operationId"], "logout");
     assert_eq!(
         logout["security"],
-        json!([{"OAuth2": []}]),
+        json!([{"OAuth2": []}, {"APIKey": []}]),
         "no scope needed"
     );
     assert_eq!(
@@ -978,7 +978,10 @@ async fn the_sessions_operations_are_declared_with_their_statuses() {
     let end = &document["paths"]["/users/me/sessions/{id}"]["delete"];
 
     assert_eq!(list["operationId"], "list_sessions");
-    assert_eq!(list["security"], json!([{"OAuth2": ["me"]}]));
+    assert_eq!(
+        list["security"],
+        json!([{"OAuth2": ["me"]}, {"APIKey": []}])
+    );
     assert_eq!(
         statuses(list),
         ["200", "400", "401", "413", "422", "500", "503"]
@@ -988,7 +991,7 @@ async fn the_sessions_operations_are_declared_with_their_statuses() {
         &json!({"type": "array", "items": {"$ref": "#/components/schemas/Session"}})
     );
     assert_eq!(end["operationId"], "end_session");
-    assert_eq!(end["security"], json!([{"OAuth2": ["me"]}]));
+    assert_eq!(end["security"], json!([{"OAuth2": ["me"]}, {"APIKey": []}]));
     assert_eq!(
         statuses(end),
         [
