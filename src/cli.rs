@@ -53,6 +53,9 @@ enum Command {
     /// Manage users.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Manage users' personal API keys (long-lived credentials for scripts and CI).
+    #[command(subcommand, name = "api-keys")]
+    ApiKeys(ApiKeysCommand),
     /// Manage the keys that sign access tokens when PORTCULLIS_SIGNING_ALGORITHM is EdDSA or ES256.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -160,6 +163,35 @@ enum UsersCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum ApiKeysCommand {
+    /// Create an API key for a user and print it (the only time it is shown: only its hash is
+    /// stored). It is sent as `Authorization: Bearer pcl_…` wherever an access token goes.
+    Create {
+        /// The user's name, in any case.
+        username: String,
+        /// What the key is for (1–100 characters), e.g. "nightly backup".
+        #[arg(long)]
+        name: String,
+        /// Comma-separated scopes, each held by the user. Default: the user's, without `admin`.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Option<Vec<String>>,
+        /// Days until the key stops working (1–3650). Default: it never expires.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        expires_in_days: Option<u32>,
+    },
+    /// List a user's API keys (never the keys themselves).
+    List {
+        /// The user's name, in any case.
+        username: String,
+    },
+    /// Delete an API key: it is refused from the next request on, on every instance.
+    Delete {
+        /// The key's id, as `api-keys list` shows it.
+        id: uuid::Uuid,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum KeysCommand {
     /// List the signing keys. The current key of each algorithm signs on the instances whose
     /// PORTCULLIS_SIGNING_ALGORITHM is that algorithm; active ones verify there; retired ones
@@ -238,6 +270,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Users(command) => users(&config, command).await,
         Command::Keys(command) => signing_keys(&config, command).await,
+        Command::ApiKeys(command) => api_keys(&config, command).await,
         Command::Audit {
             user,
             kind,
@@ -534,6 +567,71 @@ async fn users(config: &ConfigArgs, command: UsersCommand) -> anyhow::Result<()>
                     user.email.as_deref().unwrap_or("-"),
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+async fn api_keys(config: &ConfigArgs, command: ApiKeysCommand) -> anyhow::Result<()> {
+    let store = connect(config).await?;
+    let context = AuditContext::cli();
+    match command {
+        ApiKeysCommand::Create {
+            username,
+            name,
+            scopes,
+            expires_in_days,
+        } => {
+            let user = accounts::find_user(&store, &username).await?;
+            let scopes = scopes.as_deref().map(parse_scopes).transpose()?;
+            let request = accounts::api_keys::CreateApiKey {
+                name,
+                scopes,
+                expires_in_days,
+            };
+            let created =
+                accounts::api_keys::create(&store, &context, user.id, &user.scopes, request)
+                    .await?;
+            let key = &created.key;
+            eprintln!(
+                "created API key {} ({:?}) of user {}: scopes \"{}\", {}",
+                key.id,
+                key.name,
+                user.username,
+                key.scopes,
+                key.expires_at.map_or_else(
+                    || "never expires".to_owned(),
+                    |at| format!("expires {}", timestamp(at))
+                ),
+            );
+            eprintln!("the key, shown only now (standard output):");
+            println!("{}", created.text);
+        }
+        ApiKeysCommand::List { username } => {
+            let user = accounts::find_user(&store, &username).await?;
+            println!(
+                "{:<36}  {:<16}  {:<20}  {:<20}  {:<20}  name",
+                "id", "scopes", "created", "expires", "last used"
+            );
+            for key in accounts::api_keys::list(&store, user.id).await? {
+                println!(
+                    "{:<36}  {:<16}  {:<20}  {:<20}  {:<20}  {}",
+                    key.id,
+                    key.scopes.to_string(),
+                    timestamp(key.created_at),
+                    key.expires_at.map_or_else(|| "never".to_owned(), timestamp),
+                    key.last_used_at
+                        .map_or_else(|| "never".to_owned(), timestamp),
+                    key.name,
+                );
+            }
+        }
+        ApiKeysCommand::Delete { id } => {
+            let key = accounts::api_keys::delete(&store, &context, None, id).await?;
+            println!(
+                "deleted API key {} ({:?}): it is refused from now on",
+                key.id, key.name
+            );
         }
     }
     Ok(())

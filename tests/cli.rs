@@ -1822,3 +1822,123 @@ fn a_password_never_appears_in_an_audit_event_a_log_line_or_a_metric() {
     let cli_events = stdout(&ws.run(&["audit", "--json", "--limit", "200"]));
     assert!(!cli_events.contains(PASSWORD) && !cli_events.contains(GHOST));
 }
+
+#[test]
+fn api_keys_are_created_listed_and_deleted_at_the_command_line_and_never_logged() {
+    let ws = Workspace::new();
+    let created = ws.run_with_stdin(
+        &[
+            "users",
+            "create",
+            "robot",
+            "--password-stdin",
+            "--allow-weak-password",
+        ],
+        "robot password\n",
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+
+    let refused = ws.run(&[
+        "api-keys", "create", "robot", "--name", "x", "--scopes", "me,admin",
+    ]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("cannot grant a scope you do not hold: admin"),
+        "{}",
+        stderr(&refused)
+    );
+    let unknown = ws.run(&["api-keys", "list", "nobody"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        stderr(&unknown).contains("no user named \"nobody\""),
+        "{}",
+        stderr(&unknown)
+    );
+
+    let key_output = ws.run(&[
+        "api-keys",
+        "create",
+        "robot",
+        "--name",
+        "deploy",
+        "--scopes",
+        "items",
+        "--expires-in-days",
+        "90",
+    ]);
+    assert!(key_output.status.success(), "{}", stderr(&key_output));
+    // Standard output is the key alone, for `KEY=$(portcullis api-keys create …)`.
+    let key = stdout(&key_output).trim().to_owned();
+    assert!(key.starts_with("pcl_") && key.len() == 75, "{key}");
+    assert!(
+        stderr(&key_output).contains("scopes \"items\", expires "),
+        "{}",
+        stderr(&key_output)
+    );
+
+    let listed = ws.run(&["api-keys", "list", "ROBOT"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let listed = stdout(&listed);
+    let line = listed
+        .lines()
+        .find(|line| line.ends_with("deploy"))
+        .expect("listed");
+    assert!(line.contains("items") && line.contains("never"), "{line}");
+    assert!(!listed.contains(&key[4..40]), "the list shows no key");
+    let id = line.split_whitespace().next().unwrap().to_owned();
+
+    let log_path = ws.path().join("server.log");
+    let mut command = ws.command();
+    command
+        .env("PORTCULLIS_LOG", "debug")
+        .env("PORTCULLIS_LOG_FORMAT", "json")
+        .args(["serve", "--bind", "127.0.0.1:0"]);
+    let server = ServerProcess::start_with_stderr(
+        command,
+        Stdio::from(std::fs::File::create(&log_path).unwrap()),
+    );
+    let base = server.base_url.clone();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let items = |key: String| {
+        let base = base.clone();
+        runtime.block_on(async move {
+            reqwest::Client::new()
+                .get(format!("{base}/users/me/items"))
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    assert_eq!(items(key.clone()), 200);
+    let mut typo = key.clone().into_bytes();
+    typo[20] = if typo[20] == b'a' { b'b' } else { b'a' };
+    assert_eq!(items(String::from_utf8(typo).unwrap()), 401);
+
+    // Deleted by another process while the server runs: refused at its next request.
+    let deleted = ws.run(&["api-keys", "delete", &id]);
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
+    assert!(
+        stdout(&deleted).contains("deleted API key"),
+        "{}",
+        stdout(&deleted)
+    );
+    assert_eq!(items(key.clone()), 401);
+    let again = ws.run(&["api-keys", "delete", &id]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("API key not found"),
+        "{}",
+        stderr(&again)
+    );
+
+    assert!(server.terminate());
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    assert!(logs.contains("/users/me/items"), "the requests were logged");
+    assert!(!logs.contains(&key[4..40]), "a log line holds the key");
+    let audit = ws.run(&["audit", "--type", "api_key.deleted", "--json"]);
+    let audit = stdout(&audit);
+    assert!(audit.contains("\"actor\":\"cli\""), "{audit}");
+    assert!(!audit.contains(&key[4..40]));
+}
