@@ -31,7 +31,11 @@ impl Cluster {
             "set TEST_DATABASE_URL to a PostgreSQL database to run the multi-instance tests",
         );
         let database_url = fresh_postgres_database(&base).await;
-        let workspace = Workspace::new();
+        Self::start_on(database_url, Workspace::new(), env)
+    }
+
+    /// Two instances on `database_url` (PostgreSQL, or one SQLite file both open).
+    fn start_on(database_url: String, workspace: Workspace, env: &[(&str, &str)]) -> Self {
         let spawn = |name: &str| {
             let mut command = workspace.command();
             command
@@ -1200,4 +1204,167 @@ async fn both_instances_write_to_one_audit_log() {
     let output = cluster.cli("audit", &["--json", "--type", "user.created"], None);
     assert!(output.status.success());
     assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 2);
+}
+
+// --- API keys ---------------------------------------------------------------------------------
+
+impl Cluster {
+    /// Two instances sharing one SQLite file (migrated first, by the command line).
+    fn start_on_sqlite() -> Self {
+        let workspace = Workspace::new();
+        let database_url = format!(
+            "sqlite://{}?mode=rwc",
+            workspace.path().join("shared.db").display()
+        );
+        let migrated = workspace
+            .command()
+            .arg("migrate")
+            .env("DATABASE_URL", &database_url)
+            .output()
+            .unwrap();
+        assert!(
+            migrated.status.success(),
+            "{}",
+            String::from_utf8_lossy(&migrated.stderr)
+        );
+        Self::start_on(database_url, workspace, &[])
+    }
+
+    async fn items(&self, base: &str, credential: &str) -> (u16, Value) {
+        let url = format!("{base}/users/me/items");
+        self.send(reqwest::Method::GET, url, credential, None).await
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        url: String,
+        credential: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self.client.request(method, url).bearer_auth(credential);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+/// A key created on one instance works on the other, and every change that refuses it — a
+/// removed scope, a disabled user, a deletion by the API or by the command line — is refused
+/// by both at their next request.
+async fn api_keys_are_refused_on_every_instance_at_the_next_request(cluster: Cluster) {
+    use reqwest::Method;
+    use serde_json::json;
+    cluster.create_user("robot", "secret");
+    let (a, b) = (&cluster.a.base_url, &cluster.b.base_url);
+    let token = cluster.token(a, "robot", "secret").await;
+    let new_key = |name: &str| json!({ "name": name });
+    let url = format!("{a}/users/me/api-keys");
+    let (status, first) = cluster
+        .send(Method::POST, url.clone(), &token, Some(new_key("first")))
+        .await;
+    assert_eq!(status, 201, "{first}");
+    let (_, second) = cluster
+        .send(Method::POST, url, &token, Some(new_key("second")))
+        .await;
+    let (first_key, second_key) = (
+        first["key"].as_str().unwrap(),
+        second["key"].as_str().unwrap(),
+    );
+    for base in [a, b] {
+        assert_eq!(cluster.me(base, first_key).await.0, 200);
+        assert_eq!(cluster.items(base, second_key).await.0, 200);
+    }
+
+    // Deleted through instance b: refused by a.
+    let id = first["id"].as_str().unwrap();
+    let (status, _) = cluster
+        .send(
+            Method::DELETE,
+            format!("{b}/users/me/api-keys/{id}"),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    for base in [a, b] {
+        assert_eq!(
+            cluster.me(base, first_key).await,
+            (401, could_not_validate())
+        );
+    }
+
+    // A scope taken from the user at the command line: refused by both.
+    let output = cluster.users(&["update", "robot", "--scopes", "me"], None);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for base in [a, b] {
+        assert_eq!(
+            cluster.items(base, second_key).await,
+            (401, json!({ "detail": "Not enough permissions" }))
+        );
+        assert_eq!(cluster.me(base, second_key).await.0, 200);
+    }
+
+    // Disabled at the command line: refused by both.
+    assert!(cluster.users(&["disable", "robot"], None).status.success());
+    for base in [a, b] {
+        assert_eq!(
+            cluster.me(base, second_key).await,
+            (400, json!({ "detail": "Inactive user" }))
+        );
+    }
+    assert!(cluster.users(&["enable", "robot"], None).status.success());
+
+    // Deleted at the command line: refused by both.
+    let id = second["id"].as_str().unwrap();
+    let output = cluster.cli("api-keys", &["delete", id], None);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for base in [a, b] {
+        assert_eq!(
+            cluster.me(base, second_key).await,
+            (401, could_not_validate())
+        );
+    }
+
+    // A key made at the command line works on both, until its user is deleted.
+    let output = cluster.cli("api-keys", &["create", "robot", "--name", "cli"], None);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let cli_key = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    for base in [a, b] {
+        assert_eq!(cluster.me(base, &cli_key).await.0, 200);
+    }
+    assert!(cluster.users(&["delete", "robot"], None).status.success());
+    for base in [a, b] {
+        assert_eq!(
+            cluster.me(base, &cli_key).await,
+            (401, could_not_validate())
+        );
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (TEST_DATABASE_URL); CI runs it"]
+async fn api_keys_are_refused_on_every_instance_on_postgres() {
+    api_keys_are_refused_on_every_instance_at_the_next_request(Cluster::start().await).await;
+}
+
+#[tokio::test]
+async fn api_keys_are_refused_on_every_instance_on_one_sqlite_file() {
+    api_keys_are_refused_on_every_instance_at_the_next_request(Cluster::start_on_sqlite()).await;
 }
