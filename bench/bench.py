@@ -170,6 +170,18 @@ def login(server):
     return json.loads(body)["access_token"]
 
 
+def api_key(server, token):
+    """A personal API key of the demo user, made with `token`: the credential scripts use."""
+    status, body = request(
+        server.host, server.port, "POST", "/users/me/api-keys",
+        body=json.dumps({"name": "bench"}),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
+    if status != 201:
+        raise HarnessError(f"POST /users/me/api-keys answered {status}: {body[:200]!r}")
+    return json.loads(body)["key"]
+
+
 # ---------------------------------------------------------------- wrk
 
 
@@ -290,7 +302,7 @@ def measure(label, results, tmp, note, database_url=None):
     results = results / label
     results.mkdir(parents=True, exist_ok=True)
     server = Server(tmp / label, database_url=database_url).wait_listening()
-    rounds = {k: [] for k in ("health", "me", "lookup", "argon2", "token", "mixed_me", "mixed_token", "flood")}
+    rounds = {k: [] for k in ("health", "me", "me_key", "lookup", "argon2", "token", "mixed_me", "mixed_token", "flood")}
     hwm_by_phase = []
     try:
         time.sleep(SETTLE_S)
@@ -301,6 +313,7 @@ def measure(label, results, tmp, note, database_url=None):
         if status != 200:
             raise HarnessError(f"GET /users/me answered {status}: {body[:200]!r}")
         auth = f"Authorization: Bearer {token}"
+        key_auth = f"Authorization: Bearer {api_key(server, token)}"
         base = server.base
         server.wait_quiet()
 
@@ -311,6 +324,10 @@ def measure(label, results, tmp, note, database_url=None):
             note(f"[{label}] round {i}/{ROUNDS}: /users/me")
             rounds["me"].append(run_wrk(results, f"r{i}-2-users-me", f"{base}/users/me", REPORT_LUA,
                                         headers=[auth]))
+            server.wait_quiet()
+            note(f"[{label}] round {i}/{ROUNDS}: /users/me with an API key")
+            rounds["me_key"].append(run_wrk(results, f"r{i}-2k-users-me-api-key", f"{base}/users/me",
+                                            REPORT_LUA, headers=[key_auth]))
             server.wait_quiet()
             note(f"[{label}] round {i}/{ROUNDS}: lookup_limit")
             rounds["lookup"].append(lookup_limit(database_url=database_url))
@@ -383,6 +400,8 @@ def measure(label, results, tmp, note, database_url=None):
         "health_p50": med("health", "p50_us") / 1000,
         "me_rps": med("me", "rps"), "me_p99": med("me", "p99_us") / 1000,
         "me_p50": med("me", "p50_us") / 1000,
+        "me_key_rps": med("me_key", "rps"), "me_key_p99": med("me_key", "p99_us") / 1000,
+        "me_key_p50": med("me_key", "p50_us") / 1000,
         "lookup": median(rounds["lookup"]), "argon2": median(rounds["argon2"]),
         "token_rps": med("token", "ok_rps"), "token_p99_s": med("token", "p99_us") / 1e6,
         "token_p50_s": med("token", "p50_us") / 1e6, "token_max_s": med("token", "max_us") / 1e6,
@@ -460,6 +479,11 @@ def print_table(columns, results, load_at_start, started):
         ("2  GET /users/me req/s", lambda c: f"{c['me_rps']:,.0f} ({c['me_rps'] / c['health_rps']:.0%})",
          ">= 50% of /health", lambda c: c["me_rps"] >= 0.5 * c["health_rps"]),
         ("2  GET /users/me p99 (c64)", lambda c: f"{c['me_p99']:.2f} ms", "< 5 ms", lambda c: c["me_p99"] < 5),
+        ("2k GET /users/me, API key, req/s",
+         lambda c: f"{c['me_key_rps']:,.0f} ({c['me_key_rps'] / c['health_rps']:.0%})",
+         ">= 50% of /health", lambda c: c["me_key_rps"] >= 0.5 * c["health_rps"]),
+        ("2k GET /users/me, API key, p99", lambda c: f"{c['me_key_p99']:.2f} ms", "< 5 ms",
+         lambda c: c["me_key_p99"] < 5),
         ("2b DB lookup ceiling (no HTTP)", lambda c: f"{c['lookup']:,.0f}/s ({c['lookup'] / c['health_rps']:.0%})",
          "reference", None),
         ("3  Argon2 limit (2 threads)", lambda c: f"{c['argon2']:.1f}/s", "reference", None),
@@ -507,6 +531,8 @@ def print_table(columns, results, load_at_start, started):
         print(f"  1 /health p50 {c['health_p50']:.2f} ms; runs req/s: " + ", ".join(f"{x['rps']:,.0f}" for x in r["health"]))
         print(f"  2 /users/me p50 {c['me_p50']:.2f} ms; runs req/s: " + ", ".join(f"{x['rps']:,.0f}" for x in r["me"])
               + "; runs p99 ms: " + ", ".join(f"{x['p99_us'] / 1000:.2f}" for x in r["me"]))
+        print(f"  2k /users/me with an API key p50 {c['me_key_p50']:.2f} ms; runs req/s: "
+              + ", ".join(f"{x['rps']:,.0f}" for x in r["me_key"]))
         print(f"  2b examples/lookup_limit {CONNS} tasks, 2 workers; runs: " + ", ".join(f"{x:,.0f}" for x in r["lookup"]))
         print("  3 Argon2 limit runs: " + ", ".join(f"{x:.1f}" for x in r["argon2"]))
         print(f"  4 /token p50 {c['token_p50_s']:.3f} s, max {c['token_max_s']:.3f} s; runs logins/s: "
