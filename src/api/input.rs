@@ -639,6 +639,38 @@ impl<T: Type> ParseFromParameter for Deferred<T> {
     }
 }
 
+/// The optional `scopes` member: a list of scope names (`null` counts as absent).
+pub fn scopes_member(
+    object: &Map<String, Value>,
+    issues: &mut Vec<ValidationIssue>,
+) -> Option<ScopeSet> {
+    let items = match object.get("scopes") {
+        None | Some(Value::Null) => return None,
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            issues.push(ValidationIssue::new(
+                &["body", "scopes"],
+                "Input should be a valid list",
+                "list_type",
+            ));
+            return None;
+        }
+    };
+    let mut scopes = Vec::with_capacity(items.len());
+    let before = issues.len();
+    for (index, item) in items.iter().enumerate() {
+        match item.as_str().and_then(Scope::parse) {
+            Some(scope) => scopes.push(scope),
+            None => issues.push(ValidationIssue::new(
+                &["body", "scopes", &index.to_string()],
+                "Input should be 'me', 'items' or 'admin'",
+                "enum",
+            )),
+        }
+    }
+    (issues.len() == before).then(|| scopes.into_iter().collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -841,36 +873,4 @@ mod tests {
             id
         );
     }
-}
-
-/// The optional `scopes` member: a list of scope names (`null` counts as absent).
-pub fn scopes_member(
-    object: &Map<String, Value>,
-    issues: &mut Vec<ValidationIssue>,
-) -> Option<ScopeSet> {
-    let items = match object.get("scopes") {
-        None | Some(Value::Null) => return None,
-        Some(Value::Array(items)) => items,
-        Some(_) => {
-            issues.push(ValidationIssue::new(
-                &["body", "scopes"],
-                "Input should be a valid list",
-                "list_type",
-            ));
-            return None;
-        }
-    };
-    let mut scopes = Vec::with_capacity(items.len());
-    let before = issues.len();
-    for (index, item) in items.iter().enumerate() {
-        match item.as_str().and_then(Scope::parse) {
-            Some(scope) => scopes.push(scope),
-            None => issues.push(ValidationIssue::new(
-                &["body", "scopes", &index.to_string()],
-                "Input should be 'me', 'items' or 'admin'",
-                "enum",
-            )),
-        }
-    }
-    (issues.len() == before).then(|| scopes.into_iter().collect())
 }

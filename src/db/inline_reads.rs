@@ -415,6 +415,44 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    /// An API key's read: what sqlx reads, for a key with and without an expiry, and nothing
+    /// for an unknown id; a deletion is seen at the next read.
+    #[tokio::test]
+    async fn the_api_key_read_answers_what_sqlx_answers() {
+        let (store, dir) = file_store().await;
+        let inline = store.inline_reads.clone().unwrap();
+        let (user, _) = user_with_session(&store, "keyholder").await;
+        let mut ids = Vec::new();
+        for expires_at in [None, Some(crate::db::now() + chrono::Duration::days(3))] {
+            let new = crate::db::NewApiKey {
+                id: Uuid::now_v7(),
+                user_id: user.id,
+                name: "k".into(),
+                secret_hash: "ab".repeat(32),
+                scopes: ScopeSet::parse("items").unwrap(),
+                created_at: crate::db::now(),
+                expires_at,
+            };
+            ids.push(new.id);
+            let created = store.create_api_key(new, 50, |_| Vec::new()).await.unwrap();
+            assert!(matches!(created, crate::db::KeyCreation::Created(_)));
+        }
+        for id in &ids {
+            let through_sqlx = store.find_api_key_and_user_through_sqlx(*id).await.unwrap();
+            let read_inline = inline.api_key_and_user(*id).expect("read inline");
+            assert!(through_sqlx.is_some());
+            assert_eq!(read_inline, through_sqlx);
+        }
+        assert_eq!(inline.api_key_and_user(Uuid::now_v7()).unwrap(), None);
+        store
+            .delete_api_key(None, ids[0], |_| Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(inline.api_key_and_user(ids[0]).unwrap(), None);
+        drop(store);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     /// A timestamp in a form sqlx writes but RFC 3339 does not cover is left to sqlx.
     #[tokio::test]
     async fn a_value_it_cannot_decode_falls_back_to_sqlx() {
