@@ -403,3 +403,47 @@ async fn an_unreachable_database_is_counted() {
     assert!((1.0..=3.0).contains(&unavailable), "{unavailable}\n{text}");
     assert_eq!(moved(&before, &after, errors, &[("kind", "query")]), 0.0);
 }
+
+#[tokio::test]
+async fn requests_with_an_api_key_are_counted_by_route_only_never_by_key() {
+    let app = spawn_metered_app().await;
+    let metrics = app.metrics_address.unwrap();
+    let token = app.login(USERNAME, PASSWORD).await.access_token;
+    let (id, key) = app
+        .api_key(&token, serde_json::json!({ "name": "metered" }))
+        .await;
+    let (_, before) = scrape(metrics).await;
+
+    for _ in 0..2 {
+        assert_eq!(app.get_me(&key).await.status, 200);
+    }
+    assert_eq!(app.delete_api_key(&key, &id).await.status, 204);
+    assert_eq!(app.get_me(&key).await.status, 401);
+    let (text, after) = scrape(metrics).await;
+
+    let requests = "portcullis_http_requests_total";
+    for (method, route, status, count) in [
+        ("GET", "/users/me", "200", 2.0),
+        ("DELETE", "/users/me/api-keys/{id}", "204", 1.0),
+        ("GET", "/users/me", "401", 1.0),
+    ] {
+        let route = template(route);
+        let labels = [
+            ("method", method),
+            ("route", route.as_str()),
+            ("status", status),
+        ];
+        assert_eq!(
+            moved(&before, &after, requests, &labels),
+            count,
+            "{method} {route} {status}"
+        );
+    }
+    let user_id = app.get_me(&token).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for secret in [&key[4..40], &key[40..], id.as_str(), user_id.as_str()] {
+        assert!(!text.contains(secret), "the scrape holds {secret:?}");
+    }
+}
