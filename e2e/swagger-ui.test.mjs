@@ -3,7 +3,8 @@
 // server's address in PORTCULLIS_E2E_BASE_URL.
 //
 // Each test opens a fresh browser context (no cookies, no storage, no Swagger UI state), logs in
-// through the Authorize dialog exactly as a person would, and checks what the page shows.
+// through the Authorize dialog exactly as a person would (with a username and password, or by
+// pasting a personal API key), and checks what the page shows.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,6 +21,9 @@ const TEST_TIMEOUT_MS = 120_000;
 
 const USERS_ME = '#operations-Users-read_current_user';
 const LIST_ITEMS = '#operations-Items-list_items';
+const CREATE_API_KEY = '#operations-API_keys-create_api_key';
+const LIST_API_KEYS = '#operations-API_keys-list_api_keys';
+const DELETE_API_KEY = '#operations-API_keys-delete_api_key';
 const LIST_SESSIONS = '#operations-Sessions-list_sessions';
 const LIST_USERS = '#operations-Admin-list_users';
 const LIST_AUDIT_EVENTS = '#operations-Admin-list_audit_events';
@@ -90,44 +94,85 @@ async function openDocs(t) {
 }
 
 /**
+ * Opens the Authorize dialog and checks it offers the two security schemes, each in a section of
+ * its own with its own Authorize and Close buttons: `APIKey` (http, Bearer: a value to paste)
+ * first, then `OAuth2` (the password flow).
+ */
+async function openAuthorize(page) {
+  await page.locator('.scheme-container .btn.authorize').click();
+  const dialog = page.locator('.dialog-ux .modal-ux');
+  await dialog.waitFor();
+  const headings = await dialog.locator('.auth-container h4').allInnerTexts();
+  assert.deepEqual(
+    headings.map((h) => h.replace(/\s+/g, ' ').trim()),
+    ['APIKey (http, Bearer)', 'OAuth2 (OAuth2, password)'],
+    'the Authorize dialog offers both schemes',
+  );
+  const section = (heading) => dialog.locator('.auth-container', { has: page.locator('h4', { hasText: heading }) });
+  return { dialog, apiKey: section(/^APIKey\s+\(http, Bearer\)\s*$/), oauth2: section(/^OAuth2 \(OAuth2, password\)\s*$/) };
+}
+
+/**
  * Opens the Authorize dialog and submits the password flow. Returns the /token request Swagger UI
  * sent and the response the server gave, with the dialog still open.
  */
 async function submitLogin(page, { username, password, scopes = [] }) {
-  await page.locator('.scheme-container .btn.authorize').click();
-  const dialog = page.locator('.dialog-ux .modal-ux');
-  await dialog.waitFor();
-  await dialog.locator('#oauth_username').fill(username);
-  await dialog.locator('#oauth_password').fill(password);
+  const { dialog, oauth2 } = await openAuthorize(page);
+  await oauth2.locator('#oauth_username').fill(username);
+  await oauth2.locator('#oauth_password').fill(password);
   for (const scope of ['me', 'items', 'admin']) {
-    const box = dialog.locator(`.scopes input[type=checkbox][data-value="${scope}"]`);
+    const box = oauth2.locator(`.scopes input[type=checkbox][data-value="${scope}"]`);
     assert.equal(await box.isChecked(), false, `scope ${scope} starts unticked`);
     if (scopes.includes(scope)) {
       // The input itself is hidden behind Swagger UI's styled box: click its label, as a person would.
-      await dialog.locator(`label[for="${await box.getAttribute('id')}"]`).click();
+      await oauth2.locator(`label[for="${await box.getAttribute('id')}"]`).click();
       assert.equal(await box.isChecked(), true, `scope ${scope} is ticked`);
     }
   }
   const tokenResponse = page.waitForResponse(
     (r) => r.url() === `${BASE_URL}/token` && r.request().method() === 'POST',
   );
-  await dialog.locator('.auth-btn-wrapper .btn.modal-btn.auth.authorize').click();
+  await oauth2.locator('.auth-btn-wrapper .btn.modal-btn.auth.authorize').click();
   const response = await tokenResponse;
-  return { dialog, request: response.request(), response };
+  return { dialog, oauth2, request: response.request(), response };
 }
 
 /** Logs in through the Authorize dialog, checks it says so, and closes it. */
 async function logIn(page, credentials) {
-  const { dialog, request, response } = await submitLogin(page, credentials);
+  const { dialog, oauth2, request, response } = await submitLogin(page, credentials);
   assert.equal(response.status(), 200, `/token answered ${response.status()}: ${await response.text()}`);
   // Swagger UI shows "Authorized" and swaps the Authorize button for Logout.
-  await dialog.getByRole('heading', { name: 'Authorized' }).first().waitFor();
-  await dialog.locator('.auth-btn-wrapper button', { hasText: 'Logout' }).waitFor();
-  await dialog.locator('.auth-btn-wrapper .btn-done').click();
+  await oauth2.getByRole('heading', { name: 'Authorized' }).first().waitFor();
+  await oauth2.locator('.auth-btn-wrapper button', { hasText: 'Logout' }).waitFor();
+  await oauth2.locator('.auth-btn-wrapper .btn-done').click();
   await dialog.waitFor({ state: 'detached' });
   // The page-level button now shows the locked state.
   await page.locator('.scheme-container .btn.authorize.locked').waitFor();
   return { request, response };
+}
+
+/**
+ * Pastes `key` into the Authorize dialog's APIKey section and presses its Authorize button,
+ * checks the section says so (and the OAuth2 one still offers its login form), and closes it.
+ */
+async function authorizeWithApiKey(page, key) {
+  const { dialog, apiKey, oauth2 } = await openAuthorize(page);
+  // The field labelled "Value:" (its aria-label, auth-bearer-value, hides the label from getByLabel).
+  await apiKey.locator('label', { hasText: 'Value:' }).waitFor();
+  await apiKey.locator('input#auth-bearer-value').fill(key);
+  await apiKey.locator('.auth-btn-wrapper .btn.modal-btn.auth.authorize').click();
+  // Swagger UI shows "Authorized", masks the value and swaps the Authorize button for Logout.
+  await apiKey.getByRole('heading', { name: 'Authorized' }).waitFor();
+  await apiKey.locator('code', { hasText: '******' }).waitFor();
+  assert.equal(await apiKey.locator('#auth-bearer-value').count(), 0, 'the key is no longer shown');
+  await apiKey.locator('.auth-btn-wrapper button', { hasText: 'Logout' }).waitFor();
+  // Not logged in with OAuth2: its section still asks for a username and password.
+  assert.equal(await oauth2.getByRole('heading', { name: 'Authorized' }).count(), 0, 'OAuth2 not authorized');
+  await oauth2.locator('#oauth_username').waitFor();
+  await page.screenshot({ path: join(ARTIFACTS, 'authorize-api-key.png') });
+  await apiKey.locator('.auth-btn-wrapper .btn-done').click();
+  await dialog.waitFor({ state: 'detached' });
+  await page.locator('.scheme-container .btn.authorize.locked').waitFor();
 }
 
 /** Expands an operation, presses Try it out then Execute; returns the request sent and the live response shown. */
@@ -135,6 +180,17 @@ async function tryItOut(page, operation, path) {
   const block = page.locator(operation);
   await block.locator('.opblock-summary-control').click();
   await block.locator('.try-out__btn').click();
+  return execute(page, block, path);
+}
+
+/** Presses Clear on an operation already tried out, then Execute again. */
+async function tryAgain(page, { block }, path) {
+  await block.locator('.btn-clear').click();
+  await block.locator('.live-responses-table').waitFor({ state: 'detached' });
+  return execute(page, block, path);
+}
+
+async function execute(page, block, path) {
   const apiResponse = page.waitForResponse(
     (r) => new URL(r.url()).pathname === path && r.request().method() === 'GET',
   );
@@ -158,6 +214,24 @@ async function tryItOut(page, operation, path) {
 
 function formOf(request) {
   return new URLSearchParams(request.postData() || '');
+}
+
+/** A request to the server from outside the browser; returns the status and the JSON body, if any. */
+async function call(method, path, { token, form, json } = {}) {
+  const headers = {};
+  let body;
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (form) {
+    headers['content-type'] = 'application/x-www-form-urlencoded';
+    body = new URLSearchParams(form).toString();
+  }
+  if (json) {
+    headers['content-type'] = 'application/json';
+    body = JSON.stringify(json);
+  }
+  const response = await fetch(`${BASE_URL}${path}`, { method, headers, body });
+  const text = await response.text();
+  return { status: response.status, text, body: text ? JSON.parse(text) : null };
 }
 
 test('no scope ticked: log in as johndoe, Try it out GET /users/me shows 200 and the account', { timeout: TEST_TIMEOUT_MS }, async (t) => {
@@ -200,9 +274,57 @@ test('only `me` ticked: GET /users/me is 200, GET /users/me/items is 401 Not eno
   page.passed();
 });
 
+test('API key pasted into the Authorize dialog (no OAuth2 login): Try it out GET /users/me is 200, /users/me/items 401, and 401 once the key is deleted', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+  // A key for johndoe with the `me` scope only, made outside the browser as a script would.
+  const login = await call('POST', '/token', { form: { grant_type: 'password', username: 'johndoe', password: 'secret' } });
+  assert.equal(login.status, 200, `/token answered ${login.status}: ${login.text}`);
+  const token = login.body.access_token;
+  const created = await call('POST', '/users/me/api-keys', { token, json: { name: 'e2e Swagger UI', scopes: ['me'] } });
+  assert.equal(created.status, 201, `POST /users/me/api-keys answered ${created.status}: ${created.text}`);
+  const { id, key, scopes } = created.body;
+  assert.match(key, /^pcl_[0-9A-Za-z]{71}$/, 'a 75-character pcl_ key');
+  assert.deepEqual(scopes, ['me']);
+
+  const page = await openDocs(t);
+  for (const operation of [CREATE_API_KEY, LIST_API_KEYS, DELETE_API_KEY]) {
+    assert.equal(await page.locator(operation).count(), 1, `${operation} is shown`);
+  }
+  const sent = [];
+  page.on('request', (r) => sent.push(`${r.method()} ${new URL(r.url()).pathname}`));
+  await authorizeWithApiKey(page, key);
+
+  const me = await tryItOut(page, USERS_ME, '/users/me');
+  assert.equal(me.request.headers()['authorization'], `Bearer ${key}`, 'the key, sent as a bearer credential');
+  assert.equal(me.status, '200', `live response: ${me.status} ${me.body}`);
+  assert.match(me.body, /"username": "johndoe"/);
+  assert.doesNotMatch(me.body, /argon2|password|pcl_/i);
+  await me.block.scrollIntoViewIfNeeded();
+  await page.screenshot({ path: join(ARTIFACTS, 'api-key-users-me-200.png') });
+
+  // The key has `me` only: the items need `items`.
+  const items = await tryItOut(page, LIST_ITEMS, '/users/me/items');
+  assert.equal(items.request.headers()['authorization'], `Bearer ${key}`);
+  assert.equal(items.status, '401', `live response: ${items.status} ${items.body}`);
+  assert.match(items.body, /Not enough permissions/);
+
+  // Deleted by its owner: refused from the next request on, though Swagger UI still sends it.
+  const deleted = await call('DELETE', `/users/me/api-keys/${id}`, { token });
+  assert.equal(deleted.status, 204, `DELETE /users/me/api-keys/${id} answered ${deleted.status}: ${deleted.text}`);
+  const again = await tryAgain(page, me, '/users/me');
+  assert.equal(again.request.headers()['authorization'], `Bearer ${key}`);
+  assert.equal(again.status, '401', `live response: ${again.status} ${again.body}`);
+  assert.match(again.body, /Could not validate credentials/);
+  assert.doesNotMatch(again.body, /johndoe/);
+  await again.block.scrollIntoViewIfNeeded();
+  await page.screenshot({ path: join(ARTIFACTS, 'api-key-deleted-401.png') });
+
+  assert.deepEqual(sent.filter((r) => r.endsWith(' /token')), [], 'Swagger UI never logged in with OAuth2');
+  page.passed();
+});
+
 test('wrong password: the Authorize dialog shows the error and no Logout button', { timeout: TEST_TIMEOUT_MS }, async (t) => {
   const page = await openDocs(t);
-  const { dialog, response } = await submitLogin(page, { username: 'johndoe', password: 'not-the-password' });
+  const { dialog, oauth2, response } = await submitLogin(page, { username: 'johndoe', password: 'not-the-password' });
   assert.equal(response.status(), 401);
   const errors = dialog.locator('.errors');
   await errors.waitFor();
@@ -214,7 +336,7 @@ test('wrong password: the Authorize dialog shows the error and no Logout button'
   assert.equal(await dialog.getByRole('heading', { name: 'Authorized' }).count(), 0, 'not shown as authorized');
   // Still a login form to try again, and the page-level button is not locked.
   await dialog.locator('#oauth_password').waitFor();
-  await dialog.locator('.auth-btn-wrapper .btn.modal-btn.auth.authorize').waitFor();
+  await oauth2.locator('.auth-btn-wrapper .btn.modal-btn.auth.authorize').waitFor();
   assert.equal(await page.locator('.scheme-container .btn.authorize.locked').count(), 0);
   page.passed();
 });
