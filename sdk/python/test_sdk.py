@@ -16,6 +16,11 @@ sys.path.insert(0, str(Path(__file__).parent / "generated"))
 
 from portcullis_client import AuthenticatedClient, Client  # noqa: E402
 from portcullis_client.api.admin import list_audit_events, list_users  # noqa: E402
+from portcullis_client.api.api_keys import (  # noqa: E402
+    create_api_key,
+    delete_api_key,
+    list_api_keys,
+)
 from portcullis_client.api.auth import login_for_access_token, revoke_token  # noqa: E402
 from portcullis_client.api.discovery import authorization_server_metadata, jwks  # noqa: E402
 from portcullis_client.api.items import create_item, list_items  # noqa: E402
@@ -24,6 +29,9 @@ from portcullis_client.api.users import change_password, read_current_user, sign
 from portcullis_client.models import (  # noqa: E402
     AccessToken,
     AdminUser,
+    ApiKey,
+    ApiKeyCreate,
+    ApiKeyCreated,
     AuditEvent,
     AuditEventList,
     AuditEventType,
@@ -115,7 +123,7 @@ def assert_invalid_refresh_token(response) -> None:
 
 
 def assert_session_ended(client: AuthenticatedClient) -> None:
-    """A token of an ended session: the typed 401 of a protected operation."""
+    """A token of an ended session or a deleted API key: the typed 401 of a protected operation."""
     response = read_current_user.sync_detailed(client=client)
     assert response.status_code == HTTPStatus.UNAUTHORIZED, response.content
     error = response.parsed
@@ -357,3 +365,59 @@ def test_signup_password_change_and_admin_listing():
         # A bad filter is the typed 422.
         refused = list_audit_events.sync_detailed(client=admin, limit=0)
         assert refused.status_code == HTTPStatus.UNPROCESSABLE_ENTITY, refused.content
+
+
+def test_api_key():
+    with authenticated() as client:
+        # Create a key from a login: 201, and the key, in this answer only.
+        response = create_api_key.sync_detailed(
+            client=client, body=ApiKeyCreate(name="sdk-python", scopes=[Scope.ME, Scope.ITEMS])
+        )
+        assert response.status_code == HTTPStatus.CREATED, response.content
+        created = response.parsed
+        assert isinstance(created, ApiKeyCreated), created
+        assert created.name == "sdk-python"
+        assert set(created.scopes) == {Scope.ME, Scope.ITEMS}
+        assert created.created_at <= datetime.now(UTC), created
+        assert created.expires_at is None and created.last_used_at is None, created
+        assert created.key.startswith("pcl_") and len(created.key) == 75, created.key
+
+        # A new client with the key as its token: it goes wherever an access token goes.
+        with AuthenticatedClient(
+            base_url=BASE_URL, token=created.key, raise_on_unexpected_status=True
+        ) as keyed:
+            me = read_current_user.sync(client=keyed)
+            assert isinstance(me, User), me
+            assert me.username == "johndoe"
+            items = list_items.sync(client=keyed)
+            assert isinstance(items, list), items
+            assert all(isinstance(item, Item) and item.owner == "johndoe" for item in items), items
+
+            # Listed, without the key (no member the model does not know, none in the JSON).
+            listed = list_api_keys.sync_detailed(client=keyed)
+            assert listed.status_code == HTTPStatus.OK, listed.content
+            assert isinstance(listed.parsed, list), listed.parsed
+            assert all(isinstance(key, ApiKey) for key in listed.parsed), listed.parsed
+            mine = [key for key in listed.parsed if key.id == created.id]
+            assert len(mine) == 1, listed.parsed
+            assert mine[0].name == "sdk-python"
+            assert set(mine[0].scopes) == {Scope.ME, Scope.ITEMS}
+            assert mine[0].created_at == created.created_at
+            assert mine[0].expires_at is None, mine[0]
+            assert mine[0].additional_properties == {}, mine[0]
+            assert all("key" not in key for key in json.loads(listed.content)), listed.content
+
+            # The key deletes itself: 204, no body; from then on it gets the typed 401.
+            deleted = delete_api_key.sync_detailed(client=keyed, id=created.id)
+            assert deleted.status_code == HTTPStatus.NO_CONTENT, deleted.content
+            assert deleted.content == b""
+            assert_session_ended(keyed)
+
+        # No longer listed; deleted already: the typed 404.
+        keys = list_api_keys.sync(client=client)
+        assert isinstance(keys, list), keys
+        assert created.id not in {key.id for key in keys}, keys
+        again = delete_api_key.sync_detailed(client=client, id=created.id)
+        assert again.status_code == HTTPStatus.NOT_FOUND, again.content
+        assert isinstance(again.parsed, Error), again.parsed
+        assert again.parsed.detail == "API key not found"

@@ -92,7 +92,7 @@ fn error_message<T: std::fmt::Debug>(
     }
 }
 
-/// A token of an ended session: the typed 401 of a protected operation.
+/// A token of an ended session or a deleted API key: the typed 401 of a protected operation.
 async fn assert_session_ended(client: &Client) {
     let result = client.read_current_user().await;
     if let Err(Error::ErrorResponse(response)) = &result {
@@ -249,6 +249,83 @@ async fn accounts(base_url: &str, anonymous: &Client) {
         assert_eq!(event.actor.as_deref(), Some(user.id.to_string().as_str()));
         assert_eq!(serde_json::to_value(&event.detail).unwrap(), detail);
     }
+}
+
+/// An API key: create one from a login, then a new client with the key as its token reads your
+/// account and items, lists the keys (without the key) and deletes the key; then it is refused.
+async fn api_keys(base_url: &str, anonymous: &Client) {
+    let client = bearer(base_url, &password_login(anonymous).await.access_token);
+    let created = client
+        .create_api_key(&types::ApiKeyCreate {
+            name: "sdk-rust".parse().expect("a valid name"),
+            scopes: Some(vec![types::Scope::Me, types::Scope::Items]),
+            expires_in_days: None,
+        })
+        .await
+        .expect("create API key");
+    assert_eq!(created.status().as_u16(), 201);
+    let key = created.into_inner();
+    assert_eq!(key.name, "sdk-rust");
+    let scopes: BTreeSet<String> = key.scopes.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        scopes,
+        BTreeSet::from(["items".to_owned(), "me".to_owned()])
+    );
+    assert!(key.created_at <= chrono::Utc::now());
+    assert_eq!(key.expires_at, None);
+    assert_eq!(key.last_used_at, None);
+    assert!(key.key.starts_with("pcl_"), "{}", key.key);
+    assert_eq!(key.key.len(), 75);
+
+    // A new client with the key as its token: it goes wherever an access token goes.
+    let keyed = bearer(base_url, &key.key);
+    let me = keyed
+        .read_current_user()
+        .await
+        .expect("read me with the key")
+        .into_inner();
+    assert_eq!(me.username, "johndoe");
+    let items = keyed
+        .list_items(None, None)
+        .await
+        .expect("list items with the key")
+        .into_inner();
+    assert!(
+        items.iter().all(|item| item.owner == "johndoe"),
+        "{items:?}"
+    );
+
+    // Listed, without the key: the generated `ApiKey` has no `key` member.
+    let keys = keyed
+        .list_api_keys()
+        .await
+        .expect("list API keys")
+        .into_inner();
+    let mine: Vec<&types::ApiKey> = keys.iter().filter(|k| k.id == key.id).collect();
+    assert_eq!(mine.len(), 1, "{keys:?}");
+    assert_eq!(mine[0].name, "sdk-rust");
+    assert_eq!(mine[0].scopes, key.scopes);
+    assert_eq!(mine[0].created_at, key.created_at);
+    assert_eq!(mine[0].expires_at, None);
+    let members = serde_json::to_value(mine[0]).unwrap();
+    assert_eq!(members.get("key"), None, "{members}");
+
+    // The key deletes itself: 204; from then on it gets the typed 401.
+    let deleted = keyed.delete_api_key(&key.id).await.expect("delete API key");
+    assert_eq!(deleted.status().as_u16(), 204);
+    assert_session_ended(&keyed).await;
+
+    // No longer listed; deleted already: the generated error type (404).
+    let keys = client
+        .list_api_keys()
+        .await
+        .expect("list API keys")
+        .into_inner();
+    assert!(keys.iter().all(|k| k.id != key.id), "{keys:?}");
+    assert_eq!(
+        error_message(client.delete_api_key(&key.id).await, 404),
+        "API key not found"
+    );
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -483,5 +560,8 @@ async fn main() {
     // Accounts: signup, password change, admin listing.
     accounts(&base_url, &anonymous).await;
 
-    println!("rust scenario: 12 checks passed");
+    // API keys: create, use from a new client, list, delete.
+    api_keys(&base_url, &anonymous).await;
+
+    println!("rust scenario: 13 checks passed");
 }

@@ -8,9 +8,12 @@ import type { Client } from './generated/client/index.js';
 import {
   authorizationServerMetadata,
   changePassword,
+  createApiKey,
   createItem,
+  deleteApiKey,
   endSession,
   jwks,
+  listApiKeys,
   listAuditEvents,
   listItems,
   listSessions,
@@ -24,6 +27,8 @@ import {
 import type {
   AccessToken,
   AdminUser,
+  ApiKey,
+  ApiKeyCreated,
   AuditEvent,
   AuditEventList,
   AuthorizationServerMetadata,
@@ -105,7 +110,7 @@ async function currentSession(client: Client): Promise<[Session, Session[]]> {
   return [current[0], sessions];
 }
 
-/** A token of an ended session: the typed 401 of a protected operation. */
+/** A token of an ended session or a deleted API key: the typed 401 of a protected operation. */
 async function assertSessionEnded(client: Client): Promise<void> {
   const me = await readCurrentUser({ client });
   assert.equal(me.data, undefined);
@@ -223,6 +228,68 @@ async function accounts(): Promise<void> {
   }
   const refused = await listAuditEvents({ client: admin, query: { limit: 0 } });
   assert.equal(refused.response.status, 422);
+}
+
+/**
+ * An API key: create one from a login, then a new client with the key as its token reads your
+ * account and items, lists the keys (without the key) and deletes the key; then it is refused.
+ */
+async function apiKeys(): Promise<void> {
+  const client = bearer(await passwordLogin());
+  const created = await createApiKey({
+    client,
+    body: { name: 'sdk-typescript', scopes: ['me', 'items'] },
+  });
+  assert.equal(created.response.status, 201, JSON.stringify(created.error));
+  assert.ok(created.data);
+  const key: ApiKeyCreated = created.data;
+  assert.equal(key.name, 'sdk-typescript');
+  assert.deepEqual([...key.scopes].sort(), ['items', 'me']);
+  assert.ok(Date.parse(key.created_at) <= Date.now(), key.created_at);
+  assert.equal(key.expires_at, null);
+  assert.equal(key.last_used_at, null);
+  assert.ok(key.key.startsWith('pcl_'), key.key);
+  assert.equal(key.key.length, 75);
+
+  // A new client with the key as its token: it goes wherever an access token goes.
+  const keyed: Client = createClient(createConfig<ClientOptions>({ baseUrl, auth: key.key }));
+  const me = await readCurrentUser({ client: keyed });
+  assert.equal(me.response.status, 200, JSON.stringify(me.error));
+  assert.equal(me.data?.username, 'johndoe');
+  const items = await listItems({ client: keyed });
+  assert.equal(items.response.status, 200, JSON.stringify(items.error));
+  assert.ok(items.data);
+  assert.ok(items.data.every((item) => item.owner === 'johndoe'), JSON.stringify(items.data));
+
+  // Listed, without the key.
+  const listed = await listApiKeys({ client: keyed });
+  assert.equal(listed.response.status, 200, JSON.stringify(listed.error));
+  assert.ok(listed.data);
+  const keys: ApiKey[] = listed.data;
+  const mine = keys.filter((k) => k.id === key.id);
+  assert.equal(mine.length, 1, JSON.stringify(keys));
+  assert.ok(mine[0]);
+  assert.equal(mine[0].name, 'sdk-typescript');
+  assert.deepEqual([...mine[0].scopes].sort(), ['items', 'me']);
+  assert.equal(mine[0].created_at, key.created_at);
+  assert.equal(mine[0].expires_at, null);
+  assert.ok(keys.every((k) => !('key' in k)), JSON.stringify(keys));
+
+  // The key deletes itself: 204; from then on it gets the typed 401.
+  const deleted = await deleteApiKey({ client: keyed, path: { id: key.id } });
+  assert.equal(deleted.response.status, 204, JSON.stringify(deleted.error));
+  await assertSessionEnded(keyed);
+
+  // No longer listed; deleted already: the typed 404.
+  const after = await listApiKeys({ client });
+  assert.equal(after.response.status, 200, JSON.stringify(after.error));
+  assert.ok(after.data);
+  assert.ok(!after.data.some((k) => k.id === key.id), 'deleted key still listed');
+  const again = await deleteApiKey({ client, path: { id: key.id } });
+  assert.equal(again.response.status, 404);
+  assert.ok(again.error !== undefined);
+  const notFound: ApiError = again.error;
+  assert.equal(notFound.detail, 'API key not found');
 }
 
 async function main(): Promise<void> {
@@ -399,7 +466,10 @@ async function main(): Promise<void> {
   // Accounts: signup, password change, admin listing.
   await accounts();
 
-  console.log('typescript scenario: 12 checks passed');
+  // API keys: create, use from a new client, list, delete.
+  await apiKeys();
+
+  console.log('typescript scenario: 13 checks passed');
 }
 
 main().catch((err: unknown) => {
