@@ -20,13 +20,19 @@ fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
 }
 
-/// Lines of code (not comments) of `file` that mention `needle`.
+/// Lines of code (not comments) of `file` that mention `needle` as a whole path segment
+/// (`super::api` names the module `api`, not `api_keys`).
 fn mentions(file: &Path, needle: &str) -> Vec<String> {
+    let whole = |line: &str| {
+        line.match_indices(needle).any(|(at, _)| {
+            !line[at + needle.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        })
+    };
     std::fs::read_to_string(file)
         .unwrap()
         .lines()
         .enumerate()
-        .filter(|(_, line)| !line.trim_start().starts_with("//") && line.contains(needle))
+        .filter(|(_, line)| !line.trim_start().starts_with("//") && whole(line))
         .map(|(number, line)| format!("{}:{}: {}", file.display(), number + 1, line.trim()))
         .collect()
 }
