@@ -1655,7 +1655,7 @@ fn bad_audit_options_are_refused_with_a_clear_message() {
              login.throttled, token.refreshed, token.reuse_detected, token.revoked, \
              session.ended, password.changed, password.reset, user.signed_up, user.created, \
              user.updated, user.disabled, user.enabled, user.deleted, user.unlocked, \
-             key.rotated, key.retired)\n",
+             key.rotated, key.retired, api_key.created, api_key.deleted)\n",
         ),
         (
             &["audit", "--since", "yesterday"][..],
