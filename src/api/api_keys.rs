@@ -77,8 +77,13 @@ impl From<CreatedApiKey> for ApiKeyCreatedBody {
 #[derive(Debug, Object)]
 #[oai(rename = "ApiKeyCreate")]
 pub struct ApiKeyCreateBody {
-    /// What it is for (1–100 characters, one line), e.g. `nightly backup`.
-    #[oai(validator(min_length = 1, max_length = 100))]
+    /// What it is for, e.g. `nightly backup`: 1–100 characters on one line, not only spaces,
+    /// no control characters but tab (surrounding spaces are trimmed).
+    #[oai(validator(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x08\x0A-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0A-\x1F\x7F-\x9F]*$"
+    ))]
     pub name: String,
     /// What it may do: scopes you hold (`admin` only when named here). Default: yours, without
     /// `admin`.
