@@ -108,7 +108,7 @@ fn classify_sqlstate(code: &str) -> Fault {
 }
 
 /// SQLite's primary result codes (the low byte of the extended code sqlx reports).
-fn classify_sqlite_code(extended: i32) -> Fault {
+pub(super) fn classify_sqlite_code(extended: i32) -> Fault {
     const BUSY: i32 = 5;
     const LOCKED: i32 = 6;
     const NOMEM: i32 = 7;

@@ -4,7 +4,8 @@
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait as _, ConnectionTrait, EntityTrait as _, QueryFilter as _, QueryTrait as _,
+    ColumnTrait as _, ConnectionTrait, DbBackend, EntityTrait as _, QueryFilter as _,
+    QueryTrait as _,
     sea_query::{
         CaseStatement, Expr, ExprTrait as _, OnConflict, PostgresQueryBuilder,
         QueryStatementWriter, SqliteQueryBuilder,
@@ -14,6 +15,7 @@ use sea_orm::{
 use super::{
     Store, StoreError,
     entities::{login_address, login_failure, login_success},
+    inline_writes::InlineTransaction,
 };
 
 /// The longest run of doublings a block can have before it reaches its ceiling.
@@ -26,7 +28,8 @@ impl Store {
     /// previous failure *and* the end of the block it caused are older than `window`. When the
     /// new count reaches its limit, the same statement blocks the key for
     /// `delay(count, limit)`, so no concurrent attempt gets through before the block is in
-    /// place. Each key's statement commits by itself; on an error, the ones before it stand.
+    /// place. Each key's statement commits by itself; on an error, the ones before it stand
+    /// (on an SQLite file, inline: the statements commit together, or none does).
     pub async fn reserve_login_attempts(
         &self,
         reservations: &[(&str, u32)],
@@ -43,7 +46,19 @@ impl Store {
                     delay(n, limit)
                 }))
             })
-            .collect();
+            .collect::<Vec<_>>();
+        if let Some(txn) = self.begin_inline_write() {
+            let mut counts = Vec::with_capacity(statements.len());
+            for statement in &statements {
+                let rows = txn.query(statement, |row| row.get::<_, i32>("failures"))?;
+                counts.push(
+                    rows.first()
+                        .map(|&failures| u32::try_from(failures).unwrap_or(0)),
+                );
+            }
+            txn.commit()?;
+            return Ok(counts);
+        }
         super::batch::query_each(db, statements)
             .await?
             .into_iter()
@@ -256,36 +271,59 @@ pub(super) async fn forget_attempt_on<C: ConnectionTrait>(
     clear: &str,
     releases: &[(&str, u32)],
 ) -> Result<(), StoreError> {
-    fn render(backend: sea_orm::DbBackend, statement: &impl QueryStatementWriter) -> String {
+    db.execute_unprepared(&forget_attempt_sql(
+        db.get_database_backend(),
+        clear,
+        releases,
+    ))
+    .await?;
+    Ok(())
+}
+
+/// As [`forget_attempt_on`], in a login's inline transaction.
+pub(super) fn forget_attempt_inline(
+    txn: &InlineTransaction,
+    clear: &str,
+    releases: &[(&str, u32)],
+) -> Result<(), StoreError> {
+    txn.execute_unprepared(&forget_attempt_sql(DbBackend::Sqlite, clear, releases))
+}
+
+/// The statements of [`forget_attempt_on`], with their values, in one text.
+fn forget_attempt_sql(backend: DbBackend, clear: &str, releases: &[(&str, u32)]) -> String {
+    fn render(backend: DbBackend, statement: &impl QueryStatementWriter) -> String {
         match backend {
-            sea_orm::DbBackend::Postgres => statement.to_string(PostgresQueryBuilder),
+            DbBackend::Postgres => statement.to_string(PostgresQueryBuilder),
             _ => statement.to_string(SqliteQueryBuilder),
         }
     }
-    let backend = db.get_database_backend();
-    let mut sql = render(
-        backend,
-        &login_failure::Entity::delete_many()
-            .filter(login_failure::Column::Key.eq(clear))
-            .into_query(),
-    );
+    let mut sql = render(backend, &clear_login_failures_query(clear).into_query());
     for &(key, limit) in releases {
         sql.push_str(";\n");
         sql.push_str(&render(backend, &release_login_attempt_query(key, limit)));
     }
-    db.execute_unprepared(&sql).await?;
-    Ok(())
+    sql
 }
 
 pub(super) async fn clear_login_failures_on<C: ConnectionTrait>(
     db: &C,
     key: &str,
 ) -> Result<(), StoreError> {
-    login_failure::Entity::delete_many()
-        .filter(login_failure::Column::Key.eq(key))
-        .exec(db)
-        .await?;
+    clear_login_failures_query(key).exec(db).await?;
     Ok(())
+}
+
+/// As [`clear_login_failures_on`], in a login's inline transaction.
+pub(super) fn clear_login_failures_inline(
+    txn: &InlineTransaction,
+    key: &str,
+) -> Result<(), StoreError> {
+    txn.execute(&clear_login_failures_query(key).build(DbBackend::Sqlite))?;
+    Ok(())
+}
+
+fn clear_login_failures_query(key: &str) -> sea_orm::DeleteMany<login_failure::Entity> {
+    login_failure::Entity::delete_many().filter(login_failure::Column::Key.eq(key))
 }
 
 /// Counts one successful login under `key`, atomically, unless `limit` were already
@@ -298,6 +336,38 @@ pub(super) async fn reserve_login_success_on<C: ConnectionTrait>(
     now: DateTime<Utc>,
     window: Duration,
 ) -> Result<Option<u32>, StoreError> {
+    let Some(saved) = db
+        .query_one(&reserve_login_success_query(key, limit, now, window))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let successes: i32 = saved.try_get("", "successes")?;
+    Ok(Some(u32::try_from(successes).unwrap_or(0)))
+}
+
+/// As [`reserve_login_success_on`], in a login's inline transaction.
+pub(super) fn reserve_login_success_inline(
+    txn: &InlineTransaction,
+    key: &str,
+    limit: u32,
+    now: DateTime<Utc>,
+    window: Duration,
+) -> Result<Option<u32>, StoreError> {
+    let statement = DbBackend::Sqlite.build(&reserve_login_success_query(key, limit, now, window));
+    let rows = txn.query(&statement, |row| row.get::<_, i32>("successes"))?;
+    Ok(rows
+        .first()
+        .map(|&successes| u32::try_from(successes).unwrap_or(0)))
+}
+
+/// The statement of [`reserve_login_success_on`]: returns the new count, or no row.
+fn reserve_login_success_query(
+    key: &str,
+    limit: u32,
+    now: DateTime<Utc>,
+    window: Duration,
+) -> sea_orm::sea_query::InsertStatement {
     use login_success::{Column, Entity};
 
     let col = |column: Column| Expr::col((Entity, column));
@@ -323,11 +393,7 @@ pub(super) async fn reserve_login_success_on<C: ConnectionTrait>(
         )
         .into_query();
     insert.returning_col(Column::Successes);
-    let Some(saved) = db.query_one(&insert).await? else {
-        return Ok(None);
-    };
-    let successes: i32 = saved.try_get("", "successes")?;
-    Ok(Some(u32::try_from(successes).unwrap_or(0)))
+    insert
 }
 
 /// When the current window of successful logins under `key` started.
@@ -341,6 +407,18 @@ pub(super) async fn login_success_window_on<C: ConnectionTrait>(
         .map(|row| row.window_started_at))
 }
 
+/// As [`login_success_window_on`], in a login's inline transaction.
+pub(super) fn login_success_window_inline(
+    txn: &InlineTransaction,
+    key: &str,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let statement = login_success::Entity::find_by_id(key.to_owned()).build(DbBackend::Sqlite);
+    let rows = txn.query(&statement, |row| {
+        super::inline_writes::timestamp(row, "window_started_at")
+    })?;
+    Ok(rows.into_iter().next())
+}
+
 /// Records that `address_key` logged in to the account `account_key` at `now`.
 pub(super) async fn remember_login_address_on<C: ConnectionTrait>(
     db: &C,
@@ -348,6 +426,30 @@ pub(super) async fn remember_login_address_on<C: ConnectionTrait>(
     address_key: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    remember_login_address_query(account_key, address_key, now)
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// As [`remember_login_address_on`], in a login's inline transaction.
+pub(super) fn remember_login_address_inline(
+    txn: &InlineTransaction,
+    account_key: &str,
+    address_key: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    txn.execute(
+        &remember_login_address_query(account_key, address_key, now).build(DbBackend::Sqlite),
+    )?;
+    Ok(())
+}
+
+fn remember_login_address_query(
+    account_key: &str,
+    address_key: &str,
+    now: DateTime<Utc>,
+) -> sea_orm::Insert<login_address::ActiveModel> {
     use login_address::{Column, Entity};
 
     let row = login_address::ActiveModel {
@@ -355,15 +457,11 @@ pub(super) async fn remember_login_address_on<C: ConnectionTrait>(
         address_key: Set(address_key.to_owned()),
         last_success_at: Set(now),
     };
-    Entity::insert(row)
-        .on_conflict(
-            OnConflict::columns([Column::AccountKey, Column::AddressKey])
-                .update_column(Column::LastSuccessAt)
-                .to_owned(),
-        )
-        .exec_without_returning(db)
-        .await?;
-    Ok(())
+    Entity::insert(row).on_conflict(
+        OnConflict::columns([Column::AccountKey, Column::AddressKey])
+            .update_column(Column::LastSuccessAt)
+            .to_owned(),
+    )
 }
 
 /// Gives back one attempt reserved under `key` (it succeeded, or was never checked); a
@@ -374,6 +472,16 @@ pub(super) async fn release_login_attempt_on<C: ConnectionTrait>(
     limit: u32,
 ) -> Result<(), StoreError> {
     db.execute(&release_login_attempt_query(key, limit)).await?;
+    Ok(())
+}
+
+/// As [`release_login_attempt_on`], in a login's inline transaction.
+pub(super) fn release_login_attempt_inline(
+    txn: &InlineTransaction,
+    key: &str,
+    limit: u32,
+) -> Result<(), StoreError> {
+    txn.execute(&DbBackend::Sqlite.build(&release_login_attempt_query(key, limit)))?;
     Ok(())
 }
 

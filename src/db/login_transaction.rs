@@ -1,14 +1,16 @@
 //! The writes of a login whose password checked out, in one transaction: the throttle's
 //! changes, the session and the login's time commit together (one commit, one fsync on SQLite,
-//! instead of one per statement), or not at all.
+//! instead of one per statement), or not at all. On an SQLite file the transaction runs inline
+//! on the calling thread when SQLite's write lock is free (see `inline_writes`), otherwise
+//! through sqlx; the statements are the same.
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::DatabaseTransaction;
 use uuid::Uuid;
 
 use super::{
-    NewSession, Session, Store, StoreError, login_failures, sessions, user_changes,
-    user_changes::begin_read_committed,
+    NewSession, Session, Store, StoreError, inline_writes::InlineTransaction, login_failures,
+    sessions, user_changes, user_changes::begin_read_committed,
 };
 use crate::domain::HashedPassword;
 
@@ -41,22 +43,42 @@ pub trait LoginCounts {
 /// A login's transaction (READ COMMITTED on PostgreSQL, as the password compare-and-swap of
 /// `record_login` needs); rolled back if dropped without [`LoginTransaction::commit`].
 pub struct LoginTransaction {
-    txn: DatabaseTransaction,
+    txn: Txn,
+}
+
+enum Txn {
+    Sqlx(DatabaseTransaction),
+    Inline(InlineTransaction),
 }
 
 impl Store {
     /// Starts the transaction of a login whose password checked out.
     pub async fn begin_login(&self) -> Result<LoginTransaction, StoreError> {
-        Ok(LoginTransaction {
-            txn: begin_read_committed(self.login_connection()).await?,
-        })
+        let txn = match self.begin_inline_write() {
+            Some(inline) => Txn::Inline(inline),
+            None => Txn::Sqlx(begin_read_committed(self.login_connection()).await?),
+        };
+        Ok(LoginTransaction { txn })
+    }
+
+    /// On an SQLite file, a transaction on the inline writer if SQLite's write lock is free.
+    pub(super) fn begin_inline_write(&self) -> Option<InlineTransaction> {
+        self.inline_writes.as_ref()?.begin()
     }
 }
 
 impl LoginTransaction {
+    /// Whether it runs on the inline writer (for the tests).
+    pub fn is_inline(&self) -> bool {
+        matches!(self.txn, Txn::Inline(_))
+    }
+
     /// As [`Store::start_session`].
     pub async fn start_session(&self, new: NewSession) -> Result<Session, StoreError> {
-        sessions::start_session_on(&self.txn, new).await
+        match &self.txn {
+            Txn::Sqlx(txn) => sessions::start_session_on(txn, new).await,
+            Txn::Inline(txn) => sessions::start_session_inline(txn, new),
+        }
     }
 
     /// As [`Store::record_login`].
@@ -66,11 +88,17 @@ impl LoginTransaction {
         at: DateTime<Utc>,
         verified: &HashedPassword,
     ) -> Result<bool, StoreError> {
-        user_changes::record_login_on(&self.txn, id, at, verified).await
+        match &self.txn {
+            Txn::Sqlx(txn) => user_changes::record_login_on(txn, id, at, verified).await,
+            Txn::Inline(txn) => user_changes::record_login_inline(txn, id, at, verified),
+        }
     }
 
     pub async fn commit(self) -> Result<(), StoreError> {
-        Ok(self.txn.commit().await?)
+        match self.txn {
+            Txn::Sqlx(txn) => Ok(txn.commit().await?),
+            Txn::Inline(txn) => txn.commit(),
+        }
     }
 }
 
@@ -80,15 +108,24 @@ impl LoginCounts for LoginTransaction {
         clear: &str,
         releases: &[(&str, u32)],
     ) -> Result<(), StoreError> {
-        login_failures::forget_attempt_on(&self.txn, clear, releases).await
+        match &self.txn {
+            Txn::Sqlx(txn) => login_failures::forget_attempt_on(txn, clear, releases).await,
+            Txn::Inline(txn) => login_failures::forget_attempt_inline(txn, clear, releases),
+        }
     }
 
     async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
-        login_failures::clear_login_failures_on(&self.txn, key).await
+        match &self.txn {
+            Txn::Sqlx(txn) => login_failures::clear_login_failures_on(txn, key).await,
+            Txn::Inline(txn) => login_failures::clear_login_failures_inline(txn, key),
+        }
     }
 
     async fn release_login_attempt(&self, key: &str, limit: u32) -> Result<(), StoreError> {
-        login_failures::release_login_attempt_on(&self.txn, key, limit).await
+        match &self.txn {
+            Txn::Sqlx(txn) => login_failures::release_login_attempt_on(txn, key, limit).await,
+            Txn::Inline(txn) => login_failures::release_login_attempt_inline(txn, key, limit),
+        }
     }
 
     async fn remember_login_address(
@@ -97,7 +134,14 @@ impl LoginCounts for LoginTransaction {
         address_key: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        login_failures::remember_login_address_on(&self.txn, account_key, address_key, now).await
+        match &self.txn {
+            Txn::Sqlx(txn) => {
+                login_failures::remember_login_address_on(txn, account_key, address_key, now).await
+            }
+            Txn::Inline(txn) => {
+                login_failures::remember_login_address_inline(txn, account_key, address_key, now)
+            }
+        }
     }
 
     async fn reserve_login_success(
@@ -107,11 +151,21 @@ impl LoginCounts for LoginTransaction {
         now: DateTime<Utc>,
         window: Duration,
     ) -> Result<Option<u32>, StoreError> {
-        login_failures::reserve_login_success_on(&self.txn, key, limit, now, window).await
+        match &self.txn {
+            Txn::Sqlx(txn) => {
+                login_failures::reserve_login_success_on(txn, key, limit, now, window).await
+            }
+            Txn::Inline(txn) => {
+                login_failures::reserve_login_success_inline(txn, key, limit, now, window)
+            }
+        }
     }
 
     async fn login_success_window(&self, key: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-        login_failures::login_success_window_on(&self.txn, key).await
+        match &self.txn {
+            Txn::Sqlx(txn) => login_failures::login_success_window_on(txn, key).await,
+            Txn::Inline(txn) => login_failures::login_success_window_inline(txn, key),
+        }
     }
 }
 

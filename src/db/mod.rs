@@ -7,6 +7,7 @@ mod batch;
 pub mod entities;
 mod health;
 mod inline_reads;
+mod inline_writes;
 mod items;
 mod login_failures;
 mod login_transaction;
@@ -98,6 +99,9 @@ pub struct Store {
     login_writes: Connection,
     /// On an SQLite file: the per-request check read without sqlx's connection threads.
     inline_reads: Option<std::sync::Arc<inline_reads::InlineReads>>,
+    /// On an SQLite file: a login's writes without sqlx's connection threads, when SQLite's
+    /// write lock is free.
+    inline_writes: Option<std::sync::Arc<inline_writes::InlineWrites>>,
     /// How many times an API key was looked up (see [`Store::api_key_lookups`]).
     api_key_lookups: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
@@ -107,6 +111,7 @@ impl Store {
     pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Self> {
         let mut options = ConnectOptions::new(settings.url.clone());
         let mut inline_reads = None;
+        let mut inline_writes = None;
         let mut login_writes = None;
         options
             .connect_timeout(ACQUIRE_TIMEOUT)
@@ -118,6 +123,9 @@ impl Store {
                 create_private_file(file)?;
                 inline_reads =
                     inline_reads::InlineReads::new(file.clone()).map(std::sync::Arc::new);
+                inline_writes = Some(std::sync::Arc::new(inline_writes::InlineWrites::new(
+                    file.clone(),
+                )));
             }
             options
                 .max_connections(settings.pool_size())
@@ -173,6 +181,7 @@ impl Store {
             db,
             login_writes,
             inline_reads,
+            inline_writes,
             api_key_lookups: Default::default(),
         })
     }

@@ -13,6 +13,7 @@ use super::{
     AuditEvent, Store, StoreError, User,
     audit_events::insert_audit_events_on,
     entities::{refresh_token, session, signing_key, user},
+    inline_writes::InlineTransaction,
 };
 use crate::domain::ScopeSet;
 
@@ -448,8 +449,29 @@ pub(super) async fn start_session_on<C: sea_orm::ConnectionTrait>(
     db: &C,
     new: NewSession,
 ) -> Result<Session, StoreError> {
+    let session = session::Entity::insert(new_session_row(new))
+        .exec_with_returning(db)
+        .await?;
+    Ok(session.into())
+}
+
+/// As [`start_session_on`], in a login's inline transaction: the session is the row as
+/// inserted (every column is set here; the table has no defaults or triggers that change it).
+pub(super) fn start_session_inline(
+    txn: &InlineTransaction,
+    new: NewSession,
+) -> Result<Session, StoreError> {
+    use sea_orm::{QueryTrait as _, TryIntoModel as _};
+
+    let row = new_session_row(new);
+    txn.execute(&session::Entity::insert(row.clone()).build(sea_orm::DbBackend::Sqlite))?;
+    Ok(row.try_into_model()?.into())
+}
+
+/// The row of a new session; its first refresh token is generation 0.
+fn new_session_row(new: NewSession) -> session::ActiveModel {
     let now = super::now();
-    let row = session::ActiveModel {
+    session::ActiveModel {
         id: Set(new.id),
         user_id: Set(new.user_id),
         scope: Set(new.scopes.to_string()),
@@ -463,7 +485,5 @@ pub(super) async fn start_session_on<C: sea_orm::ConnectionTrait>(
         client_address: Set(new.client_address),
         refresh_generation: Set(0),
         refresh_rotated_at: Set(None),
-    };
-    let session = session::Entity::insert(row).exec_with_returning(db).await?;
-    Ok(session.into())
+    }
 }

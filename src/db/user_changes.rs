@@ -14,6 +14,7 @@ use super::{
     AuditEvent, Store, StoreError, User,
     audit_events::insert_audit_events_on,
     entities::{session, user},
+    inline_writes::InlineTransaction,
 };
 use crate::domain::{EmailAddress, HashedPassword, Scope, ScopeSet};
 
@@ -407,13 +408,30 @@ pub(super) async fn record_login_on<C: ConnectionTrait>(
     at: DateTime<Utc>,
     verified: &HashedPassword,
 ) -> Result<bool, StoreError> {
-    let result = user::Entity::update_many()
+    let result = record_login_query(id, at, verified).exec(db).await?;
+    Ok(result.rows_affected > 0)
+}
+
+/// As [`record_login_on`], in a login's inline transaction (SQLite has one writer at a time).
+pub(super) fn record_login_inline(
+    txn: &InlineTransaction,
+    id: Uuid,
+    at: DateTime<Utc>,
+    verified: &HashedPassword,
+) -> Result<bool, StoreError> {
+    use sea_orm::QueryTrait as _;
+    Ok(txn.execute(&record_login_query(id, at, verified).build(DbBackend::Sqlite))? > 0)
+}
+
+fn record_login_query(
+    id: Uuid,
+    at: DateTime<Utc>,
+    verified: &HashedPassword,
+) -> sea_orm::UpdateMany<user::Entity> {
+    user::Entity::update_many()
         .col_expr(user::Column::LastLoginAt, Expr::value(Some(at)))
         .filter(user::Column::Id.eq(id))
         .filter(user::Column::HashedPassword.eq(verified.expose()))
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected > 0)
 }
 
 #[cfg(test)]
