@@ -10,6 +10,13 @@
 //! The rest of a burst (connection buffers, request bodies: many small blocks) is freed into
 //! glibc's per-thread arenas, which keep the pages; [`release_free_memory`] gives back every
 //! whole free page, and the server calls it once a burst is over.
+//!
+//! The start itself reads much of the binary that nothing reads again — the migrations, the
+//! generation of the OpenAPI document, the Swagger UI bundle it is inlined into, the password
+//! policy's word lists — and those pages stay resident (about 13 of the 23 MiB at ready,
+//! measured). [`release_startup_pages`] drops the binary's read-only pages from the process's
+//! resident set once the start is over; what the requests use is faulted back in from the
+//! page cache at its first use (a minor fault, no disk read).
 
 #![allow(unsafe_code)]
 
@@ -30,6 +37,54 @@ pub fn configure_allocator() {
     }
 }
 
+/// Drops the read-only pages of the process's own executable (code, constants) from its
+/// resident set: call once, when the start is over. Only mappings none of whose pages was ever
+/// written are touched: read-only (`r--p`, `r-xp`) and without a private copy of any page
+/// (`Anonymous: 0 kB` in smaps) — the relocations the loader wrote before making a region
+/// read-only (RELRO) would otherwise be lost. (Pages come back as they are used, a page-cache folio at a time:
+/// measured, RSS at ready went from 23.5 to 20.6 MiB.)
+pub fn release_startup_pages() {
+    #[cfg(target_os = "linux")]
+    {
+        let (Ok(exe), Ok(smaps)) = (
+            std::fs::read_link("/proc/self/exe"),
+            std::fs::read_to_string("/proc/self/smaps"),
+        ) else {
+            return;
+        };
+        let exe = exe.to_string_lossy();
+        let mut candidate: Option<(usize, usize)> = None;
+        for line in smaps.lines() {
+            let mut fields = line.split_whitespace();
+            let Some(first) = fields.next() else { continue };
+            if let Some((start, end)) = first.split_once('-')
+                && let (Ok(start), Ok(end)) = (
+                    usize::from_str_radix(start, 16),
+                    usize::from_str_radix(end, 16),
+                )
+            {
+                // A mapping's header: "start-end perms offset dev inode path".
+                let perms = fields.next();
+                let path = fields.nth(3);
+                candidate = (matches!(perms, Some("r--p" | "r-xp")) && path == Some(exe.as_ref()))
+                    .then_some((start, end));
+                continue;
+            }
+            if first == "Anonymous:"
+                && let Some((start, end)) = candidate.take()
+                && fields.next() == Some("0")
+            {
+                // SAFETY: the range is a read-only private mapping of the executable none of
+                // whose pages has a private copy: MADV_DONTNEED only unmaps its pages from this
+                // process, and any later access faults the same contents back in from the file.
+                unsafe {
+                    libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+                }
+            }
+        }
+    }
+}
+
 /// Returns every whole free page of the allocator's heaps to the system; a few milliseconds
 /// for a large heap, so call it when a burst is over, not per request.
 pub fn release_free_memory() {
@@ -37,5 +92,41 @@ pub fn release_free_memory() {
     // SAFETY: malloc_trim takes no pointers; glibc locks each arena while it trims it.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    fn resident_file_kib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("RssFile:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// The executable's pages leave the resident set, and the code and constants still work
+    /// after (relocated pointers included: a formatted string goes through vtables).
+    #[test]
+    fn the_executables_pages_leave_the_resident_set_and_come_back_on_use() {
+        let before = resident_file_kib();
+        release_startup_pages();
+        let after = resident_file_kib();
+        assert!(
+            after < before,
+            "resident file pages: {before} KiB, then {after} KiB"
+        );
+        let text = format!(
+            "{:?}",
+            (
+                1u8,
+                "two",
+                vec![3.0f64],
+                std::time::Duration::from_millis(4)
+            )
+        );
+        assert_eq!(text, "(1, \"two\", [3.0], 4ms)");
+        let parsed: serde_json::Value = serde_json::from_str(r#"{"a":[1,2]}"#).unwrap();
+        assert_eq!(parsed["a"][1], 2);
     }
 }

@@ -74,7 +74,7 @@ impl InlineWrites {
             // connection (SQLite has one writer at a time anyway).
             Slot::InUse => return None,
         };
-        match connection.execute_batch("BEGIN IMMEDIATE") {
+        match run_cached(&connection, "BEGIN IMMEDIATE") {
             Ok(()) => Some(InlineTransaction {
                 owner: self.clone(),
                 connection: Some(Mutex::new(connection)),
@@ -137,11 +137,6 @@ impl InlineTransaction {
         })
     }
 
-    /// Runs a text of statements without values (SeaORM rendered them with their literals).
-    pub(super) fn execute_unprepared(&self, sql: &str) -> Result<(), StoreError> {
-        self.with(|connection| connection.execute_batch(sql))
-    }
-
     /// Runs `statement` and reads each row it returns with `read`.
     pub(super) fn query<T>(
         &self,
@@ -162,14 +157,14 @@ impl InlineTransaction {
 
     pub(super) fn commit(mut self) -> Result<(), StoreError> {
         let connection = self.take();
-        match connection.execute_batch("COMMIT") {
+        match run_cached(&connection, "COMMIT") {
             Ok(()) => {
                 self.owner.put(Slot::Idle(connection));
                 Ok(())
             }
             Err(err) => {
                 // Rolled back if it was not already: the connection is closed with it.
-                let _ = connection.execute_batch("ROLLBACK");
+                let _ = run_cached(&connection, "ROLLBACK");
                 self.owner.put(Slot::Closed);
                 Err(store_error(err))
             }
@@ -204,12 +199,19 @@ impl Drop for InlineTransaction {
             return;
         }
         let connection = self.take();
-        let slot = match connection.execute_batch("ROLLBACK") {
+        let slot = match run_cached(&connection, "ROLLBACK") {
             Ok(()) => Slot::Idle(connection),
             Err(_) => Slot::Closed,
         };
         self.owner.put(slot);
     }
+}
+
+/// Runs a statement without values, prepared once per connection (`BEGIN`, `COMMIT`: parsing
+/// them each time was a measurable part of a login).
+fn run_cached(connection: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
+    connection.prepare_cached(sql)?.execute([])?;
+    Ok(())
 }
 
 /// `statement`'s values as sqlx's SQLite driver binds them (see `sea_query_sqlx`'s

@@ -286,7 +286,12 @@ pub(super) fn forget_attempt_inline(
     clear: &str,
     releases: &[(&str, u32)],
 ) -> Result<(), StoreError> {
-    txn.execute_unprepared(&forget_attempt_sql(DbBackend::Sqlite, clear, releases))
+    // Each statement prepared once and bound (not one text with its values, parsed each time).
+    txn.execute(&clear_login_failures_query(clear).build(DbBackend::Sqlite))?;
+    for &(key, limit) in releases {
+        txn.execute(&DbBackend::Sqlite.build(&release_login_attempt_query(key, limit)))?;
+    }
+    Ok(())
 }
 
 /// The statements of [`forget_attempt_on`], with their values, in one text.
