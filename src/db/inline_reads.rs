@@ -294,7 +294,7 @@ fn optional_timestamp(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::{
         config::DatabaseSettings,
@@ -302,7 +302,8 @@ mod tests {
         domain::{HashedPassword, ScopeSet, Username},
     };
 
-    async fn file_store() -> (Store, std::path::PathBuf) {
+    /// A migrated store on an SQLite file of its own, and the file's directory.
+    pub(in crate::db) async fn file_store() -> (Store, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("portcullis-inline-{}", Uuid::new_v4()));
         let store = Store::connect(&DatabaseSettings {
             url: format!("sqlite://{}?mode=rwc", dir.join("p.db").display()),
@@ -314,14 +315,18 @@ mod tests {
         (store, dir)
     }
 
-    /// An account (`me items`, a full name) with one live session of scope `me`.
-    async fn user_with_session(store: &Store, name: &str) -> (crate::db::User, crate::db::Session) {
-        let user = store
+    /// An active account `name` with scopes `me items` (and a stand-in hash).
+    pub(in crate::db) async fn test_user(
+        store: &Store,
+        name: &str,
+        full_name: Option<&str>,
+    ) -> crate::db::User {
+        store
             .create_user(
                 NewUser {
                     username: Username::parse(name).unwrap(),
                     email: None,
-                    full_name: Some("In Line".into()),
+                    full_name: full_name.map(str::to_owned),
                     hashed_password: HashedPassword::from_phc(
                         "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA",
                     ),
@@ -331,7 +336,12 @@ mod tests {
                 |_| Vec::new(),
             )
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// An account (`me items`, a full name) with one live session of scope `me`.
+    async fn user_with_session(store: &Store, name: &str) -> (crate::db::User, crate::db::Session) {
+        let user = test_user(store, name, Some("In Line")).await;
         let session = store
             .start_session(NewSession {
                 id: Uuid::now_v7(),

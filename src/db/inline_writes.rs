@@ -299,41 +299,17 @@ mod tests {
     use uuid::Uuid;
 
     use crate::{
-        config::DatabaseSettings,
-        db::{LoginCounts as _, NewSession, NewUser, Session, Store, User, entities::session},
-        domain::{HashedPassword, ScopeSet, Username},
+        db::{
+            LoginCounts as _, NewSession, Session, Store, User,
+            entities::session,
+            inline_reads::tests::{file_store, test_user},
+        },
+        domain::{HashedPassword, ScopeSet},
     };
     use sea_orm::EntityTrait as _;
 
-    async fn file_store() -> (Store, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("portcullis-writes-{}", Uuid::new_v4()));
-        let store = Store::connect(&DatabaseSettings {
-            url: format!("sqlite://{}?mode=rwc", dir.join("p.db").display()),
-            max_connections: None,
-        })
-        .await
-        .unwrap();
-        store.migrate().await.unwrap();
-        (store, dir)
-    }
-
     async fn user(store: &Store) -> User {
-        store
-            .create_user(
-                NewUser {
-                    username: Username::parse("writer").unwrap(),
-                    email: None,
-                    full_name: None,
-                    hashed_password: HashedPassword::from_phc(
-                        "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA",
-                    ),
-                    disabled: false,
-                    scopes: ScopeSet::parse("me items").unwrap(),
-                },
-                |_| Vec::new(),
-            )
-            .await
-            .unwrap()
+        test_user(store, "writer", None).await
     }
 
     fn new_session(id: Uuid, user: &User) -> NewSession {
