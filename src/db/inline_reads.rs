@@ -285,12 +285,13 @@ fn optional_timestamp(
     column: &'static str,
 ) -> Result<Option<DateTime<Utc>>, ReadError> {
     let text: Option<String> = row.get(column)?;
-    text.map(|text| {
-        DateTime::parse_from_rfc3339(&text)
-            .map(|at| at.with_timezone(&Utc))
-            .map_err(|_| ReadError::Undecodable(column))
-    })
-    .transpose()
+    text.map(|text| parse_timestamp(&text).map_err(|_| ReadError::Undecodable(column)))
+        .transpose()
+}
+
+/// A timestamp as sqlx writes it on SQLite (RFC 3339 text); also read by `inline_writes`.
+pub(super) fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
+    DateTime::parse_from_rfc3339(text).map(|at| at.with_timezone(&Utc))
 }
 
 #[cfg(test)]

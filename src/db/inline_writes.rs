@@ -260,11 +260,9 @@ pub(super) fn timestamp(
     column: &str,
 ) -> rusqlite::Result<chrono::DateTime<chrono::Utc>> {
     let text: String = row.get(column)?;
-    chrono::DateTime::parse_from_rfc3339(&text)
-        .map(|at| at.with_timezone(&chrono::Utc))
-        .map_err(|err| {
-            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(err))
-        })
+    super::inline_reads::parse_timestamp(&text).map_err(|err| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(err))
+    })
 }
 
 fn is_busy(err: &rusqlite::Error) -> bool {
