@@ -295,6 +295,11 @@ def median(xs):
 
 SETTLE_S = 2.0  # "at ready": after the start's own hashes (dummy and demo users) are idle
 AFTER_FLOOD_S = 60
+# The flood starts from a server at rest: the rounds before it end with their connections
+# closing, and the server gives that burst's memory back at its next check (every 5 s,
+# `MEMORY_CHECK_INTERVAL` in src/server.rs). Without the pause the flood's peak would count
+# whatever of the last round was still waiting for that check.
+REST_BEFORE_FLOOD_S = 6.0
 
 
 def measure(label, results, tmp, note, database_url=None):
@@ -356,6 +361,7 @@ def measure(label, results, tmp, note, database_url=None):
 
         # Once only: the flood leaves up to ~1,000 queued hashes that run after wrk has gone.
         note(f"[{label}] login flood: /token with 1,000 connections")
+        time.sleep(REST_BEFORE_FLOOD_S)
         rss_before_flood = server.rss_kib()
         server.reset_hwm()
         w = Wrk(results, "6-token-flood-c1000", f"{base}/token", TOKEN_LUA, conns=FLOOD_CONNS)

@@ -390,7 +390,7 @@ async fn serve(config: &ConfigArgs, bind: SocketAddr, demo: bool) -> anyhow::Res
     }
     let base = format!("http://{}", app.local_addr());
     // The start is over: what only it read of the binary need not stay resident.
-    crate::memory::release_startup_pages();
+    crate::memory::release_executable_pages();
     // The Swagger UI line comes last: scripts wait for it.
     println!("portcullis listening on {base}");
     if demo {

@@ -236,7 +236,8 @@ pub async fn serve(
 
 /// Gives the allocator's free pages back once at start (what migrating and seeding left) and
 /// then whenever many connections have closed since the last time: a flood's connection
-/// buffers are freed into the allocator's heaps, which keep them resident otherwise.
+/// buffers are freed into the allocator's heaps, which keep them resident otherwise. The
+/// executable's pages the burst ran go too (see `crate::memory`).
 async fn release_memory_after_bursts(
     slots: Arc<Semaphore>,
     max_connections: usize,
@@ -252,7 +253,11 @@ async fn release_memory_after_bursts(
             first = false;
             peak_open.store(open, Ordering::Relaxed);
             // A few milliseconds for a large heap: not on an async worker.
-            let _ = tokio::task::spawn_blocking(crate::memory::release_free_memory).await;
+            let _ = tokio::task::spawn_blocking(|| {
+                crate::memory::release_free_memory();
+                crate::memory::release_executable_pages();
+            })
+            .await;
         }
     }
 }

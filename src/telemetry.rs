@@ -22,6 +22,13 @@ use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 use crate::{config::LogFormat, metrics::Metrics};
 
+/// Lines waiting for the writer thread, at most. The queue is a ring of this many 32-byte slots
+/// that a busy server cycles through, so all of it ends up resident: tracing-appender's default
+/// (128,000) is 4 MiB held for good after the first 128,000 requests. The writer keeps up with
+/// far more lines a second than the server can answer requests (one line each); the queue only
+/// absorbs a stall of standard error, and when it is full, logging waits rather than drops.
+const BUFFERED_LINES: usize = 8_192;
+
 /// Installs the global subscriber. `filter` uses `tracing`'s syntax (e.g. `info,sqlx=warn`).
 ///
 /// Lines are written by a background thread, so that a request never waits for a write to
@@ -32,6 +39,7 @@ pub fn init(filter: &str, format: LogFormat) -> anyhow::Result<WorkerGuard> {
         .map_err(|err| anyhow::anyhow!("PORTCULLIS_LOG is not a valid filter: {err}"))?;
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
+        .buffered_lines_limit(BUFFERED_LINES)
         .finish(std::io::stderr());
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
