@@ -22,9 +22,9 @@ use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 use crate::{config::LogFormat, metrics::Metrics};
 
-/// Lines waiting for the writer thread, at most. The queue is a ring of this many 32-byte slots
-/// that a busy server cycles through, so all of it ends up resident: tracing-appender's default
-/// (128,000) is 4 MiB held for good after the first 128,000 requests. The writer keeps up with
+/// Lines waiting for the writer thread, at most. The queue is a ring of this many 32-byte slots,
+/// each written when the queue is made, so all of it is resident from the start:
+/// tracing-appender's default (128,000) was 4 MiB of the RSS at ready. The writer keeps up with
 /// far more lines a second than the server can answer requests (one line each); the queue only
 /// absorbs a stall of standard error, and when it is full, logging waits rather than drops.
 const BUFFERED_LINES: usize = 8_192;
